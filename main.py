@@ -1,0 +1,19 @@
+"""Cloud Functions entry points. Decode, bind log context, call the use case; nothing else."""
+
+from __future__ import annotations
+
+import functions_framework
+from cloudevents.http.event import CloudEvent
+
+from worker_llm_client import bootstrap
+from worker_llm_client.config import settings
+from worker_llm_client.event_handler import handle_firestore_event
+from worker_llm_client.observability import configure_logging
+
+configure_logging(settings().log_level)
+
+
+@functions_framework.cloud_event
+def handle_flow_run_event(event: CloudEvent) -> None:
+    """Eventarc ``google.cloud.firestore.document.v1.written`` on ``flow_runs/{runId}``."""
+    handle_firestore_event(event.get_attributes(), event.get_data(), bootstrap.executor, settings().project)

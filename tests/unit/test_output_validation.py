@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.builders import REPORT_SCHEMA
+from tests.fakes import reply
+from worker_llm_client.core.output_validation import load_schema, validate_reply
+from worker_llm_client.errors import LlmBlocked, LlmTruncated, OutputNotJson, OutputSchemaMismatch, SchemaInvalid
+
+SCHEMA = load_schema(json.dumps(REPORT_SCHEMA))
+GOOD = '{"title": "t", "severity": "low", "findings": ["a"]}'
+
+
+def test_valid_reply_is_the_report() -> None:
+    assert validate_reply(reply(GOOD), SCHEMA) == {"title": "t", "severity": "low", "findings": ["a"]}
+
+
+@pytest.mark.parametrize(
+    ("result", "error", "message"),
+    [
+        (reply(GOOD, block_reason="SAFETY", finish_reason=None), LlmBlocked, "blockReason=SAFETY"),
+        (reply(None, finish_reason="RECITATION"), LlmBlocked, "finishReason=RECITATION"),
+        (reply('{"title": "t", "sev', finish_reason="MAX_TOKENS"), LlmTruncated, "MAX_TOKENS"),
+        (reply(None), OutputNotJson, "no text"),
+        (reply("   "), OutputNotJson, "no text"),
+        (reply("```json\n" + GOOD + "\n```"), OutputNotJson, "not JSON"),
+        (reply('{"title": "t", "severity": "urgent", "findings": []}'), OutputSchemaMismatch, "2 schema violation"),
+        (reply('{"title": "t", "severity": "low", "findings": ["a"], "extra": 1}'), OutputSchemaMismatch, "1 unexpected"),
+        (reply('{"severity": "low", "findings": ["a"]}'), OutputSchemaMismatch, r'required \["title"\]'),
+        (reply('{"title": 3, "severity": "low", "findings": ["a"]}'), OutputSchemaMismatch, r"\$.title: type string \(got int\)"),
+    ],
+)
+def test_bad_replies_are_classified(result: object, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        validate_reply(result, SCHEMA)  # type: ignore[arg-type]
+
+
+def test_mismatch_message_does_not_echo_model_values() -> None:
+    with pytest.raises(OutputSchemaMismatch) as info:
+        validate_reply(reply('{"title": "t", "severity": "TOP-SECRET-VALUE", "findings": ["a"]}'), SCHEMA)
+    assert "TOP-SECRET-VALUE" not in info.value.message
+    assert "$.severity: enum" in info.value.message
+
+
+def test_locally_enforced_keywords() -> None:
+    schema = load_schema(json.dumps({"type": "object", "properties": {"id": {"type": "string", "pattern": "^[A-Z]{3}$"}}}))
+    with pytest.raises(OutputSchemaMismatch, match="pattern"):
+        validate_reply(reply('{"id": "abcd"}'), schema)
+
+
+@pytest.mark.parametrize(("text", "message"), [("{", "not valid JSON"), ("[]", "JSON object"), ('{"type": 12}', "draft 2020-12")])
+def test_invalid_schemas(text: str, message: str) -> None:
+    with pytest.raises(SchemaInvalid, match=message):
+        load_schema(text)
+
+
+def test_schema_is_compiled_once() -> None:
+    assert load_schema(json.dumps(REPORT_SCHEMA)) is SCHEMA

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from tests.builders import T0, later, make_run, step_data
+from worker_llm_client.core.step_selection import plan_claims, runnable_steps
+from worker_llm_client.models import Claim
+
+RUNNING_LEASED = {"status": "RUNNING", "attempt": 1, "claim": {"token": "x", "leaseExpiresAt": later(60)}}
+RUNNING_EXPIRED = {"status": "RUNNING", "attempt": 1, "claim": {"token": "x", "leaseExpiresAt": later(-1)}}
+
+
+@pytest.mark.parametrize(
+    ("steps", "run_status", "expected"),
+    [
+        ({"a": step_data()}, "RUNNING", ["a"]),
+        ({"a": step_data(status="PENDING")}, "RUNNING", []),
+        ({"a": step_data(type="HTTP_CALL")}, "RUNNING", []),
+        ({"a": step_data()}, "CANCELLED", []),
+        ({"a": step_data(status="SUCCEEDED"), "b": step_data(depends_on=["a"])}, "RUNNING", ["b"]),
+        ({"a": step_data(**RUNNING_LEASED), "b": step_data(depends_on=["a"])}, "RUNNING", []),
+        ({"a": step_data(status="FAILED"), "b": step_data(depends_on=["a"])}, "RUNNING", []),
+        ({"a": step_data(), "b": step_data(), "c": step_data(depends_on=["a", "b"])}, "RUNNING", ["a", "b"]),
+        ({"a": step_data(status="SUCCEEDED"), "c": step_data(depends_on=["a", "b"]), "b": step_data(status="SUCCEEDED")}, "RUNNING", ["c"]),
+        ({"a": step_data(**RUNNING_LEASED)}, "RUNNING", []),
+        ({"a": step_data(**RUNNING_EXPIRED)}, "RUNNING", ["a"]),
+        ({"a": step_data(status="RETRY_WAIT", retryAt=later(10))}, "RUNNING", []),
+        ({"a": step_data(status="RETRY_WAIT", retryAt=later(-10))}, "RUNNING", ["a"]),
+        ({"a": step_data(status="SUCCEEDED")}, "RUNNING", []),
+        ({"a": step_data(status="CANCELLED")}, "RUNNING", []),
+        # malformed dependencies are selected so they fail with INVALID_STEP instead of hanging
+        ({"a": step_data(depends_on=["nope"])}, "RUNNING", ["a"]),
+        ({"a": step_data(dependsOn="b")}, "RUNNING", ["a"]),
+        ({"weekly-report.v2": step_data()}, "RUNNING", ["weekly-report.v2"]),
+    ],
+)
+def test_runnable_steps(steps: dict, run_status: str, expected: list[str]) -> None:
+    run = make_run(steps, status=run_status)
+    assert [s.step_id for s in runnable_steps(run, T0)] == expected
+
+
+def _claims() -> itertools.count[int]:
+    return itertools.count(1)
+
+
+def test_plan_claims_moves_each_runnable_step_to_running_in_one_patch() -> None:
+    counter = _claims()
+    run = make_run({"a": step_data(), "b": step_data(), "c": step_data(status="PENDING")})
+    plan = plan_claims(run, T0, 8, lambda: Claim(f"tok{next(counter)}", "w", T0, later(600)))
+    assert [s.step_id for s, _ in plan.claimed] == ["a", "b"]
+    assert plan.patch[("steps", "a", "status")] == "RUNNING"
+    assert plan.patch[("steps", "a", "attempt")] == 1
+    assert plan.patch[("steps", "a", "claim")]["token"] == "tok1"
+    assert plan.patch[("steps", "b", "claim")]["leaseExpiresAt"] == later(600)
+    assert plan.patch[("steps", "b", "startedAt")] == T0
+    assert not any(path[1] == "c" for path in plan.patch)
+
+
+def test_plan_claims_respects_the_parallel_limit() -> None:
+    run = make_run({f"s{i}": step_data() for i in range(5)})
+    plan = plan_claims(run, T0, 2, lambda: Claim("t", "w", T0, later(600)))
+    assert [s.step_id for s, _ in plan.claimed] == ["s0", "s1"]
+
+
+def test_plan_fails_a_redrive_past_its_budget_with_the_last_error() -> None:
+    last = {"code": "LLM_UNAVAILABLE", "message": "503", "retryable": True, "attempt": 3}
+    run = make_run({"a": step_data(status="RETRY_WAIT", attempt=3, retryAt=later(-1), error=last)})
+    plan = plan_claims(run, T0, 8, lambda: Claim("t", "w", T0, later(600)))
+    assert plan.claimed == [] and [s.step_id for s in plan.exhausted] == ["a"]
+    assert plan.patch[("steps", "a", "status")] == "FAILED"
+    assert plan.patch[("steps", "a", "error")] == {**last, "retryable": True, "attempt": 3}
+
+
+def test_plan_fails_an_expired_lease_past_its_budget_as_lease_expired() -> None:
+    run = make_run({"a": step_data(maxAttempts=1, **RUNNING_EXPIRED)})
+    plan = plan_claims(run, T0, 8, lambda: Claim("t", "w", T0, later(600)))
+    assert plan.patch[("steps", "a", "error")]["code"] == "LEASE_EXPIRED"
+    assert plan.patch[("steps", "a", "error")]["retryable"] is True
+
+
+def test_plan_is_empty_for_our_own_writes() -> None:
+    run = make_run({"a": step_data(**RUNNING_LEASED), "b": step_data(status="SUCCEEDED")})
+    assert plan_claims(run, T0, 8, lambda: Claim("t", "w", T0, later(600))).empty

@@ -1,0 +1,125 @@
+"""A Firestore ``document.v1.written`` CloudEvent -> the run snapshot it carries.
+
+Accepted bodies: raw ``DocumentEventData`` protobuf (production), the same base64-encoded (the
+Firestore emulator), and its proto3 JSON form. The run id comes from the ``document`` attribute
+(``flow_runs/<runId>``), falling back to ``subject`` (``documents/flow_runs/<runId>``); ``source``
+is never parsed (the emulator's is malformed). Only google-events/protobuf are imported here: this
+module is on the cold-start path.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from google.events.cloud.firestore_v1.types import DocumentEventData
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from proto.datetime_helpers import DatetimeWithNanoseconds
+
+from worker_llm_client.errors import EventDecodeError
+from worker_llm_client.models import RunSnapshot, run_from_document
+
+COLLECTION = "flow_runs"
+_BASE64 = re.compile(rb"[A-Za-z0-9+/\r\n]*={0,2}\s*")
+_EventPb: Any = DocumentEventData.pb()
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """A decoded event: ``snapshot`` is None when the document was deleted."""
+
+    event_id: str | None
+    run_id: str
+    snapshot: RunSnapshot | None
+    traceparent: str | None
+
+
+def run_id_from_attributes(attributes: Mapping[str, Any]) -> str | None:
+    """``flow_runs/<id>`` from ``document``, else from ``subject``; None for other documents."""
+    document = attributes.get("document")
+    if not document:
+        subject = attributes.get("subject") or ""
+        document = subject.removeprefix("documents/") if subject.startswith("documents/") else ""
+    parts = str(document).split("/")
+    if len(parts) != 2 or parts[0] != COLLECTION or not parts[1]:
+        return None
+    return parts[1]
+
+
+def decode_event(attributes: Mapping[str, Any], data: Any) -> RunEvent | None:
+    """None for events about other documents; raises EventDecodeError for bad bodies."""
+    run_id = run_id_from_attributes(attributes)
+    if run_id is None:
+        return None
+    message = _parse(data)
+    snapshot = None
+    if message.HasField("value"):
+        document = message.value
+        fields = {key: _value(value) for key, value in document.fields.items()}
+        update_time = _timestamp(document.update_time) if document.HasField("update_time") else None
+        snapshot = run_from_document(run_id, fields, update_time)
+    return RunEvent(attributes.get("id"), run_id, snapshot, attributes.get("traceparent"))
+
+
+def _parse(data: Any) -> Any:
+    if isinstance(data, Mapping):
+        return _from_json(data)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    if not isinstance(data, bytes | bytearray) or not data:
+        raise EventDecodeError("empty or missing event body")
+    body = bytes(data)
+    if body.lstrip().startswith(b"{"):
+        return _from_json(_json_object(body))
+    if _BASE64.fullmatch(body):
+        try:
+            body = base64.b64decode(body, validate=False)
+        except (binascii.Error, ValueError) as exc:
+            raise EventDecodeError("body looks base64-encoded but does not decode") from exc
+    try:
+        return _EventPb.FromString(body)
+    except DecodeError as exc:
+        raise EventDecodeError("body is not a DocumentEventData protobuf") from exc
+
+
+def _json_object(body: bytes) -> Mapping[str, Any]:
+    try:
+        value = json.loads(body)
+    except ValueError as exc:
+        raise EventDecodeError("body is not valid JSON") from exc
+    if not isinstance(value, Mapping):
+        raise EventDecodeError("JSON body is not an object")
+    return value
+
+
+def _from_json(data: Mapping[str, Any]) -> Any:
+    try:
+        return json_format.ParseDict(data, _EventPb(), ignore_unknown_fields=True)
+    except json_format.ParseError as exc:
+        raise EventDecodeError("JSON body is not a DocumentEventData") from exc
+
+
+def _timestamp(ts: Any) -> datetime:
+    return DatetimeWithNanoseconds.from_timestamp_pb(ts)
+
+
+def _value(value: Any) -> Any:
+    kind = value.WhichOneof("value_type")
+    if kind == "map_value":
+        return {key: _value(item) for key, item in value.map_value.fields.items()}
+    if kind == "array_value":
+        return [_value(item) for item in value.array_value.values]
+    if kind == "timestamp_value":
+        return _timestamp(value.timestamp_value)
+    if kind == "null_value" or kind is None:
+        return None
+    if kind == "geo_point_value":
+        return {"latitude": value.geo_point_value.latitude, "longitude": value.geo_point_value.longitude}
+    return getattr(value, kind)

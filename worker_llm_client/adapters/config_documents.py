@@ -1,0 +1,97 @@
+"""Firestore ``prompts/`` and ``llm_profiles/`` documents, validated into our models.
+
+Pydantic does the field-by-field checking so a malformed document yields a message naming the
+bad field; unknown fields are ignored so newer documents do not break older workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+
+from worker_llm_client.models import (
+    DEFAULT_REPAIR_ATTEMPTS,
+    GenerationSettings,
+    Profile,
+    Prompt,
+    SafetySetting,
+)
+
+PROVIDERS = ("gemini", "vertex")
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+
+class GenerationDoc(_Doc):
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, alias="topP", ge=0, le=1)
+    top_k: int | None = Field(default=None, alias="topK", ge=1)
+    max_output_tokens: int | None = Field(default=None, alias="maxOutputTokens", ge=1)
+    seed: int | None = None
+    thinking_budget: int | None = Field(default=None, alias="thinkingBudget", ge=-1)
+
+
+class SafetyDoc(_Doc):
+    category: str
+    threshold: str
+
+
+class ProfileDoc(_Doc):
+    provider: Literal["gemini", "vertex"]
+    model: str = Field(min_length=1)
+    version: PositiveInt
+    enabled: bool = True
+    generation: GenerationDoc = GenerationDoc()
+    safety_settings: list[SafetyDoc] = Field(default_factory=list, alias="safetySettings")
+    timeout_seconds: float | None = Field(default=None, alias="timeoutSeconds", gt=0)
+    repair_attempts: int = Field(default=DEFAULT_REPAIR_ATTEMPTS, alias="repairAttempts", ge=0, le=5)
+
+    def to_profile(self, profile_id: str) -> Profile:
+        return Profile(
+            profile_id=profile_id,
+            provider=self.provider,
+            model=self.model,
+            version=self.version,
+            enabled=self.enabled,
+            generation=GenerationSettings(**self.generation.model_dump()),
+            safety_settings=tuple(SafetySetting(s.category, s.threshold) for s in self.safety_settings),
+            timeout_seconds=self.timeout_seconds,
+            repair_attempts=self.repair_attempts,
+        )
+
+
+class PromptDoc(_Doc):
+    version: PositiveInt
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    template: str
+    system_instruction: str = Field(default="", alias="systemInstruction")
+    output_schema: str = Field(alias="outputSchema", min_length=2)
+    description: str = ""
+
+    def to_prompt(self, prompt_id: str) -> Prompt:
+        return Prompt(
+            prompt_id=prompt_id,
+            version=self.version,
+            sha256=self.sha256,
+            template=self.template,
+            system_instruction=self.system_instruction or "",
+            output_schema=self.output_schema,
+        )
+
+
+def validation_summary(exc: ValidationError) -> str:
+    """``field: problem`` pairs; pydantic's input values are left out on purpose."""
+    problems = [f"{'.'.join(map(str, e['loc'])) or '<document>'}: {e['msg']}" for e in exc.errors()]
+    return "; ".join(problems[:5])
+
+
+def parse_profile(profile_id: str, data: Mapping[str, Any]) -> Profile:
+    return ProfileDoc.model_validate(dict(data)).to_profile(profile_id)
+
+
+def parse_prompt(prompt_id: str, data: Mapping[str, Any]) -> Prompt:
+    return PromptDoc.model_validate(dict(data)).to_prompt(prompt_id)

@@ -1,0 +1,104 @@
+"""Firestore adapters: the run store (claim, token-guarded finalize) and the config store.
+
+Field paths are built with ``FieldPath`` so step ids like ``weekly-report.v2`` are quoted. Vendor
+errors stay here: a failed precondition is ``False``; transient errors propagate to the entry
+point, which answers 5xx so Eventarc redelivers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+from google.cloud.firestore_v1.field_path import FieldPath
+from pydantic import ValidationError
+
+from worker_llm_client.adapters.config_documents import parse_profile, parse_prompt, validation_summary
+from worker_llm_client.core.transitions import Delete
+from worker_llm_client.errors import ProfileNotFound, PromptNotFound
+from worker_llm_client.models import Patch, Profile, Prompt, RunSnapshot, StepStatus, run_from_document
+
+RUNS = "flow_runs"
+PROMPTS = "prompts"
+PROFILES = "llm_profiles"
+
+
+def to_firestore_updates(patch: Patch) -> dict[str, Any]:
+    return {
+        FieldPath(*path).to_api_repr(): firestore.DELETE_FIELD if value is Delete.FIELD else value
+        for path, value in patch.items()
+    }
+
+
+class FirestoreRunStore:
+    def __init__(self, client: firestore.Client) -> None:
+        self.client = client
+
+    def _ref(self, run_id: str) -> Any:
+        return self.client.collection(RUNS).document(run_id)
+
+    def get_run(self, run_id: str) -> RunSnapshot | None:
+        snap = self._ref(run_id).get()
+        if not snap.exists:
+            return None
+        return run_from_document(run_id, snap.to_dict() or {}, snap.update_time)
+
+    def apply_claim(self, run_id: str, update_time: datetime, patch: Patch) -> bool:
+        option = self.client.write_option(last_update_time=update_time)
+        try:
+            self._ref(run_id).update(to_firestore_updates(patch), option=option)
+        except (gexc.FailedPrecondition, gexc.NotFound):
+            return False
+        return True
+
+    def finalize(self, run_id: str, step_id: str, token: str, patch: Patch) -> bool:
+        ref = self._ref(run_id)
+        updates = to_firestore_updates(patch)
+
+        @firestore.transactional  # type: ignore[untyped-decorator]
+        def guarded(transaction: Any) -> bool:
+            snap = ref.get(transaction=transaction)
+            step = ((snap.to_dict() or {}).get("steps") or {}).get(step_id) if snap.exists else None
+            if not _held_by(step, token):
+                return False
+            transaction.update(ref, updates)
+            return True
+
+        return bool(guarded(self.client.transaction()))
+
+
+def _held_by(step: Any, token: str) -> bool:
+    if not isinstance(step, Mapping) or step.get("status") != StepStatus.RUNNING:
+        return False
+    claim = step.get("claim")
+    return isinstance(claim, Mapping) and claim.get("token") == token
+
+
+class FirestoreConfigStore:
+    def __init__(self, client: firestore.Client) -> None:
+        self.client = client
+
+    def get_prompt(self, prompt_id: str, version: int | None) -> Prompt:
+        ref = self.client.collection(PROMPTS).document(prompt_id)
+        if version is not None:
+            ref = ref.collection("versions").document(str(version))
+        snap = ref.get()
+        label = f"prompt '{prompt_id}'" + (f" version {version}" if version is not None else "")
+        if not snap.exists:
+            raise PromptNotFound(f"{label} does not exist")
+        try:
+            return parse_prompt(prompt_id, snap.to_dict() or {})
+        except ValidationError as exc:
+            raise PromptNotFound(f"{label} is malformed: {validation_summary(exc)}") from exc
+
+    def get_profile(self, profile_id: str) -> Profile:
+        snap = self.client.collection(PROFILES).document(profile_id).get()
+        if not snap.exists:
+            raise ProfileNotFound(f"llm profile '{profile_id}' does not exist")
+        try:
+            return parse_profile(profile_id, snap.to_dict() or {})
+        except ValidationError as exc:
+            raise ProfileNotFound(f"llm profile '{profile_id}' is malformed: {validation_summary(exc)}") from exc

@@ -1,0 +1,187 @@
+"""The LLM port over google-genai: one ``generate`` call is exactly one HTTP request.
+
+SDK retries stay off (no ``retry_options``), automatic function calling and automatic
+continuation are disabled, the API version is pinned, and the schema goes out as
+``response_json_schema``. Vendor errors are translated here into our ``StepError`` tree;
+the caller owns the one retry loop. ``response.text`` is read (never ``parsed``) and thought
+parts are left out of it.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from google.genai import Client, errors, types
+
+from worker_llm_client.config import Settings
+from worker_llm_client.errors import (
+    LlmAuth,
+    LlmBadRequest,
+    LlmRateLimited,
+    LlmTimeout,
+    LlmUnavailable,
+    StepError,
+)
+from worker_llm_client.models import LlmRequest, LlmResult, Usage
+
+GEMINI_API_VERSION = "v1beta"
+VERTEX_API_VERSION = "v1"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+
+
+def _transport_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    timeouts: list[type[BaseException]] = [TimeoutError]
+    connects: list[type[BaseException]] = [ConnectionError]
+    for module in ("httpx2", "httpx"):
+        try:
+            lib = __import__(module)
+        except ImportError:
+            continue
+        timeouts.append(lib.TimeoutException)
+        connects.extend([lib.ConnectError, lib.RemoteProtocolError, lib.ReadError])
+    return tuple(timeouts), tuple(connects)
+
+
+_TIMEOUTS, _CONNECTION_ERRORS = _transport_errors()
+
+
+class GeminiClient:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._clients: dict[str, Client] = {}
+        self._lock = threading.Lock()
+
+    def _client(self, provider: str) -> Client:
+        with self._lock:
+            if provider not in self._clients:
+                self._clients[provider] = self._build(provider)
+            return self._clients[provider]
+
+    def _build(self, provider: str) -> Client:
+        base_url = self.settings.gemini_base_url
+        if provider == "vertex":
+            options = types.HttpOptions(api_version=VERTEX_API_VERSION, base_url=base_url)
+            return Client(vertexai=True, project=self.settings.project, location=self.settings.location, http_options=options)
+        if provider != "gemini":
+            raise LlmBadRequest(f"unknown provider '{provider}'")
+        if not self.settings.gemini_api_key:
+            raise LlmAuth("GEMINI_API_KEY is not set for provider 'gemini'")
+        options = types.HttpOptions(api_version=GEMINI_API_VERSION, base_url=base_url)
+        return Client(api_key=self.settings.gemini_api_key, http_options=options)
+
+    def generate(self, request: LlmRequest) -> LlmResult:
+        client = self._client(request.provider)
+        try:
+            response = client.models.generate_content(
+                model=request.model,
+                contents=[types.Content(role="user", parts=[types.Part(text=text)]) for text in request.contents],
+                config=build_config(request),
+            )
+        except errors.APIError as exc:
+            raise translate_api_error(exc, request.model) from exc
+        except _TIMEOUTS as exc:
+            raise LlmTimeout(f"model request timed out after {request.timeout_seconds}s") from exc
+        except _CONNECTION_ERRORS as exc:
+            raise LlmUnavailable(f"model endpoint unreachable: {type(exc).__name__}") from exc
+        return to_result(response)
+
+
+def build_config(request: LlmRequest) -> types.GenerateContentConfig:
+    gen = request.generation
+    thinking = types.ThinkingConfig(thinking_budget=gen.thinking_budget) if gen.thinking_budget is not None else None
+    timeout = types.HttpOptions(timeout=int(request.timeout_seconds * 1000)) if request.timeout_seconds else None
+    return types.GenerateContentConfig(
+        system_instruction=request.system_instruction,
+        response_mime_type="application/json",
+        response_json_schema=dict(request.response_schema),
+        temperature=gen.temperature,
+        top_p=gen.top_p,
+        top_k=gen.top_k,
+        max_output_tokens=gen.max_output_tokens,
+        seed=gen.seed,
+        thinking_config=thinking,
+        safety_settings=[
+            types.SafetySetting(category=s.category, threshold=s.threshold)  # type: ignore[arg-type]
+            for s in request.safety_settings
+        ] or None,
+        automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+        automatic_continuation=False,
+        http_options=timeout,
+    )
+
+
+def to_result(response: types.GenerateContentResponse) -> LlmResult:
+    candidate = response.candidates[0] if response.candidates else None
+    feedback = response.prompt_feedback
+    meta = response.usage_metadata
+    return LlmResult(
+        text=_answer_text(candidate),
+        finish_reason=_name(candidate.finish_reason) if candidate else None,
+        block_reason=_name(feedback.block_reason) if feedback and feedback.block_reason else None,
+        model_version=response.model_version,
+        response_id=response.response_id,
+        usage=Usage(
+            prompt_tokens=(meta.prompt_token_count or 0) if meta else 0,
+            output_tokens=(meta.candidates_token_count or 0) if meta else 0,
+            thoughts_tokens=(meta.thoughts_token_count or 0) if meta else 0,
+            cached_tokens=(meta.cached_content_token_count or 0) if meta else 0,
+            total_tokens=(meta.total_token_count or 0) if meta else 0,
+        ),
+    )
+
+
+def _answer_text(candidate: types.Candidate | None) -> str | None:
+    """The concatenated non-thought text parts of the first candidate."""
+    if candidate is None or candidate.content is None or not candidate.content.parts:
+        return None
+    texts = [part.text for part in candidate.content.parts if part.text is not None and not part.thought]
+    return "".join(texts) if texts else None
+
+
+def _name(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(getattr(value, "value", value))
+
+
+def translate_api_error(exc: errors.APIError, model: str) -> StepError:
+    code = exc.code or 0
+    status = exc.status or ""
+    summary = f"HTTP {code} {status}".strip()
+    if code == 429:
+        return LlmRateLimited(f"{summary}: model '{model}' is rate limited", retry_after=retry_hint(exc))
+    if code in (401, 403):
+        return LlmAuth(f"{summary}: the credentials were refused for model '{model}'")
+    if code == 404:
+        return LlmBadRequest(f"{summary}: model '{model}' was not found (check the profile's model id)")
+    if code == 408 or code == 504:
+        return LlmTimeout(f"{summary}: model '{model}' did not answer in time")
+    if code >= 500:
+        return LlmUnavailable(f"{summary}: model '{model}' is unavailable", retry_after=retry_hint(exc))
+    return LlmBadRequest(f"{summary}: {_safe_message(exc)}")
+
+
+def _safe_message(exc: errors.APIError) -> str:
+    """The server's own message (it names the rejected field or schema keyword), bounded."""
+    message = str(exc.message or "request rejected")
+    return message if len(message) <= 300 else message[:299] + "…"
+
+
+def retry_hint(exc: errors.APIError) -> float | None:
+    """Seconds from ``RetryInfo.retryDelay`` in the error details, else ``Retry-After``."""
+    body = exc.details if isinstance(exc.details, Mapping) else {}
+    error = body.get("error", body) if isinstance(body, Mapping) else {}
+    for detail in error.get("details", []) if isinstance(error, Mapping) else []:
+        if isinstance(detail, Mapping) and str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
+            match = _DURATION.match(str(detail.get("retryDelay", "")))
+            if match:
+                return float(match.group(1))
+    headers = getattr(exc.response, "headers", None) or {}
+    raw = headers.get("retry-after") if hasattr(headers, "get") else None
+    try:
+        return float(raw) if raw is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,58 @@
+"""The composition root: real adapters built from Settings, lazily, once per instance.
+
+Heavy clients (Firestore, Storage, google-genai, jsonschema, jinja2) are imported here, inside
+functions, so a cold instance that only sees no-op events never loads them.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from worker_llm_client.config import Settings, settings
+
+if TYPE_CHECKING:
+    from worker_llm_client.execute_step import RunExecutor
+
+_lock = threading.Lock()
+_executor: RunExecutor | None = None
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+def build_executor(config: Settings) -> RunExecutor:
+    from google.cloud import firestore, storage
+
+    from worker_llm_client.adapters.firestore_store import FirestoreConfigStore, FirestoreRunStore
+    from worker_llm_client.adapters.gcs_artifacts import GcsArtifactStore
+    from worker_llm_client.adapters.gemini_client import GeminiClient
+    from worker_llm_client.execute_step import ExecutorPolicy, RunExecutor
+
+    config.require_executor_settings()
+    db = firestore.Client(project=config.project, database=config.database)
+    return RunExecutor(
+        runs=FirestoreRunStore(db),
+        configs=FirestoreConfigStore(db),
+        artifacts=GcsArtifactStore(storage.Client(project=config.project), config.artifacts_bucket),
+        llm=GeminiClient(config),
+        clock=SystemClock(),
+        policy=ExecutorPolicy(
+            worker_id=config.worker_id,
+            lease_seconds=config.lease_seconds,
+            max_parallel_steps=config.max_parallel_steps,
+            allowed_llm_profiles=config.allowed_llm_profiles,
+            allowed_models=config.allowed_models,
+        ),
+    )
+
+
+def executor() -> RunExecutor:
+    global _executor
+    with _lock:
+        if _executor is None:
+            _executor = build_executor(settings())
+        return _executor

@@ -1,0 +1,88 @@
+"""Settings, read from the environment once. Nothing else in the package reads ``os.environ``.
+
+Lookup order: the process environment (Cloud Functions sets it from the deployment, Secret Manager
+mounts ``GEMINI_API_KEY``), then the defaults below. Required values are checked when the executor
+is built (the first event with work), not at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+from worker_llm_client.errors import ConfigurationError
+
+DEFAULT_DATABASE = "(default)"
+DEFAULT_LOCATION = "us-central1"
+DEFAULT_LEASE_SECONDS = 600
+DEFAULT_MAX_PARALLEL_STEPS = 8
+DEFAULT_LOG_LEVEL = "INFO"
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: str
+    database: str = DEFAULT_DATABASE
+    artifacts_bucket: str = ""
+    allowed_llm_profiles: frozenset[str] = frozenset()
+    allowed_models: frozenset[str] = frozenset()
+    gemini_api_key: str | None = None
+    location: str = DEFAULT_LOCATION
+    gemini_base_url: str | None = None
+    lease_seconds: int = DEFAULT_LEASE_SECONDS
+    max_parallel_steps: int = DEFAULT_MAX_PARALLEL_STEPS
+    log_level: str = DEFAULT_LOG_LEVEL
+    worker_id: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        return cls(
+            project=env.get("GOOGLE_CLOUD_PROJECT", "") or env.get("GCLOUD_PROJECT", ""),
+            database=env.get("FIRESTORE_DATABASE") or DEFAULT_DATABASE,
+            artifacts_bucket=env.get("ARTIFACTS_BUCKET", ""),
+            allowed_llm_profiles=_csv(env.get("ALLOWED_LLM_PROFILES", "")),
+            allowed_models=_csv(env.get("ALLOWED_MODELS", "")),
+            gemini_api_key=env.get("GEMINI_API_KEY") or None,
+            location=env.get("GOOGLE_CLOUD_LOCATION") or DEFAULT_LOCATION,
+            gemini_base_url=env.get("GEMINI_BASE_URL") or None,
+            lease_seconds=_positive_int(env, "LEASE_SECONDS", DEFAULT_LEASE_SECONDS),
+            max_parallel_steps=_positive_int(env, "MAX_PARALLEL_STEPS", DEFAULT_MAX_PARALLEL_STEPS),
+            log_level=(env.get("LOG_LEVEL") or DEFAULT_LOG_LEVEL).upper(),
+            worker_id=_worker_id(env),
+        )
+
+    def require_executor_settings(self) -> None:
+        missing = [name for name, value in (("GOOGLE_CLOUD_PROJECT", self.project), ("ARTIFACTS_BUCKET", self.artifacts_bucket)) if not value]
+        if missing:
+            raise ConfigurationError(f"missing required environment: {', '.join(missing)}")
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+def _csv(value: str) -> frozenset[str]:
+    return frozenset(item.strip() for item in value.split(",") if item.strip())
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
+    if value < 1:
+        raise ConfigurationError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _worker_id(env: Mapping[str, str]) -> str:
+    revision = env.get("K_REVISION", "local")
+    return f"{revision}/{socket.gethostname()}/{os.getpid()}"

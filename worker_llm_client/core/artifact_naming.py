@@ -1,0 +1,49 @@
+"""Request fingerprint -> artifact object name.
+
+The fingerprint hashes everything that determines the model request, so a replayed step with an
+identical request lands on the same object name and reuses it instead of calling the model again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+from urllib.parse import quote
+
+from worker_llm_client.models import LlmRequest, Profile, Prompt
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def sha256_hex(data: bytes | str) -> str:
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    return hashlib.sha256(raw).hexdigest()
+
+
+def request_fingerprint(prompt: Prompt, profile: Profile, request: LlmRequest) -> str:
+    identity = {
+        "prompt": {"id": prompt.prompt_id, "version": prompt.version, "sha256": prompt.sha256},
+        "profile": {
+            "id": profile.profile_id,
+            "version": profile.version,
+            "provider": request.provider,
+            "model": request.model,
+            "generation": request.generation.as_dict(),
+            "safety": [[s.category, s.threshold] for s in request.safety_settings],
+        },
+        "systemInstruction": request.system_instruction,
+        "contents": list(request.contents),
+        "schema": request.response_schema,
+    }
+    return sha256_hex(canonical_json(identity))
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+def artifact_object_name(run_id: str, step_id: str, fingerprint: str) -> str:
+    return f"flow_runs/{_segment(run_id)}/{_segment(step_id)}/{fingerprint}.json"

@@ -1,0 +1,112 @@
+"""Model reply -> validated report, or the precise reason it is not one.
+
+Order matters: a blocked or truncated reply is classified before any parsing (a truncated JSON
+document is never repaired into a report). Messages describe where the reply broke the schema
+and which rule it broke, never the reply's own values: they end up in Firestore and logs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from jsonschema import Draft202012Validator, ValidationError
+from jsonschema.exceptions import SchemaError
+
+from worker_llm_client.errors import (
+    LlmBlocked,
+    LlmTruncated,
+    OutputNotJson,
+    OutputSchemaMismatch,
+    SchemaInvalid,
+)
+from worker_llm_client.models import LlmResult
+
+BLOCKING_FINISH_REASONS = frozenset(
+    {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
+)
+TRUNCATED_FINISH_REASONS = frozenset({"MAX_TOKENS", "CONTINUATION"})
+_MAX_VIOLATIONS = 5
+_MAX_RULE = 120
+
+
+@dataclass(frozen=True)
+class OutputSchema:
+    """A prompt's parsed outputSchema and its validator, compiled once per schema text."""
+
+    schema: Mapping[str, Any]
+    validator: Draft202012Validator
+
+
+@lru_cache(maxsize=128)
+def load_schema(text: str) -> OutputSchema:
+    try:
+        schema = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise SchemaInvalid(f"outputSchema is not valid JSON: {exc}") from exc
+    if not isinstance(schema, dict):
+        raise SchemaInvalid("outputSchema must be a JSON object")
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise SchemaInvalid(f"outputSchema is not valid draft 2020-12 at {_path(exc)}: {exc.message}") from exc
+    checker = Draft202012Validator.FORMAT_CHECKER
+    return OutputSchema(schema, Draft202012Validator(schema, format_checker=checker))
+
+
+def classify(result: LlmResult) -> str:
+    """The reply's text when it may hold a report; raises for blocked and truncated replies."""
+    if result.block_reason:
+        raise LlmBlocked(f"the prompt was blocked by the model (blockReason={result.block_reason})")
+    if result.finish_reason in BLOCKING_FINISH_REASONS:
+        raise LlmBlocked(f"the reply was blocked by the model (finishReason={result.finish_reason})")
+    if result.finish_reason in TRUNCATED_FINISH_REASONS:
+        raise LlmTruncated(
+            f"the reply hit the output token limit (finishReason={result.finish_reason}); "
+            "raise maxOutputTokens in the profile or ask for a shorter report"
+        )
+    if not result.text or not result.text.strip():
+        raise OutputNotJson(f"the reply had no text (finishReason={result.finish_reason})")
+    return result.text
+
+
+def parse_report(text: str, output: OutputSchema) -> Any:
+    try:
+        report = json.loads(text)
+    except ValueError as exc:
+        detail = f"{exc.msg} at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else "invalid"
+        raise OutputNotJson(f"the reply is not JSON ({detail}; {len(text)} characters)") from exc
+    violations = sorted(output.validator.iter_errors(report), key=lambda e: list(map(str, e.absolute_path)))
+    if violations:
+        shown = "; ".join(describe_violation(v) for v in violations[:_MAX_VIOLATIONS])
+        more = f" (+{len(violations) - _MAX_VIOLATIONS} more)" if len(violations) > _MAX_VIOLATIONS else ""
+        raise OutputSchemaMismatch(f"{len(violations)} schema violation(s): {shown}{more}")
+    return report
+
+
+def validate_reply(result: LlmResult, output: OutputSchema) -> Any:
+    return parse_report(classify(result), output)
+
+
+def describe_violation(error: ValidationError) -> str:
+    """``$.path: keyword rule`` built from the schema side only, never the instance's values."""
+    rule: Any = error.validator_value
+    if error.validator == "required" and isinstance(error.instance, dict):
+        rule = [name for name in error.validator_value if name not in error.instance]
+    elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = set(error.schema.get("properties", {}))
+        rule = f"false ({sum(1 for k in error.instance if k not in allowed)} unexpected properties)"
+    elif error.validator == "type":
+        rule = f"{rule} (got {type(error.instance).__name__})"
+    text = json.dumps(rule, ensure_ascii=False, default=str) if not isinstance(rule, str) else rule
+    if len(text) > _MAX_RULE:
+        text = text[: _MAX_RULE - 1] + "…"
+    return f"{_path(error)}: {error.validator} {text}"
+
+
+def _path(error: ValidationError | SchemaError) -> str:
+    parts = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+    return "$" + parts

@@ -1,0 +1,155 @@
+"""Allowed status moves, as a table. Each function returns a patch, or ``None`` for "nothing to do".
+
+The ``None`` is what makes events caused by our own writes cheap: a snapshot in which no step has
+a claimable status produces no patch, so the handler returns without touching Firestore.
+
+    READY ───────────────────────┐
+    RETRY_WAIT (retryAt passed) ─┼─ claim ─▶ RUNNING ─ finalize ─▶ SUCCEEDED | FAILED | RETRY_WAIT
+    RUNNING (lease expired) ─────┘   (attempt + 1; past maxAttempts ─▶ FAILED, retryable)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from worker_llm_client.models import (
+    DEFAULT_MAX_ATTEMPTS,
+    Claim,
+    FieldPathTuple,
+    Patch,
+    Step,
+    StepStatus,
+)
+
+
+class Delete(Enum):
+    """Marks a field to remove; the Firestore adapter maps it to ``DELETE_FIELD``."""
+
+    FIELD = "DELETE_FIELD"
+
+
+def _timestamp(step: Step, *path: str) -> datetime | None:
+    value: Any = step.data
+    for key in path:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value if isinstance(value, datetime) else None
+
+
+def retry_due(step: Step, now: datetime) -> bool:
+    retry_at = _timestamp(step, "retryAt")
+    return retry_at is None or retry_at <= now
+
+
+def lease_expired(step: Step, now: datetime) -> bool:
+    expires = _timestamp(step, "claim", "leaseExpiresAt")
+    return expires is None or expires <= now
+
+
+def _always(step: Step, now: datetime) -> bool:
+    return True
+
+
+CLAIMABLE: Mapping[str, Callable[[Step, datetime], bool]] = {
+    StepStatus.READY: _always,
+    StepStatus.RETRY_WAIT: retry_due,
+    StepStatus.RUNNING: lease_expired,
+}
+
+FINAL_FROM_RUNNING = frozenset({StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.RETRY_WAIT})
+
+
+def is_claimable(step: Step, now: datetime) -> bool:
+    guard = CLAIMABLE.get(step.status)
+    return guard is not None and guard(step, now)
+
+
+def max_attempts(step: Step) -> int | None:
+    """The step's attempt budget; ``None`` when ``maxAttempts`` is present but not a positive int."""
+    value = step.data.get("maxAttempts", DEFAULT_MAX_ATTEMPTS)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return None
+    return value
+
+
+def step_path(step_id: str, *field: str) -> FieldPathTuple:
+    return ("steps", step_id, *field)
+
+
+def _patch(step_id: str, values: Mapping[str, Any]) -> dict[FieldPathTuple, Any]:
+    return {step_path(step_id, key): value for key, value in values.items()}
+
+
+def claim_patch(step: Step, claim: Claim, now: datetime) -> Patch | None:
+    """RUNNING with a fresh claim, or ``None`` when the step is not claimable now.
+
+    A re-drive (RETRY_WAIT, expired lease) whose attempt would exceed the budget is not claimed;
+    ``exhausted_patch`` says what happens to it instead. READY is always claimable: it is the
+    orchestrator asking for a run.
+    """
+    if not is_claimable(step, now) or _budget_exhausted(step):
+        return None
+    return _patch(
+        step.step_id,
+        {
+            "status": StepStatus.RUNNING.value,
+            "attempt": step.attempt + 1,
+            "claim": {
+                "token": claim.token,
+                "worker": claim.worker,
+                "claimedAt": claim.claimed_at,
+                "leaseExpiresAt": claim.lease_expires_at,
+            },
+            "startedAt": claim.claimed_at,
+            "retryAt": Delete.FIELD,
+        },
+    )
+
+
+def _budget_exhausted(step: Step) -> bool:
+    if step.status == StepStatus.READY:
+        return False
+    budget = max_attempts(step) or DEFAULT_MAX_ATTEMPTS
+    return step.attempt + 1 > budget
+
+
+def exhausted_patch(step: Step, now: datetime) -> Patch | None:
+    """FAILED (retryable) for a claimable step that has used its whole attempt budget."""
+    if not is_claimable(step, now) or not _budget_exhausted(step):
+        return None
+    last = step.data.get("error")
+    error = dict(last) if isinstance(last, Mapping) and "code" in last else _lease_error(step)
+    error.update(retryable=True, attempt=step.attempt)
+    return _patch(step.step_id, {"status": StepStatus.FAILED.value, "finishedAt": now, "error": error})
+
+
+def _lease_error(step: Step) -> dict[str, Any]:
+    return {
+        "code": "LEASE_EXPIRED",
+        "message": f"the worker holding attempt {step.attempt} stopped before finishing",
+    }
+
+
+def succeeded_patch(step_id: str, outputs: Mapping[str, Any], now: datetime) -> Patch:
+    return _patch(
+        step_id,
+        {
+            "status": StepStatus.SUCCEEDED.value,
+            "finishedAt": now,
+            "outputs": dict(outputs),
+            "error": Delete.FIELD,
+        },
+    )
+
+
+def failed_patch(step_id: str, error: Mapping[str, Any], now: datetime) -> Patch:
+    return _patch(step_id, {"status": StepStatus.FAILED.value, "finishedAt": now, "error": dict(error)})
+
+
+def retry_wait_patch(step_id: str, error: Mapping[str, Any], retry_at: datetime) -> Patch:
+    return _patch(
+        step_id,
+        {"status": StepStatus.RETRY_WAIT.value, "retryAt": retry_at, "error": dict(error)},
+    )

@@ -1,0 +1,144 @@
+"""The error hierarchy. Every failure the executor records on a step is a ``StepError``.
+
+Adapters translate vendor exceptions (google.api_core, google.genai, transport errors) into these
+at the edge with ``raise ... from exc``; the core and the use case never see a google type.
+
+    WorkerError                      anything the executor raises on purpose
+    ├── EventDecodeError             the CloudEvent cannot be turned into a run snapshot (acked)
+    ├── ConfigurationError           the function's own environment is unusable (fail loudly)
+    └── StepError                    recorded on the step as error {code, message, retryable}
+        ├── PermanentStepError       FAILED at once, never retried
+        │   ├── InvalidStep              INVALID_STEP
+        │   ├── PromptNotFound           PROMPT_NOT_FOUND
+        │   ├── ProfileNotFound          PROFILE_NOT_FOUND
+        │   ├── ProfileNotAllowed        PROFILE_NOT_ALLOWED
+        │   ├── ModelNotAllowed          MODEL_NOT_ALLOWED
+        │   ├── TemplateError            TEMPLATE_ERROR
+        │   ├── SchemaInvalid            SCHEMA_INVALID      (the prompt's schema itself)
+        │   ├── LlmAuth                  LLM_AUTH
+        │   ├── LlmBadRequest            LLM_BAD_REQUEST
+        │   ├── LlmBlocked               LLM_BLOCKED
+        │   ├── LlmTruncated             LLM_TRUNCATED
+        │   ├── OutputNotJson            OUTPUT_NOT_JSON
+        │   └── OutputSchemaMismatch     OUTPUT_SCHEMA_MISMATCH
+        └── RetryableStepError       RETRY_WAIT while attempts remain, then FAILED (retryable: true)
+            ├── LlmRateLimited           LLM_RATE_LIMITED   (carries the server's retry hint)
+            ├── LlmUnavailable           LLM_UNAVAILABLE
+            ├── LlmTimeout               LLM_TIMEOUT
+            ├── StorageUnavailable       STORAGE_UNAVAILABLE
+            └── LeaseExpired             LEASE_EXPIRED
+
+Messages are for operators: they name ids, codes and sizes, never secrets, prompt text, variable
+values or model output.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class WorkerError(Exception):
+    """Base of every error the executor raises on purpose."""
+
+
+class EventDecodeError(WorkerError):
+    """The event body or attributes cannot be decoded; the event is acknowledged and dropped."""
+
+
+class ConfigurationError(WorkerError):
+    """The function's environment is missing or malformed."""
+
+
+class StepError(WorkerError):
+    """An error recorded on a step. ``code`` is the contract's error code."""
+
+    code: ClassVar[str] = "INTERNAL"
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class PermanentStepError(StepError):
+    retryable = False
+
+
+class RetryableStepError(StepError):
+    retryable = True
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class InvalidStep(PermanentStepError):
+    code = "INVALID_STEP"
+
+
+class PromptNotFound(PermanentStepError):
+    code = "PROMPT_NOT_FOUND"
+
+
+class ProfileNotFound(PermanentStepError):
+    code = "PROFILE_NOT_FOUND"
+
+
+class ProfileNotAllowed(PermanentStepError):
+    code = "PROFILE_NOT_ALLOWED"
+
+
+class ModelNotAllowed(PermanentStepError):
+    code = "MODEL_NOT_ALLOWED"
+
+
+class TemplateError(PermanentStepError):
+    code = "TEMPLATE_ERROR"
+
+
+class SchemaInvalid(PermanentStepError):
+    code = "SCHEMA_INVALID"
+
+
+class LlmAuth(PermanentStepError):
+    code = "LLM_AUTH"
+
+
+class LlmBadRequest(PermanentStepError):
+    code = "LLM_BAD_REQUEST"
+
+
+class LlmBlocked(PermanentStepError):
+    code = "LLM_BLOCKED"
+
+
+class LlmTruncated(PermanentStepError):
+    code = "LLM_TRUNCATED"
+
+
+class OutputNotJson(PermanentStepError):
+    code = "OUTPUT_NOT_JSON"
+
+
+class OutputSchemaMismatch(PermanentStepError):
+    code = "OUTPUT_SCHEMA_MISMATCH"
+
+
+class LlmRateLimited(RetryableStepError):
+    code = "LLM_RATE_LIMITED"
+
+
+class LlmUnavailable(RetryableStepError):
+    code = "LLM_UNAVAILABLE"
+
+
+class LlmTimeout(RetryableStepError):
+    code = "LLM_TIMEOUT"
+
+
+class StorageUnavailable(RetryableStepError):
+    code = "STORAGE_UNAVAILABLE"
+
+
+class LeaseExpired(RetryableStepError):
+    code = "LEASE_EXPIRED"

@@ -1,0 +1,51 @@
+"""What the use case needs from the outside world. Small enough to fake with a function."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Protocol
+
+from worker_llm_client.models import (
+    LlmRequest,
+    LlmResult,
+    Patch,
+    Profile,
+    Prompt,
+    RunSnapshot,
+    StoredArtifact,
+)
+
+
+class RunStore(Protocol):
+    def get_run(self, run_id: str) -> RunSnapshot | None: ...
+
+    def apply_claim(self, run_id: str, update_time: datetime, patch: Patch) -> bool:
+        """Write ``patch`` only if the run is unchanged since ``update_time``; False otherwise."""
+        ...
+
+    def finalize(self, run_id: str, step_id: str, token: str, patch: Patch) -> bool:
+        """In a transaction: write ``patch`` only if the step is RUNNING under ``token``."""
+        ...
+
+
+class ConfigStore(Protocol):
+    def get_prompt(self, prompt_id: str, version: int | None) -> Prompt: ...
+
+    def get_profile(self, profile_id: str) -> Profile: ...
+
+
+class ArtifactStore(Protocol):
+    def find(self, object_name: str) -> StoredArtifact | None: ...
+
+    def put(self, object_name: str, data: bytes, metadata: Mapping[str, str]) -> StoredArtifact:
+        """Create the object if absent; an existing one is returned with ``created=False``."""
+        ...
+
+
+class LlmClient(Protocol):
+    def generate(self, request: LlmRequest) -> LlmResult: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
