@@ -35,7 +35,11 @@ def step_data(
     data: dict[str, Any] = {
         "type": type,
         "status": status,
-        "inputs": {"promptId": prompt_id, "llm": {"llmProfile": profile}, "vars": vars or {"team": "core"}},
+        "inputs": {
+            "promptId": prompt_id,
+            "llm": {"llmProfile": profile},
+            "vars": {"team": "core"} if vars is None else vars,
+        },
     }
     if depends_on is not None:
         data["dependsOn"] = depends_on
@@ -73,7 +77,12 @@ def make_prompt(
 
 
 def make_profile(profile_id: str = "fast", model: str = "gemini-2.5-flash", **kwargs: Any) -> Profile:
-    defaults: dict[str, Any] = {"provider": "gemini", "version": 1, "enabled": True, "generation": GenerationSettings(temperature=0.2)}
+    defaults: dict[str, Any] = {
+        "provider": "gemini",
+        "version": 1,
+        "enabled": True,
+        "generation": GenerationSettings(temperature=0.2),
+    }
     defaults.update(kwargs)
     return Profile(profile_id=profile_id, model=model, **defaults)
 

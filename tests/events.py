@@ -41,7 +41,9 @@ def document_event_bytes(
     return bytes(message.SerializeToString())
 
 
-def event_headers(run_id: str, event_id: str = "ev-1", content_type: str = "application/protobuf", **extra: str) -> dict[str, str]:
+def event_headers(
+    run_id: str, event_id: str = "ev-1", content_type: str = "application/protobuf", **extra: str
+) -> dict[str, str]:
     headers = {
         "ce-specversion": "1.0",
         "ce-type": "google.cloud.firestore.document.v1.written",

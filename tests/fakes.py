@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from tests.builders import T0
 from worker_llm_client.core.transitions import Delete
 from worker_llm_client.errors import ProfileNotFound, PromptNotFound
 from worker_llm_client.models import (
@@ -21,7 +22,6 @@ from worker_llm_client.models import (
     Usage,
     run_from_document,
 )
-from tests.builders import T0
 
 
 class FakeClock:
@@ -139,8 +139,12 @@ class InMemoryArtifactStore:
 
 def reply(text: str = '{"title": "t", "severity": "low", "findings": ["a"]}', **kwargs: Any) -> LlmResult:
     values: dict[str, Any] = {
-        "text": text, "finish_reason": "STOP", "block_reason": None, "model_version": "gemini-2.5-flash-001",
-        "response_id": "resp-1", "usage": Usage(10, 5, 2, 0, 17),
+        "text": text,
+        "finish_reason": "STOP",
+        "block_reason": None,
+        "model_version": "gemini-2.5-flash-001",
+        "response_id": "resp-1",
+        "usage": Usage(10, 5, 2, 0, 17),
     }
     values.update(kwargs)
     return LlmResult(**values)

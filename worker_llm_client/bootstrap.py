@@ -25,7 +25,8 @@ class SystemClock:
 
 
 def build_executor(config: Settings) -> RunExecutor:
-    from google.cloud import firestore, storage
+    import google.cloud.storage as storage
+    from google.cloud import firestore
 
     from worker_llm_client.adapters.firestore_store import FirestoreConfigStore, FirestoreRunStore
     from worker_llm_client.adapters.gcs_artifacts import GcsArtifactStore

@@ -56,7 +56,8 @@ class Settings:
         )
 
     def require_executor_settings(self) -> None:
-        missing = [name for name, value in (("GOOGLE_CLOUD_PROJECT", self.project), ("ARTIFACTS_BUCKET", self.artifacts_bucket)) if not value]
+        required = (("GOOGLE_CLOUD_PROJECT", self.project), ("ARTIFACTS_BUCKET", self.artifacts_bucket))
+        missing = [name for name, value in required if not value]
         if missing:
             raise ConfigurationError(f"missing required environment: {', '.join(missing)}")
 

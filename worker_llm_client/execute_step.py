@@ -14,8 +14,9 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from worker_llm_client.core.artifact_naming import artifact_object_name, request_fingerprint, sha256_hex
@@ -75,7 +76,7 @@ class _Production:
     prompt: Prompt
     profile: Profile
     llm_calls: int = 0
-    usage: Usage = Usage()
+    usage: Usage = field(default_factory=Usage)
     latency_ms: int = 0
     result: LlmResult | None = None
 
@@ -102,10 +103,7 @@ class RunExecutor:
         if len(claimed) <= 1:
             return [self.execute(snapshot, step) for step in claimed]
         with ThreadPoolExecutor(max_workers=len(claimed), thread_name_prefix="step") as pool:
-            futures = [
-                pool.submit(contextvars.copy_context().run, self.execute, snapshot, step)
-                for step in claimed
-            ]
+            futures = [pool.submit(contextvars.copy_context().run, self.execute, snapshot, step) for step in claimed]
             return [future.result() for future in futures]
 
     def claim(self, run: RunSnapshot) -> tuple[RunSnapshot, list[ClaimedStep]]:
@@ -117,12 +115,12 @@ class RunExecutor:
                 snapshot = self.runs.get_run(run.run_id)
                 continue
             now = self.clock.now()
-            plan = plan_claims(snapshot, now, self.policy.max_parallel_steps, lambda: self._new_claim(now))
+            plan = plan_claims(snapshot, now, self.policy.max_parallel_steps, partial(self._new_claim, now))
             if plan.empty:
                 return snapshot, []
             if self.runs.apply_claim(snapshot.run_id, snapshot.update_time, plan.patch):
                 for step in plan.exhausted:
-                    self.log.warning("step.failed", stepId=step.step_id, attempt=step.attempt, reason="attempts_exhausted")
+                    self.log.warning("step.failed", stepId=step.step_id, attempt=step.attempt, reason="budget_used")
                 claimed = [ClaimedStep(snapshot.run_id, step, step.attempt + 1, claim) for step, claim in plan.claimed]
                 for item in claimed:
                     self.log.info("step.claimed", stepId=item.step.step_id, attempt=item.attempt)
@@ -146,7 +144,9 @@ class RunExecutor:
         patch = succeeded_patch(step_id, outputs, self.clock.now())
         finalized = self.runs.finalize(claimed.run_id, step_id, claimed.claim.token, patch)
         if finalized:
-            self.log.info("step.succeeded", gcsUri=outputs["gcs_uri"], llmCalls=outputs["llmCalls"], cached=outputs["cached"])
+            self.log.info(
+                "step.succeeded", gcsUri=outputs["gcs_uri"], llmCalls=outputs["llmCalls"], cached=outputs["cached"]
+            )
         else:
             self._log_discarded()
         return StepReport(step_id, "SUCCEEDED", None, finalized)
@@ -228,8 +228,12 @@ class RunExecutor:
         production.latency_ms += elapsed_ms
         production.result = result
         self.log.info(
-            "llm.response", model=request.model, modelVersion=result.model_version,
-            finishReason=result.finish_reason, latencyMs=elapsed_ms, **result.usage.as_outputs(),
+            "llm.response",
+            model=request.model,
+            modelVersion=result.model_version,
+            finishReason=result.finish_reason,
+            latencyMs=elapsed_ms,
+            **result.usage.as_outputs(),
         )
         try:
             return validate_reply(result, output_schema)

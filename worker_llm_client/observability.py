@@ -18,8 +18,15 @@ from typing import Any
 import structlog
 
 LABEL_KEYS = ("runId", "stepId")
-_SEVERITY = {"debug": "DEBUG", "info": "INFO", "warning": "WARNING", "warn": "WARNING",
-             "error": "ERROR", "exception": "ERROR", "critical": "CRITICAL"}
+_SEVERITY = {
+    "debug": "DEBUG",
+    "info": "INFO",
+    "warning": "WARNING",
+    "warn": "WARNING",
+    "error": "ERROR",
+    "exception": "ERROR",
+    "critical": "CRITICAL",
+}
 _configured = False
 
 

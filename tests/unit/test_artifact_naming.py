@@ -8,7 +8,16 @@ from worker_llm_client.models import GenerationSettings, LlmRequest, SafetySetti
 
 
 def _request(**changes: object) -> LlmRequest:
-    base = LlmRequest("gemini", "gemini-2.5-flash", "sys", ("user text",), REPORT_SCHEMA, GenerationSettings(temperature=0.2), (), 30.0)
+    base = LlmRequest(
+        "gemini",
+        "gemini-2.5-flash",
+        "sys",
+        ("user text",),
+        REPORT_SCHEMA,
+        GenerationSettings(temperature=0.2),
+        (),
+        30.0,
+    )
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
@@ -24,15 +33,20 @@ def test_fingerprint_is_stable_and_sensitive_to_everything_that_shapes_the_reque
         request_fingerprint(prompt, profile, _request(contents=("other text",))),
         request_fingerprint(prompt, profile, _request(system_instruction="other")),
         request_fingerprint(prompt, profile, _request(generation=GenerationSettings(temperature=0.3))),
-        request_fingerprint(prompt, profile, _request(safety_settings=(SafetySetting("HARM_CATEGORY_HATE_SPEECH", "BLOCK_NONE"),))),
+        request_fingerprint(
+            prompt, profile, _request(safety_settings=(SafetySetting("HARM_CATEGORY_HATE_SPEECH", "BLOCK_NONE"),))
+        ),
         request_fingerprint(prompt, profile, _request(response_schema={"type": "object"})),
     ]
-    assert base not in variants and len(set(variants)) == len(variants)
+    assert base not in variants
+    assert len(set(variants)) == len(variants)
 
 
 def test_timeout_does_not_change_the_fingerprint() -> None:
     prompt, profile = make_prompt(), make_profile()
-    assert request_fingerprint(prompt, profile, _request()) == request_fingerprint(prompt, profile, _request(timeout_seconds=5.0))
+    assert request_fingerprint(prompt, profile, _request()) == request_fingerprint(
+        prompt, profile, _request(timeout_seconds=5.0)
+    )
 
 
 def test_object_name_quotes_ids() -> None:

@@ -27,9 +27,17 @@ def test_valid_reply_is_the_report() -> None:
         (reply("   "), OutputNotJson, "no text"),
         (reply("```json\n" + GOOD + "\n```"), OutputNotJson, "not JSON"),
         (reply('{"title": "t", "severity": "urgent", "findings": []}'), OutputSchemaMismatch, "2 schema violation"),
-        (reply('{"title": "t", "severity": "low", "findings": ["a"], "extra": 1}'), OutputSchemaMismatch, "1 unexpected"),
+        (
+            reply('{"title": "t", "severity": "low", "findings": ["a"], "extra": 1}'),
+            OutputSchemaMismatch,
+            "1 unexpected",
+        ),
         (reply('{"severity": "low", "findings": ["a"]}'), OutputSchemaMismatch, r'required \["title"\]'),
-        (reply('{"title": 3, "severity": "low", "findings": ["a"]}'), OutputSchemaMismatch, r"\$.title: type string \(got int\)"),
+        (
+            reply('{"title": 3, "severity": "low", "findings": ["a"]}'),
+            OutputSchemaMismatch,
+            r"\$.title: type string \(got int\)",
+        ),
     ],
 )
 def test_bad_replies_are_classified(result: object, error: type[Exception], message: str) -> None:
@@ -45,12 +53,16 @@ def test_mismatch_message_does_not_echo_model_values() -> None:
 
 
 def test_locally_enforced_keywords() -> None:
-    schema = load_schema(json.dumps({"type": "object", "properties": {"id": {"type": "string", "pattern": "^[A-Z]{3}$"}}}))
+    schema = load_schema(
+        json.dumps({"type": "object", "properties": {"id": {"type": "string", "pattern": "^[A-Z]{3}$"}}})
+    )
     with pytest.raises(OutputSchemaMismatch, match="pattern"):
         validate_reply(reply('{"id": "abcd"}'), schema)
 
 
-@pytest.mark.parametrize(("text", "message"), [("{", "not valid JSON"), ("[]", "JSON object"), ('{"type": 12}', "draft 2020-12")])
+@pytest.mark.parametrize(
+    ("text", "message"), [("{", "not valid JSON"), ("[]", "JSON object"), ('{"type": 12}', "draft 2020-12")]
+)
 def test_invalid_schemas(text: str, message: str) -> None:
     with pytest.raises(SchemaInvalid, match=message):
         load_schema(text)

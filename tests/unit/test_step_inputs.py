@@ -21,7 +21,10 @@ def test_parses_inputs() -> None:
         ({"inputs": {"llm": {"llmProfile": "fast"}}}, "inputs.promptId is required"),
         ({"inputs": {"promptId": "p"}}, "inputs.llm.llmProfile is required"),
         ({"inputs": {"promptId": "a/b", "llm": {"llmProfile": "f"}}}, "must not contain '/'"),
-        ({"inputs": {"promptId": "p", "promptVersion": "2", "llm": {"llmProfile": "f"}}}, "promptVersion must be a positive integer"),
+        (
+            {"inputs": {"promptId": "p", "promptVersion": "2", "llm": {"llmProfile": "f"}}},
+            "promptVersion must be a positive integer",
+        ),
         ({"inputs": {"promptId": "p", "llm": {"llmProfile": "f"}, "vars": [1]}}, "vars must be a map"),
         ({"maxAttempts": 0}, "maxAttempts must be a positive integer"),
         ({"dependsOn": "a"}, "dependsOn must be a list"),

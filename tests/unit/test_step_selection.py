@@ -23,7 +23,15 @@ RUNNING_EXPIRED = {"status": "RUNNING", "attempt": 1, "claim": {"token": "x", "l
         ({"a": step_data(**RUNNING_LEASED), "b": step_data(depends_on=["a"])}, "RUNNING", []),
         ({"a": step_data(status="FAILED"), "b": step_data(depends_on=["a"])}, "RUNNING", []),
         ({"a": step_data(), "b": step_data(), "c": step_data(depends_on=["a", "b"])}, "RUNNING", ["a", "b"]),
-        ({"a": step_data(status="SUCCEEDED"), "c": step_data(depends_on=["a", "b"]), "b": step_data(status="SUCCEEDED")}, "RUNNING", ["c"]),
+        (
+            {
+                "a": step_data(status="SUCCEEDED"),
+                "c": step_data(depends_on=["a", "b"]),
+                "b": step_data(status="SUCCEEDED"),
+            },
+            "RUNNING",
+            ["c"],
+        ),
         ({"a": step_data(**RUNNING_LEASED)}, "RUNNING", []),
         ({"a": step_data(**RUNNING_EXPIRED)}, "RUNNING", ["a"]),
         ({"a": step_data(status="RETRY_WAIT", retryAt=later(10))}, "RUNNING", []),
@@ -68,7 +76,8 @@ def test_plan_fails_a_redrive_past_its_budget_with_the_last_error() -> None:
     last = {"code": "LLM_UNAVAILABLE", "message": "503", "retryable": True, "attempt": 3}
     run = make_run({"a": step_data(status="RETRY_WAIT", attempt=3, retryAt=later(-1), error=last)})
     plan = plan_claims(run, T0, 8, lambda: Claim("t", "w", T0, later(600)))
-    assert plan.claimed == [] and [s.step_id for s in plan.exhausted] == ["a"]
+    assert plan.claimed == []
+    assert [s.step_id for s in plan.exhausted] == ["a"]
     assert plan.patch[("steps", "a", "status")] == "FAILED"
     assert plan.patch[("steps", "a", "error")] == {**last, "retryable": True, "attempt": 3}
 

@@ -42,7 +42,10 @@ def test_claim_increments_attempt_and_clears_retry_at() -> None:
     assert patch[("steps", "s1", "attempt")] == 2
     assert patch[("steps", "s1", "retryAt")] is Delete.FIELD
     assert patch[("steps", "s1", "claim")] == {
-        "token": "tok", "worker": "worker-1", "claimedAt": T0, "leaseExpiresAt": later(600)
+        "token": "tok",
+        "worker": "worker-1",
+        "claimedAt": T0,
+        "leaseExpiresAt": later(600),
     }
 
 

@@ -101,13 +101,14 @@ def _json_object(body: bytes) -> Mapping[str, Any]:
 
 def _from_json(data: Mapping[str, Any]) -> Any:
     try:
-        return json_format.ParseDict(data, _EventPb(), ignore_unknown_fields=True)
+        return json_format.ParseDict(dict(data), _EventPb(), ignore_unknown_fields=True)
     except json_format.ParseError as exc:
         raise EventDecodeError("JSON body is not a DocumentEventData") from exc
 
 
 def _timestamp(ts: Any) -> datetime:
-    return DatetimeWithNanoseconds.from_timestamp_pb(ts)
+    stamp: datetime = DatetimeWithNanoseconds.from_timestamp_pb(ts)
+    return stamp
 
 
 def _value(value: Any) -> Any:

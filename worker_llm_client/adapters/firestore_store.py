@@ -58,7 +58,7 @@ class FirestoreRunStore:
         ref = self._ref(run_id)
         updates = to_firestore_updates(patch)
 
-        @firestore.transactional  # type: ignore[untyped-decorator]
+        @firestore.transactional
         def guarded(transaction: Any) -> bool:
             snap = ref.get(transaction=transaction)
             step = ((snap.to_dict() or {}).get("steps") or {}).get(step_id) if snap.exists else None

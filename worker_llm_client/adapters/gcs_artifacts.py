@@ -10,8 +10,8 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+import google.cloud.storage as storage
 from google.api_core import exceptions as gexc
-from google.cloud import storage
 
 from worker_llm_client.errors import StorageUnavailable
 from worker_llm_client.models import StoredArtifact
@@ -37,7 +37,7 @@ class GcsArtifactStore:
         try:
             blob = self.bucket.get_blob(object_name, timeout=UPLOAD_TIMEOUT_SECONDS)
         except _TRANSIENT as exc:
-            raise StorageUnavailable(f"reading gs://{self.bucket.name}/{object_name} failed: {type(exc).__name__}") from exc
+            raise _unavailable("reading", self.bucket.name, object_name, exc) from exc
         return None if blob is None else self._stored(blob, created=False)
 
     def put(self, object_name: str, data: bytes, metadata: Mapping[str, str]) -> StoredArtifact:
@@ -53,7 +53,7 @@ class GcsArtifactStore:
                 raise StorageUnavailable(f"gs://{self.bucket.name}/{object_name} vanished after a 412") from None
             return existing
         except _TRANSIENT as exc:
-            raise StorageUnavailable(f"writing gs://{self.bucket.name}/{object_name} failed: {type(exc).__name__}") from exc
+            raise _unavailable("writing", self.bucket.name, object_name, exc) from exc
         return self._stored(blob, created=True)
 
     def _stored(self, blob: Any, created: bool) -> StoredArtifact:
@@ -66,3 +66,7 @@ class GcsArtifactStore:
             metadata=metadata,
             created=created,
         )
+
+
+def _unavailable(action: str, bucket: str, name: str, exc: BaseException) -> StorageUnavailable:
+    return StorageUnavailable(f"{action} gs://{bucket}/{name} failed: {type(exc).__name__}")

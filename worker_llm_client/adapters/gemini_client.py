@@ -64,7 +64,9 @@ class GeminiClient:
         base_url = self.settings.gemini_base_url
         if provider == "vertex":
             options = types.HttpOptions(api_version=VERTEX_API_VERSION, base_url=base_url)
-            return Client(vertexai=True, project=self.settings.project, location=self.settings.location, http_options=options)
+            return Client(
+                vertexai=True, project=self.settings.project, location=self.settings.location, http_options=options
+            )
         if provider != "gemini":
             raise LlmBadRequest(f"unknown provider '{provider}'")
         if not self.settings.gemini_api_key:
@@ -106,7 +108,8 @@ def build_config(request: LlmRequest) -> types.GenerateContentConfig:
         safety_settings=[
             types.SafetySetting(category=s.category, threshold=s.threshold)  # type: ignore[arg-type]
             for s in request.safety_settings
-        ] or None,
+        ]
+        or None,
         automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
         automatic_continuation=False,
         http_options=timeout,

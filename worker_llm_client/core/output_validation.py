@@ -25,9 +25,7 @@ from worker_llm_client.errors import (
 )
 from worker_llm_client.models import LlmResult
 
-BLOCKING_FINISH_REASONS = frozenset(
-    {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
-)
+BLOCKING_FINISH_REASONS = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"})
 TRUNCATED_FINISH_REASONS = frozenset({"MAX_TOKENS", "CONTINUATION"})
 _MAX_VIOLATIONS = 5
 _MAX_RULE = 120
@@ -76,9 +74,9 @@ def classify(result: LlmResult) -> str:
 def parse_report(text: str, output: OutputSchema) -> Any:
     try:
         report = json.loads(text)
-    except ValueError as exc:
-        detail = f"{exc.msg} at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else "invalid"
-        raise OutputNotJson(f"the reply is not JSON ({detail}; {len(text)} characters)") from exc
+    except json.JSONDecodeError as exc:
+        where = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+        raise OutputNotJson(f"the reply is not JSON ({where}; {len(text)} characters)") from exc
     violations = sorted(output.validator.iter_errors(report), key=lambda e: list(map(str, e.absolute_path)))
     if violations:
         shown = "; ".join(describe_violation(v) for v in violations[:_MAX_VIOLATIONS])
@@ -94,10 +92,11 @@ def validate_reply(result: LlmResult, output: OutputSchema) -> Any:
 def describe_violation(error: ValidationError) -> str:
     """``$.path: keyword rule`` built from the schema side only, never the instance's values."""
     rule: Any = error.validator_value
+    schema: Any = error.schema
     if error.validator == "required" and isinstance(error.instance, dict):
-        rule = [name for name in error.validator_value if name not in error.instance]
+        rule = [name for name in rule if name not in error.instance]
     elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = set(error.schema.get("properties", {}))
+        allowed = set(schema.get("properties", {}))
         rule = f"false ({sum(1 for k in error.instance if k not in allowed)} unexpected properties)"
     elif error.validator == "type":
         rule = f"{rule} (got {type(error.instance).__name__})"

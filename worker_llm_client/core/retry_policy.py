@@ -29,7 +29,7 @@ class StepOutcome:
 
 def step_retry_delay(attempt: int, hint: float | None = None) -> float:
     backoff = min(STEP_RETRY_CAP_SECONDS, STEP_RETRY_BASE_SECONDS * 2 ** max(attempt - 1, 0))
-    return max(backoff, hint or 0.0)
+    return float(max(backoff, hint or 0.0))
 
 
 def error_record(error: StepError, attempt: int) -> dict[str, Any]:

@@ -31,8 +31,7 @@ def dependencies_met(step: Step, steps: Mapping[str, Step]) -> bool:
     if not isinstance(depends_on, list) or not all(isinstance(d, str) for d in depends_on):
         return True
     return all(
-        dep not in steps or dep == step.step_id or steps[dep].status == StepStatus.SUCCEEDED
-        for dep in depends_on
+        dep not in steps or dep == step.step_id or steps[dep].status == StepStatus.SUCCEEDED for dep in depends_on
     )
 
 
@@ -43,9 +42,7 @@ def runnable_steps(run: RunSnapshot, now: datetime) -> list[Step]:
     return [
         step
         for _, step in sorted(run.steps.items())
-        if step.type == LLM_REPORT
-        and is_claimable(step, now)
-        and dependencies_met(step, run.steps)
+        if step.type == LLM_REPORT and is_claimable(step, now) and dependencies_met(step, run.steps)
     ]
 
 
@@ -62,9 +59,7 @@ class ClaimPlan:
         return not self.patch
 
 
-def plan_claims(
-    run: RunSnapshot, now: datetime, limit: int, new_claim: Callable[[], Claim]
-) -> ClaimPlan:
+def plan_claims(run: RunSnapshot, now: datetime, limit: int, new_claim: Callable[[], Claim]) -> ClaimPlan:
     """Claim up to ``limit`` runnable steps; the rest stay for the event our write causes."""
     plan = ClaimPlan()
     for step in runnable_steps(run, now):

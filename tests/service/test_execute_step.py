@@ -1,0 +1,307 @@
+"""The use case with in-memory fakes: claim -> resolve -> call -> validate -> write -> finalize."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from tests.builders import T0, make_profile, make_prompt, step_data
+from tests.fakes import FakeClock, FakeConfigStore, FakeLlm, InMemoryArtifactStore, InMemoryRunStore, reply
+from worker_llm_client.errors import LlmRateLimited, LlmUnavailable
+from worker_llm_client.execute_step import ExecutorPolicy, RunExecutor
+from worker_llm_client.models import LlmRequest, LlmResult
+
+SECRET_VAR = "var-value-never-logged"
+
+
+class World:
+    def __init__(self, llm: FakeLlm | None = None, **policy: Any) -> None:
+        self.runs = InMemoryRunStore()
+        self.configs = FakeConfigStore(
+            [make_prompt(), make_prompt("other", template="Other {{ team }}")],
+            [make_profile(), make_profile("pro", model="gemini-2.5-pro")],
+        )
+        self.artifacts = InMemoryArtifactStore()
+        self.llm = llm or FakeLlm()
+        self.clock = FakeClock()
+        defaults: dict[str, Any] = {
+            "worker_id": "w1",
+            "lease_seconds": 600,
+            "max_parallel_steps": 8,
+            "allowed_llm_profiles": frozenset({"fast", "pro"}),
+            "allowed_models": frozenset({"gemini-2.5-flash"}),
+        }
+        defaults.update(policy)
+        tokens = iter(f"token-{i}" for i in range(1000))
+        self.executor = RunExecutor(
+            self.runs,
+            self.configs,
+            self.artifacts,
+            self.llm,
+            self.clock,
+            ExecutorPolicy(**defaults),
+            new_token=lambda: next(tokens),
+        )
+
+    def run(self, steps: dict[str, dict[str, Any]], run_id: str = "r1", status: str = "RUNNING") -> Any:
+        return self.runs.put(run_id, {"status": status, "steps": steps})
+
+    def step(self, step_id: str, run_id: str = "r1") -> dict[str, Any]:
+        return self.runs.step(run_id, step_id)
+
+
+def test_ready_step_succeeds_with_the_contract_outputs() -> None:
+    world = World()
+    snapshot = world.run({"s1": step_data(vars={"team": "core"})})
+    reports = world.executor.handle(snapshot)
+    step = world.step("s1")
+    assert [(r.step_id, r.status, r.finalized) for r in reports] == [("s1", "SUCCEEDED", True)]
+    assert step["status"] == "SUCCEEDED"
+    assert step["attempt"] == 1
+    assert step["claim"]["token"] == "token-0"
+    assert step["startedAt"] == T0
+    assert step["finishedAt"] == T0
+    assert step["claim"]["leaseExpiresAt"] > T0
+    out = step["outputs"]
+    [(name, (data, metadata))] = world.artifacts.objects.items()
+    assert out["gcs_uri"] == f"gs://artifacts/{name}"
+    assert name.startswith("flow_runs/r1/s1/")
+    assert name.endswith(".json")
+    assert json.loads(data) == {"title": "t", "severity": "low", "findings": ["a"]}
+    assert out["sizeBytes"] == len(data)
+    assert out["sha256"] == metadata["sha256"]
+    assert {
+        k: out[k]
+        for k in (
+            "promptId",
+            "promptVersion",
+            "llmProfile",
+            "profileVersion",
+            "model",
+            "modelVersion",
+            "responseId",
+            "finishReason",
+            "llmCalls",
+            "cached",
+        )
+    } == {
+        "promptId": "weekly",
+        "promptVersion": 1,
+        "llmProfile": "fast",
+        "profileVersion": 1,
+        "model": "gemini-2.5-flash",
+        "modelVersion": "gemini-2.5-flash-001",
+        "responseId": "resp-1",
+        "finishReason": "STOP",
+        "llmCalls": 1,
+        "cached": False,
+    }
+    assert out["promptSha256"] == make_prompt().sha256
+    assert out["usage"] == {
+        "promptTokens": 10,
+        "outputTokens": 5,
+        "thoughtsTokens": 2,
+        "cachedTokens": 0,
+        "totalTokens": 17,
+    }
+    assert isinstance(out["latencyMs"], int)
+    assert {
+        k: metadata[k]
+        for k in ("runId", "stepId", "attempt", "promptId", "promptVersion", "llmProfile", "model", "modelVersion")
+    } == {
+        "runId": "r1",
+        "stepId": "s1",
+        "attempt": "1",
+        "promptId": "weekly",
+        "promptVersion": "1",
+        "llmProfile": "fast",
+        "model": "gemini-2.5-flash",
+        "modelVersion": "gemini-2.5-flash-001",
+    }
+    [request] = world.llm.requests
+    assert request.contents == ("Weekly report for core.",)
+    assert request.system_instruction == "You write terse reports."
+    assert request.response_schema["required"] == ["title", "severity", "findings"]
+
+
+def test_independent_steps_run_concurrently_and_the_dependent_one_waits() -> None:
+    both_inside = threading.Barrier(2, timeout=5)
+
+    def respond(request: LlmRequest) -> LlmResult:
+        both_inside.wait()  # deadlocks (BrokenBarrierError) unless a and b are in flight together
+        return reply()
+
+    world = World(FakeLlm(respond))
+    snapshot = world.run({"a": step_data(), "b": step_data(), "c": step_data(depends_on=["a", "b"])})
+    reports = world.executor.handle(snapshot)
+    assert sorted(r.step_id for r in reports) == ["a", "b"]
+    assert world.step("c")["status"] == "READY"
+    world.llm.respond = lambda request: reply()
+    [report] = world.executor.handle(world.runs.get_run("r1"))  # the event our finalize caused
+    assert report.step_id == "c"
+    assert world.step("c")["status"] == "SUCCEEDED"
+
+
+def test_duplicate_and_stale_events_cause_no_second_model_call() -> None:
+    world = World()
+    snapshot = world.run({"s1": step_data()})
+    world.executor.handle(snapshot)
+    assert world.executor.handle(snapshot) == []  # same event again: precondition fails, re-read, nothing to do
+    assert len(world.llm.requests) == 1
+    assert world.step("s1")["attempt"] == 1
+
+
+def test_two_claimers_one_wins() -> None:
+    world = World()
+    snapshot = world.run({"s1": step_data()})
+    first = world.executor.claim(snapshot)[1]
+    second = world.executor.claim(snapshot)[1]
+    assert len(first) == 1
+    assert second == []
+    assert world.step("s1")["claim"]["token"] == first[0].claim.token
+
+
+def test_claims_at_most_max_parallel_steps_and_leaves_the_rest_ready() -> None:
+    world = World(max_parallel_steps=2)
+    world.executor.handle(world.run({f"s{i}": step_data() for i in range(3)}))
+    assert [world.step(f"s{i}")["status"] for i in range(3)] == ["SUCCEEDED", "SUCCEEDED", "READY"]
+
+
+def test_cancelled_run_is_never_claimed() -> None:
+    world = World()
+    assert world.executor.handle(world.run({"s1": step_data()}, status="CANCELLED")) == []
+    assert world.step("s1")["status"] == "READY"
+    assert world.runs.writes == 0
+
+
+@pytest.mark.parametrize("change", ["cancel", "reclaim"])
+def test_finalize_leaves_a_step_that_is_no_longer_ours(change: str) -> None:
+    def respond(request: LlmRequest) -> LlmResult:
+        step = world.runs.docs["r1"]["steps"]["s1"]
+        if change == "cancel":
+            step["status"] = "CANCELLED"
+        else:
+            step["claim"] = {"token": "someone-else"}
+        return reply()
+
+    world = World(FakeLlm(respond))
+    with capture_logs() as logs:
+        [report] = world.executor.handle(world.run({"s1": step_data()}))
+    assert not report.finalized
+    assert "outputs" not in world.step("s1")
+    assert world.step("s1")["status"] == ("CANCELLED" if change == "cancel" else "RUNNING")
+    assert any(e["event"] == "step.claim_conflict" and "finalize_discarded" in e["reason"] for e in logs)
+
+
+@pytest.mark.parametrize(
+    ("steps", "code"),
+    [
+        ({"s1": step_data(prompt_id="ghost")}, "PROMPT_NOT_FOUND"),
+        ({"s1": step_data(profile="ghost")}, "PROFILE_NOT_ALLOWED"),
+        ({"s1": step_data(profile="pro")}, "MODEL_NOT_ALLOWED"),
+        ({"s1": step_data(vars={})}, "TEMPLATE_ERROR"),
+        ({"s1": step_data(depends_on=["nope"])}, "INVALID_STEP"),
+        ({"s1": {"type": "LLM_REPORT", "status": "READY"}}, "INVALID_STEP"),
+    ],
+)
+def test_bad_configuration_fails_permanently_without_a_model_call(steps: dict, code: str) -> None:
+    world = World()
+    with capture_logs() as logs:
+        world.executor.handle(world.run(steps))
+    step = world.step("s1")
+    assert step["status"] == "FAILED"
+    assert step["error"]["code"] == code
+    assert step["error"]["retryable"] is False
+    assert step["error"]["attempt"] == 1
+    assert world.llm.requests == []
+    if code.endswith("NOT_ALLOWED"):
+        assert any(e["event"] == "governance.violation" for e in logs)
+
+
+def test_profile_missing_from_the_store() -> None:
+    world = World(allowed_llm_profiles=frozenset({"fast", "gone"}))
+    world.executor.handle(world.run({"s1": step_data(profile="gone")}))
+    assert world.step("s1")["error"]["code"] == "PROFILE_NOT_FOUND"
+
+
+def test_schema_invalid_prompt() -> None:
+    world = World()
+    world.configs = FakeConfigStore([make_prompt(schema='{"type": 5}')], [make_profile()])
+    world.executor.configs = world.configs
+    world.executor.handle(world.run({"s1": step_data()}))
+    assert world.step("s1")["error"]["code"] == "SCHEMA_INVALID"
+    assert world.llm.requests == []
+
+
+def test_bad_output_fails_with_its_code() -> None:
+    world = World(FakeLlm(lambda r: reply("not json")))
+    world.executor.handle(world.run({"s1": step_data()}))
+    assert world.step("s1")["error"]["code"] == "OUTPUT_NOT_JSON"
+    assert world.artifacts.objects == {}
+
+
+def test_retryable_error_waits_then_fails_retryable_after_the_budget() -> None:
+    world = World(FakeLlm(lambda r: LlmRateLimited("429", retry_after=120.0)))
+    world.executor.handle(world.run({"s1": step_data(maxAttempts=2)}))
+    step = world.step("s1")
+    assert step["status"] == "RETRY_WAIT"
+    assert step["error"]["code"] == "LLM_RATE_LIMITED"
+    assert (step["retryAt"] - T0).total_seconds() == 120.0  # the server's hint beats the 30 s backoff
+    world.clock.advance(121)
+    world.executor.handle(world.runs.get_run("r1"))
+    step = world.step("s1")
+    assert step["status"] == "FAILED"
+    assert step["attempt"] == 2
+    assert step["error"]["retryable"] is True
+    assert "retryAt" not in step
+
+
+def test_retry_wait_is_not_redriven_before_its_time() -> None:
+    world = World(FakeLlm(lambda r: LlmUnavailable("503")))
+    world.executor.handle(world.run({"s1": step_data()}))
+    assert world.executor.handle(world.runs.get_run("r1")) == []
+    assert len(world.llm.requests) == 1
+
+
+def test_a_replayed_identical_request_reuses_the_artifact() -> None:
+    world = World()
+    world.executor.handle(world.run({"s1": step_data()}))
+    first = dict(world.step("s1")["outputs"])
+    # the worker died after the upload: the orchestrator (or the lease) puts the step up again
+    world.runs.docs["r1"]["steps"]["s1"]["status"] = "READY"
+    world.executor.handle(world.runs.get_run("r1"))
+    second = world.step("s1")["outputs"]
+    assert len(world.llm.requests) == 1
+    assert world.step("s1")["attempt"] == 2
+    assert second["cached"] is True
+    assert second["llmCalls"] == 0
+    assert second["gcs_uri"] == first["gcs_uri"]
+    assert second["sha256"] == first["sha256"]
+    assert second["responseId"] == first["responseId"]
+
+
+def test_an_artifact_written_concurrently_is_reused_on_412() -> None:
+    world = World()
+    world.executor.handle(world.run({"s1": step_data()}, run_id="r1"))
+    name = next(iter(world.artifacts.objects))
+    world.artifacts.objects[name.replace("/r1/", "/r2/")] = world.artifacts.objects[name]
+    world.executor.handle(world.run({"s1": step_data()}, run_id="r2"))
+    out = world.runs.step("r2", "s1")["outputs"]
+    assert out["cached"] is True
+    assert out["llmCalls"] == 1
+    assert world.artifacts.uploads == 2
+
+
+def test_logs_carry_ids_but_no_prompt_text_vars_or_output() -> None:
+    world = World(FakeLlm(lambda r: reply('{"title": "MODEL-OUTPUT", "severity": "low", "findings": ["x"]}')))
+    with capture_logs() as logs:
+        world.executor.handle(world.run({"s1": step_data(vars={"team": SECRET_VAR})}))
+    events = [e["event"] for e in logs]
+    assert events == ["step.claimed", "llm.request", "llm.response", "artifact.written", "step.succeeded"]
+    flat = json.dumps(logs, default=str)
+    for forbidden in (SECRET_VAR, "MODEL-OUTPUT", "Weekly report for", "terse reports"):
+        assert forbidden not in flat
