@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from worker_llm_client.core.artifact_naming import canonical_json, sha256_hex
+from worker_llm_client.core.canonical import prompt_sha256
 from worker_llm_client.models import GenerationSettings, Profile, Prompt, RunSnapshot, Step, run_from_document
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -61,10 +61,6 @@ def make_run(
     return run_from_document(run_id, {"status": status, "steps": steps or {}}, update_time)
 
 
-def prompt_sha(template: str, system: str, schema_text: str) -> str:
-    return sha256_hex(canonical_json({"template": template, "systemInstruction": system, "outputSchema": schema_text}))
-
-
 def make_prompt(
     prompt_id: str = "weekly",
     version: int = 1,
@@ -73,7 +69,7 @@ def make_prompt(
     schema: dict[str, Any] | str | None = None,
 ) -> Prompt:
     schema_text = schema if isinstance(schema, str) else json.dumps(schema or REPORT_SCHEMA)
-    return Prompt(prompt_id, version, prompt_sha(template, system, schema_text), template, system, schema_text)
+    return Prompt(prompt_id, version, prompt_sha256(template, system, schema_text), template, system, schema_text)
 
 
 def make_profile(profile_id: str = "fast", model: str = "gemini-2.5-flash", **kwargs: Any) -> Profile:

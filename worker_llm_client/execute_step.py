@@ -19,7 +19,8 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from worker_llm_client.core.artifact_naming import artifact_object_name, request_fingerprint, sha256_hex
+from worker_llm_client.core.artifact_naming import artifact_object_name, request_fingerprint
+from worker_llm_client.core.canonical import sha256_hex
 from worker_llm_client.core.output_validation import load_schema, validate_reply
 from worker_llm_client.core.prompt_rendering import render
 from worker_llm_client.core.retry_policy import after_failure

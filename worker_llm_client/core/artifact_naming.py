@@ -6,21 +6,10 @@ identical request lands on the same object name and reuses it instead of calling
 
 from __future__ import annotations
 
-import hashlib
-import json
-from typing import Any
 from urllib.parse import quote
 
+from worker_llm_client.core.canonical import canonical_json, sha256_hex
 from worker_llm_client.models import LlmRequest, Profile, Prompt
-
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
-def sha256_hex(data: bytes | str) -> str:
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    return hashlib.sha256(raw).hexdigest()
 
 
 def request_fingerprint(prompt: Prompt, profile: Profile, request: LlmRequest) -> str:

@@ -1,0 +1,66 @@
+"""The use case wired with the real adapters (bootstrap) against emulator, fake GCS and stub."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from tests.builders import step_data
+from tests.conftest import ROOT
+from worker_llm_client.devstack.gemini_stub import Reply
+from worker_llm_client.models import run_from_document
+
+pytestmark = pytest.mark.integration
+VARS = {"team": "core", "week": "2026-W47", "notes": ["shipped the claim loop"]}
+
+
+def _put(db: Any, run_id: str, steps: dict[str, Any]) -> Any:
+    ref = db.collection("flow_runs").document(run_id)
+    result = ref.set({"status": "RUNNING", "steps": steps})
+    return run_from_document(run_id, ref.get().to_dict(), result.update_time)
+
+
+def _report_step(**kwargs: Any) -> dict[str, Any]:
+    return step_data(prompt_id="weekly_report", profile="flash-json", vars=VARS, **kwargs)
+
+
+def test_ready_step_succeeds_with_a_schema_valid_artifact(executor: Any, db: Any, bucket: Any, stub: Any, run_id: str) -> None:
+    [report] = executor.handle(_put(db, run_id, {"weekly-report.v2": _report_step()}))
+    assert report.status == "SUCCEEDED" and report.finalized
+    step = db.collection("flow_runs").document(run_id).get().to_dict()["steps"]["weekly-report.v2"]
+    outputs = step["outputs"]
+    assert step["status"] == "SUCCEEDED" and step["attempt"] == 1 and outputs["llmCalls"] == 1
+    name = outputs["gcs_uri"].removeprefix(f"gs://{bucket.name}/")
+    assert name.startswith(f"flow_runs/{run_id}/weekly-report.v2/")
+    blob = bucket.get_blob(name)
+    report_json = json.loads(blob.download_as_bytes())
+    schema = json.loads((ROOT / "schemas" / "weekly_report.json").read_text())
+    Draft202012Validator(schema).validate(report_json)
+    assert blob.metadata["runId"] == run_id and blob.metadata["stepId"] == "weekly-report.v2"
+    assert blob.metadata["modelVersion"] == "stub-001" and blob.metadata["promptVersion"] == str(outputs["promptVersion"])
+    assert outputs["modelVersion"] == "stub-001" and outputs["responseId"] == blob.metadata["responseId"]
+    assert outputs["usage"]["totalTokens"] > 0 and outputs["sizeBytes"] == blob.size
+
+
+def test_two_executors_racing_on_one_snapshot_call_the_model_once(settings: Any, db: Any, stub: Any, run_id: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from worker_llm_client.bootstrap import build_executor
+
+    snapshot = _put(db, run_id, {"s1": _report_step()})
+    executors = [build_executor(settings) for _ in range(2)]
+    with ThreadPoolExecutor(2) as pool:
+        reports = list(pool.map(lambda e: e.handle(snapshot), executors))
+    assert sorted(len(r) for r in reports) == [0, 1]
+    assert stub.calls() == 1
+
+
+def test_a_bad_reply_fails_the_step_and_writes_no_artifact(executor: Any, db: Any, bucket: Any, stub: Any, run_id: str) -> None:
+    stub.script(Reply.text("definitely not json"))
+    [report] = executor.handle(_put(db, run_id, {"s1": _report_step()}))
+    step = db.collection("flow_runs").document(run_id).get().to_dict()["steps"]["s1"]
+    assert (report.status, step["status"], step["error"]["code"], step["error"]["retryable"]) == ("FAILED", "FAILED", "OUTPUT_NOT_JSON", False)
+    assert list(bucket.list_blobs(prefix=f"flow_runs/{run_id}/")) == []

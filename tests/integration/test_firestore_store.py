@@ -1,0 +1,102 @@
+"""The Firestore adapters against the real emulator: preconditions, transactions, quoting."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from tests.builders import T0, later, step_data
+from worker_llm_client.adapters.firestore_store import FirestoreConfigStore, FirestoreRunStore
+from worker_llm_client.config_push import PROFILES, PROMPTS, load_prompts, push
+from worker_llm_client.core.transitions import Delete
+from worker_llm_client.errors import ProfileNotFound, PromptNotFound
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def _write(db: Any, run_id: str, steps: dict[str, Any], status: str = "RUNNING") -> Any:
+    return db.collection("flow_runs").document(run_id).set({"status": status, "steps": steps}).update_time
+
+
+def _step(db: Any, run_id: str, step_id: str) -> dict[str, Any]:
+    return db.collection("flow_runs").document(run_id).get().to_dict()["steps"][step_id]  # type: ignore[no-any-return]
+
+
+def test_snapshot_round_trips_timestamps_and_dotted_step_ids(db: Any, run_id: str) -> None:
+    update_time = _write(db, run_id, {"weekly-report.v2": step_data(retryAt=T0)})
+    snapshot = FirestoreRunStore(db).get_run(run_id)
+    assert snapshot is not None and snapshot.update_time == update_time
+    assert snapshot.steps["weekly-report.v2"].data["retryAt"] == T0
+
+
+def test_claim_precondition_lets_exactly_one_of_two_claimers_win(db: Any, run_id: str) -> None:
+    store = FirestoreRunStore(db)
+    update_time = _write(db, run_id, {"weekly-report.v2": step_data()})
+    patches = [{("steps", "weekly-report.v2", "status"): "RUNNING", ("steps", "weekly-report.v2", "claim"): {"token": t}} for t in ("a", "b")]
+    results: list[bool] = []
+    threads = [threading.Thread(target=lambda p=p: results.append(store.apply_claim(run_id, update_time, p))) for p in patches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False, True]
+    step = _step(db, run_id, "weekly-report.v2")
+    assert step["status"] == "RUNNING" and step["claim"]["token"] in {"a", "b"}
+    assert "weekly-report" not in str(db.collection("flow_runs").document(run_id).get().to_dict().keys() - {"status", "steps"})
+
+
+def test_claim_with_a_stale_update_time_is_refused(db: Any, run_id: str) -> None:
+    stale = _write(db, run_id, {"s1": step_data()})
+    _write(db, run_id, {"s1": step_data(), "s2": step_data()})
+    assert FirestoreRunStore(db).apply_claim(run_id, stale, {("steps", "s1", "status"): "RUNNING"}) is False
+    assert _step(db, run_id, "s1")["status"] == "READY"
+
+
+def test_claim_deletes_fields_marked_delete(db: Any, run_id: str) -> None:
+    update_time = _write(db, run_id, {"s1": step_data(status="RETRY_WAIT", retryAt=later(-1))})
+    assert FirestoreRunStore(db).apply_claim(run_id, update_time, {("steps", "s1", "retryAt"): Delete.FIELD})
+    assert "retryAt" not in _step(db, run_id, "s1")
+
+
+def test_finalize_is_guarded_by_the_claim_token(db: Any, run_id: str) -> None:
+    store = FirestoreRunStore(db)
+    _write(db, run_id, {"s.1": step_data(status="RUNNING", claim={"token": "new-owner"})})
+    assert store.finalize(run_id, "s.1", "old-owner", {("steps", "s.1", "status"): "SUCCEEDED"}) is False
+    assert _step(db, run_id, "s.1")["status"] == "RUNNING"
+    assert store.finalize(run_id, "s.1", "new-owner", {("steps", "s.1", "status"): "SUCCEEDED"}) is True
+    assert _step(db, run_id, "s.1")["status"] == "SUCCEEDED"
+
+
+def test_finalize_leaves_a_cancelled_step_alone(db: Any, run_id: str) -> None:
+    _write(db, run_id, {"s1": step_data(status="CANCELLED", claim={"token": "t"})})
+    assert FirestoreRunStore(db).finalize(run_id, "s1", "t", {("steps", "s1", "status"): "SUCCEEDED"}) is False
+    assert _step(db, run_id, "s1")["status"] == "CANCELLED"
+
+
+def test_config_store_reads_current_and_pinned_versions(db: Any) -> None:
+    body = load_prompts(ROOT / "prompts", ROOT / "schemas")["weekly_report"]
+    first = push(db, PROMPTS, "it-pinned", body)
+    again = push(db, PROMPTS, "it-pinned", body)
+    second = push(db, PROMPTS, "it-pinned", {**body, "template": "changed {{ team }}", "sha256": "0" * 64})
+    assert (first.changed, again.changed, again.version, second.version) == (True, False, first.version, first.version + 1)
+    store = FirestoreConfigStore(db)
+    assert store.get_prompt("it-pinned", None).template == "changed {{ team }}"
+    assert store.get_prompt("it-pinned", first.version).template == body["template"]
+    with pytest.raises(PromptNotFound, match="version 99 does not exist"):
+        store.get_prompt("it-pinned", 99)
+    with pytest.raises(PromptNotFound, match="does not exist"):
+        store.get_prompt("nope", None)
+
+
+def test_config_store_profiles(db: Any) -> None:
+    store = FirestoreConfigStore(db)
+    profile = store.get_profile("flash-json")
+    assert (profile.provider, profile.model, profile.generation.temperature, profile.timeout_seconds) == ("gemini", "gemini-2.5-flash", 0.2, 60)
+    db.collection(PROFILES).document("it-broken").set({"provider": "openai", "model": "x", "version": 1})
+    with pytest.raises(ProfileNotFound, match="malformed: provider"):
+        store.get_profile("it-broken")
+    with pytest.raises(ProfileNotFound, match="does not exist"):
+        store.get_profile("nope")

@@ -1,0 +1,44 @@
+"""The artifact store against fake-gcs-server, which honours ifGenerationMatch like GCS."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from worker_llm_client.adapters.gcs_artifacts import GcsArtifactStore
+from worker_llm_client.core.canonical import sha256_hex
+from tests.conftest import BUCKET
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def store(bucket: Any) -> GcsArtifactStore:
+    return GcsArtifactStore(bucket.client, BUCKET)
+
+
+def test_put_creates_then_reuses_on_412(store: GcsArtifactStore, bucket: Any) -> None:
+    name = f"flow_runs/it/{uuid.uuid4().hex}/fp.json"
+    first = store.put(name, b'{"a": 1}', {"sha256": sha256_hex(b'{"a": 1}'), "runId": "it"})
+    second = store.put(name, b'{"a": 2}', {"sha256": sha256_hex(b'{"a": 2}'), "runId": "other"})
+    assert first.created and not second.created
+    assert second.sha256 == first.sha256 and second.size_bytes == 8 and second.metadata["runId"] == "it"
+    assert bucket.blob(name).download_as_bytes() == b'{"a": 1}'  # never overwritten
+    assert first.uri == f"gs://{BUCKET}/{name}"
+
+
+def test_find(store: GcsArtifactStore) -> None:
+    name = f"flow_runs/it/{uuid.uuid4().hex}/fp.json"
+    assert store.find(name) is None
+    store.put(name, b"{}", {"sha256": sha256_hex(b"{}")})
+    found = store.find(name)
+    assert found is not None and not found.created and found.sha256 == sha256_hex(b"{}")
+
+
+def test_sha256_is_computed_when_metadata_lacks_it(store: GcsArtifactStore, bucket: Any) -> None:
+    name = f"flow_runs/it/{uuid.uuid4().hex}/foreign.json"
+    bucket.blob(name).upload_from_string(b'{"x": true}')
+    found = store.find(name)
+    assert found is not None and found.sha256 == sha256_hex(b'{"x": true}')

@@ -1,0 +1,112 @@
+"""Prompts and LLM profiles from the repository -> Firestore, as immutable versions.
+
+``prompts/<id>.yaml`` (template, systemInstruction, description, ``schema: <file in schemas/>``)
+and the profiles file (``llm_profiles.yaml``: id -> profile) are the source of truth. A push
+writes ``<collection>/{id}`` (the current version) and ``<collection>/{id}/versions/{n}`` (an
+immutable copy) in one transaction, and only when the content hash changed: pushing the same
+content twice writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from google.cloud import firestore
+
+from worker_llm_client.adapters.config_documents import ProfileDoc
+from worker_llm_client.core.canonical import canonical_json, prompt_sha256, sha256_hex
+
+PROMPTS = "prompts"
+PROFILES = "llm_profiles"
+
+
+class SourceError(ValueError):
+    """A prompt or profile file is not valid; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class PushResult:
+    collection: str
+    doc_id: str
+    version: int
+    changed: bool
+
+
+def load_prompts(prompts_dir: Path, schemas_dir: Path) -> dict[str, dict[str, Any]]:
+    """Prompt id -> the Firestore document body (without version)."""
+    return {path.stem: _prompt_body(path, schemas_dir) for path in sorted(prompts_dir.glob("*.yaml"))}
+
+
+def _prompt_body(path: Path, schemas_dir: Path) -> dict[str, Any]:
+    source = _yaml_mapping(path)
+    if not isinstance(source.get("template"), str) or not isinstance(source.get("schema"), str):
+        raise SourceError(f"{path}: 'template' and 'schema' (a file in {schemas_dir}) are required strings")
+    schema_path = schemas_dir / source["schema"]
+    try:
+        schema_text = json.dumps(json.loads(schema_path.read_text(encoding="utf-8")), ensure_ascii=False)
+    except (OSError, ValueError) as exc:
+        raise SourceError(f"{path}: schema {schema_path} cannot be read as JSON: {exc}") from exc
+    system = source.get("systemInstruction") or ""
+    return {
+        "template": source["template"],
+        "systemInstruction": system,
+        "outputSchema": schema_text,
+        "description": str(source.get("description") or ""),
+        "sha256": prompt_sha256(source["template"], system, schema_text),
+    }
+
+
+def load_profiles(path: Path) -> dict[str, dict[str, Any]]:
+    """Profile id -> the Firestore document body (without version), validated."""
+    profiles: dict[str, dict[str, Any]] = {}
+    for profile_id, body in _yaml_mapping(path).items():
+        if not isinstance(body, Mapping):
+            raise SourceError(f"{path}: profile '{profile_id}' must be a mapping")
+        try:
+            ProfileDoc.model_validate({**body, "version": 1})
+        except ValueError as exc:
+            raise SourceError(f"{path}: profile '{profile_id}' is invalid: {exc}") from exc
+        profiles[str(profile_id)] = {**body, "sha256": sha256_hex(canonical_json(dict(body)))}
+    return profiles
+
+
+def _yaml_mapping(path: Path) -> dict[str, Any]:
+    try:
+        value = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise SourceError(f"{path}: {exc}") from exc
+    if not isinstance(value, dict):
+        raise SourceError(f"{path}: expected a mapping at the top level")
+    return value
+
+
+def push(db: firestore.Client, collection: str, doc_id: str, body: Mapping[str, Any]) -> PushResult:
+    """Write a new version of ``doc_id`` when its sha256 changed; otherwise write nothing."""
+    ref = db.collection(collection).document(doc_id)
+
+    @firestore.transactional
+    def write(transaction: Any) -> PushResult:
+        current = ref.get(transaction=transaction)
+        data = current.to_dict() or {} if current.exists else {}
+        version = int(data.get("version") or 0)
+        if current.exists and data.get("sha256") == body["sha256"]:
+            return PushResult(collection, doc_id, version, changed=False)
+        document = {**body, "version": version + 1}
+        transaction.create(ref.collection("versions").document(str(version + 1)), document)
+        transaction.set(ref, document)
+        return PushResult(collection, doc_id, version + 1, changed=True)
+
+    result: PushResult = write(db.transaction())
+    return result
+
+
+def push_all(db: firestore.Client, root: Path) -> list[PushResult]:
+    prompts = load_prompts(root / "prompts", root / "schemas")
+    profiles = load_profiles(root / "llm_profiles.yaml")
+    results = [push(db, PROMPTS, pid, body) for pid, body in prompts.items()]
+    return results + [push(db, PROFILES, pid, body) for pid, body in profiles.items()]
