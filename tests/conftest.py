@@ -38,7 +38,7 @@ def functions_port() -> int:
 def firestore_emulator(devstack_logs: Path, functions_port: int) -> Iterator[Any]:
     from worker_llm_client.devstack.services import FirestoreEmulator
 
-    emulator = FirestoreEmulator("demo-project", devstack_logs, functions_emulator=f"127.0.0.1:{functions_port}")
+    emulator = FirestoreEmulator(E2E_PROJECT, devstack_logs, functions_emulator=f"127.0.0.1:{functions_port}")
     emulator.start()
     previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
     os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.host_port

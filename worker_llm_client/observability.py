@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -53,7 +52,7 @@ def configure_logging(level: str = "INFO") -> None:
             structlog.processors.JSONRenderer(serializer=_dumps),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping().get(level, logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(),  # stdout, resolved per logger
         cache_logger_on_first_use=False,
     )
     _configured = True

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -46,7 +45,7 @@ def settings(stub: Any, db: Any, fake_gcs: Any) -> Any:
 
 
 @pytest.fixture
-def executor(settings: Any) -> Iterator[Any]:
+def executor(settings: Any) -> Any:
     from worker_llm_client.bootstrap import build_executor
 
-    yield build_executor(settings)
+    return build_executor(settings)

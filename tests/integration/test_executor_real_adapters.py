@@ -27,7 +27,9 @@ def _report_step(**kwargs: Any) -> dict[str, Any]:
     return step_data(prompt_id="weekly_report", profile="flash-json", vars=VARS, **kwargs)
 
 
-def test_ready_step_succeeds_with_a_schema_valid_artifact(executor: Any, db: Any, bucket: Any, stub: Any, run_id: str) -> None:
+def test_ready_step_succeeds_with_a_schema_valid_artifact(
+    executor: Any, db: Any, bucket: Any, stub: Any, run_id: str
+) -> None:
     [report] = executor.handle(_put(db, run_id, {"weekly-report.v2": _report_step()}))
     assert report.status == "SUCCEEDED" and report.finalized
     step = db.collection("flow_runs").document(run_id).get().to_dict()["steps"]["weekly-report.v2"]
@@ -40,12 +42,16 @@ def test_ready_step_succeeds_with_a_schema_valid_artifact(executor: Any, db: Any
     schema = json.loads((ROOT / "schemas" / "weekly_report.json").read_text())
     Draft202012Validator(schema).validate(report_json)
     assert blob.metadata["runId"] == run_id and blob.metadata["stepId"] == "weekly-report.v2"
-    assert blob.metadata["modelVersion"] == "stub-001" and blob.metadata["promptVersion"] == str(outputs["promptVersion"])
+    assert blob.metadata["modelVersion"] == "stub-001" and blob.metadata["promptVersion"] == str(
+        outputs["promptVersion"]
+    )
     assert outputs["modelVersion"] == "stub-001" and outputs["responseId"] == blob.metadata["responseId"]
     assert outputs["usage"]["totalTokens"] > 0 and outputs["sizeBytes"] == blob.size
 
 
-def test_two_executors_racing_on_one_snapshot_call_the_model_once(settings: Any, db: Any, stub: Any, run_id: str) -> None:
+def test_two_executors_racing_on_one_snapshot_call_the_model_once(
+    settings: Any, db: Any, stub: Any, run_id: str
+) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from worker_llm_client.bootstrap import build_executor
@@ -58,9 +64,16 @@ def test_two_executors_racing_on_one_snapshot_call_the_model_once(settings: Any,
     assert stub.calls() == 1
 
 
-def test_a_bad_reply_fails_the_step_and_writes_no_artifact(executor: Any, db: Any, bucket: Any, stub: Any, run_id: str) -> None:
+def test_a_bad_reply_fails_the_step_and_writes_no_artifact(
+    executor: Any, db: Any, bucket: Any, stub: Any, run_id: str
+) -> None:
     stub.script(Reply.text("definitely not json"))
     [report] = executor.handle(_put(db, run_id, {"s1": _report_step()}))
     step = db.collection("flow_runs").document(run_id).get().to_dict()["steps"]["s1"]
-    assert (report.status, step["status"], step["error"]["code"], step["error"]["retryable"]) == ("FAILED", "FAILED", "OUTPUT_NOT_JSON", False)
+    assert (report.status, step["status"], step["error"]["code"], step["error"]["retryable"]) == (
+        "FAILED",
+        "FAILED",
+        "OUTPUT_NOT_JSON",
+        False,
+    )
     assert list(bucket.list_blobs(prefix=f"flow_runs/{run_id}/")) == []

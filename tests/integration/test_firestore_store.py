@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from tests.builders import T0, later, step_data
+from tests.conftest import ROOT
 from worker_llm_client.adapters.firestore_store import FirestoreConfigStore, FirestoreRunStore
 from worker_llm_client.config_push import PROFILES, PROMPTS, load_prompts, push
 from worker_llm_client.core.transitions import Delete
 from worker_llm_client.errors import ProfileNotFound, PromptNotFound
-from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -35,9 +35,14 @@ def test_snapshot_round_trips_timestamps_and_dotted_step_ids(db: Any, run_id: st
 def test_claim_precondition_lets_exactly_one_of_two_claimers_win(db: Any, run_id: str) -> None:
     store = FirestoreRunStore(db)
     update_time = _write(db, run_id, {"weekly-report.v2": step_data()})
-    patches = [{("steps", "weekly-report.v2", "status"): "RUNNING", ("steps", "weekly-report.v2", "claim"): {"token": t}} for t in ("a", "b")]
+    patches = [
+        {("steps", "weekly-report.v2", "status"): "RUNNING", ("steps", "weekly-report.v2", "claim"): {"token": t}}
+        for t in ("a", "b")
+    ]
     results: list[bool] = []
-    threads = [threading.Thread(target=lambda p=p: results.append(store.apply_claim(run_id, update_time, p))) for p in patches]
+    threads = [
+        threading.Thread(target=lambda p=p: results.append(store.apply_claim(run_id, update_time, p))) for p in patches
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -45,7 +50,9 @@ def test_claim_precondition_lets_exactly_one_of_two_claimers_win(db: Any, run_id
     assert sorted(results) == [False, True]
     step = _step(db, run_id, "weekly-report.v2")
     assert step["status"] == "RUNNING" and step["claim"]["token"] in {"a", "b"}
-    assert "weekly-report" not in str(db.collection("flow_runs").document(run_id).get().to_dict().keys() - {"status", "steps"})
+    assert "weekly-report" not in str(
+        db.collection("flow_runs").document(run_id).get().to_dict().keys() - {"status", "steps"}
+    )
 
 
 def test_claim_with_a_stale_update_time_is_refused(db: Any, run_id: str) -> None:
@@ -81,7 +88,12 @@ def test_config_store_reads_current_and_pinned_versions(db: Any) -> None:
     first = push(db, PROMPTS, "it-pinned", body)
     again = push(db, PROMPTS, "it-pinned", body)
     second = push(db, PROMPTS, "it-pinned", {**body, "template": "changed {{ team }}", "sha256": "0" * 64})
-    assert (first.changed, again.changed, again.version, second.version) == (True, False, first.version, first.version + 1)
+    assert (first.changed, again.changed, again.version, second.version) == (
+        True,
+        False,
+        first.version,
+        first.version + 1,
+    )
     store = FirestoreConfigStore(db)
     assert store.get_prompt("it-pinned", None).template == "changed {{ team }}"
     assert store.get_prompt("it-pinned", first.version).template == body["template"]
@@ -94,7 +106,12 @@ def test_config_store_reads_current_and_pinned_versions(db: Any) -> None:
 def test_config_store_profiles(db: Any) -> None:
     store = FirestoreConfigStore(db)
     profile = store.get_profile("flash-json")
-    assert (profile.provider, profile.model, profile.generation.temperature, profile.timeout_seconds) == ("gemini", "gemini-2.5-flash", 0.2, 60)
+    assert (profile.provider, profile.model, profile.generation.temperature, profile.timeout_seconds) == (
+        "gemini",
+        "gemini-2.5-flash",
+        0.2,
+        60,
+    )
     db.collection(PROFILES).document("it-broken").set({"provider": "openai", "model": "x", "version": 1})
     with pytest.raises(ProfileNotFound, match="malformed: provider"):
         store.get_profile("it-broken")

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import BUCKET
 from worker_llm_client.adapters.gcs_artifacts import GcsArtifactStore
 from worker_llm_client.core.canonical import sha256_hex
-from tests.conftest import BUCKET
 
 pytestmark = pytest.mark.integration
 

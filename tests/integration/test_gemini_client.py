@@ -18,9 +18,14 @@ pytestmark = pytest.mark.integration
 
 def _request(**changes: Any) -> LlmRequest:
     values: dict[str, Any] = {
-        "provider": "gemini", "model": "gemini-2.5-flash", "system_instruction": "Be terse.",
-        "contents": ("Write the report.",), "response_schema": REPORT_SCHEMA,
-        "generation": GenerationSettings(temperature=0.3, top_p=0.9, top_k=20, max_output_tokens=512, seed=7, thinking_budget=0),
+        "provider": "gemini",
+        "model": "gemini-2.5-flash",
+        "system_instruction": "Be terse.",
+        "contents": ("Write the report.",),
+        "response_schema": REPORT_SCHEMA,
+        "generation": GenerationSettings(
+            temperature=0.3, top_p=0.9, top_k=20, max_output_tokens=512, seed=7, thinking_budget=0
+        ),
         "safety_settings": (SafetySetting("HARM_CATEGORY_HARASSMENT", "BLOCK_ONLY_HIGH"),),
         "timeout_seconds": 5.0,
     }
@@ -41,7 +46,13 @@ def test_one_call_is_one_request_with_everything_on_the_wire(client: GeminiClien
     assert config["responseMimeType"] == "application/json"
     assert config["responseJsonSchema"] == REPORT_SCHEMA and "responseSchema" not in config
     assert list(config["responseJsonSchema"]["properties"]) == ["title", "severity", "findings"]  # key order kept
-    assert (config["temperature"], config["topP"], config["topK"], config["maxOutputTokens"], config["seed"]) == (0.3, 0.9, 20, 512, 7)
+    assert (config["temperature"], config["topP"], config["topK"], config["maxOutputTokens"], config["seed"]) == (
+        0.3,
+        0.9,
+        20,
+        512,
+        7,
+    )
     # google-genai 3.4 sends this nested key in snake_case; proto3 JSON parsing accepts both spellings
     assert config["thinkingConfig"] in ({"thinkingBudget": 0}, {"thinking_budget": 0})
     assert sent.body["safetySettings"] == [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_ONLY_HIGH"}]
@@ -50,7 +61,10 @@ def test_one_call_is_one_request_with_everything_on_the_wire(client: GeminiClien
     assert "tools" not in sent.body
     assert sent.headers["x-goog-api-key"] == "stub-key"
     assert result.finish_reason == "STOP" and result.text and result.response_id and result.model_version == "stub-001"
-    assert result.usage.total_tokens == result.usage.prompt_tokens + result.usage.output_tokens + result.usage.thoughts_tokens
+    assert (
+        result.usage.total_tokens
+        == result.usage.prompt_tokens + result.usage.output_tokens + result.usage.thoughts_tokens
+    )
 
 
 def test_thought_parts_are_not_part_of_the_text(client: GeminiClient, stub: Any) -> None:
@@ -68,7 +82,9 @@ def test_thought_parts_are_not_part_of_the_text(client: GeminiClient, stub: Any)
         (Reply.empty(), {"finish_reason": "STOP", "text": None}),
     ],
 )
-def test_reply_shapes_surface_unclassified(client: GeminiClient, stub: Any, reply: Any, expected: dict[str, Any]) -> None:
+def test_reply_shapes_surface_unclassified(
+    client: GeminiClient, stub: Any, reply: Any, expected: dict[str, Any]
+) -> None:
     stub.script(reply)
     result = client.generate(_request())
     assert {key: getattr(result, key) for key in expected} == expected
@@ -80,14 +96,20 @@ def test_reply_shapes_surface_unclassified(client: GeminiClient, stub: Any, repl
         (Reply.http_error(429, "quota", retry_delay="1.5s"), LlmRateLimited, "HTTP 429"),
         (Reply.http_error(503, "overloaded"), LlmUnavailable, "HTTP 503"),
         (Reply.http_error(500, "boom"), LlmUnavailable, "HTTP 500"),
-        (Reply.http_error(400, "Invalid JSON payload: responseJsonSchema.foo"), LlmBadRequest, "responseJsonSchema.foo"),
+        (
+            Reply.http_error(400, "Invalid JSON payload: responseJsonSchema.foo"),
+            LlmBadRequest,
+            "responseJsonSchema.foo",
+        ),
         (Reply.http_error(401, "bad key"), LlmAuth, "HTTP 401"),
         (Reply.http_error(403, "denied"), LlmAuth, "HTTP 403"),
         (Reply.http_error(404, "no such model"), LlmBadRequest, "model 'gemini-2.5-flash' was not found"),
         (Reply.delay(2.0), LlmTimeout, "timed out after 0.5s"),
     ],
 )
-def test_vendor_errors_are_translated(client: GeminiClient, stub: Any, reply: Any, error: type[StepError], message: str) -> None:
+def test_vendor_errors_are_translated(
+    client: GeminiClient, stub: Any, reply: Any, error: type[StepError], message: str
+) -> None:
     stub.script(reply)
     with pytest.raises(error, match=message):
         client.generate(_request(timeout_seconds=0.5))

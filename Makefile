@@ -1,0 +1,58 @@
+# Everything CI runs is behind these targets; .ci/run calls `make lint test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install prereqs test unit lint demo seed stub lock clean
+
+help:
+	@echo "make install   create $(VENV)/ with runtime and dev dependencies"
+	@echo "make test      unit, service, integration (real emulators) and e2e (real trigger loop) tests"
+	@echo "make lint      ruff, ruff format --check, mypy --strict"
+	@echo "make demo      local stack: emulator + fake GCS + Gemini stub + the function; runs a demo flow"
+	@echo "make seed      push prompts/ and llm_profiles.yaml to the Firestore in GOOGLE_CLOUD_PROJECT"
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -e ".[dev]"
+	@touch $(STAMP)
+
+prereqs:
+	@scripts/ensure-prereqs.sh
+
+test: install prereqs
+	$(PY) -m pytest
+
+unit: install
+	$(PY) -m pytest tests/unit tests/service
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+demo: install prereqs
+	$(PY) -m worker_llm_client demo
+
+seed: install
+	$(PY) -m worker_llm_client seed
+
+stub: install
+	$(PY) -m worker_llm_client stub
+
+# Regenerate the pinned deploy lock from pyproject's runtime dependencies.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --disable-pip-version-check .
+	{ echo "# Pinned deploy lock for the Cloud Function (runtime only; dev tools live in pyproject's [dev] extra)."; \
+	  echo "# Regenerate: make lock"; \
+	  .lock-venv/bin/pip freeze --exclude-editable | grep -v -E '^(worker-llm-client|pip|setuptools|wheel)[= @]'; } > requirements.txt
+	rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) .devstack .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,138 @@
+"""``main.handle_flow_run_event`` through functions-framework's own app and test client."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from functions_framework import create_app
+from google.events.cloud.firestore_v1.types import DocumentEventData
+from google.protobuf import json_format
+
+from tests.builders import later, step_data
+from tests.conftest import ROOT
+from tests.events import document_event_bytes, event_headers
+from worker_llm_client import bootstrap
+from worker_llm_client.config import settings
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+class RecordingExecutor:
+    def __init__(self) -> None:
+        self.snapshots: list[Any] = []
+
+    def handle(self, snapshot: Any) -> list[Any]:
+        self.snapshots.append(snapshot)
+        return []
+
+
+@pytest.fixture
+def recorder(monkeypatch: pytest.MonkeyPatch) -> RecordingExecutor:
+    recording = RecordingExecutor()
+    monkeypatch.setattr(bootstrap, "executor", lambda: recording)
+    return recording
+
+
+@pytest.fixture
+def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "demo")
+    settings.cache_clear()
+    app = create_app("handle_flow_run_event", str(ROOT / "main.py"), "cloudevent")
+    yield app.test_client()
+    settings.cache_clear()
+
+
+def _logs(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+
+
+READY_RUN = {"status": "RUNNING", "steps": {"weekly-report.v2": step_data()}}
+
+
+def _bodies() -> dict[str, tuple[str, Any]]:
+    raw = document_event_bytes("demo", "run-1", READY_RUN)
+    as_json = json_format.MessageToJson(DocumentEventData.pb().FromString(raw))
+    return {
+        "raw-protobuf": ("application/protobuf", raw),
+        "base64-protobuf": ("application/protobuf", base64.b64encode(raw)),
+        "proto3-json": ("application/json", as_json),
+    }
+
+
+@pytest.mark.parametrize("encoding", ["raw-protobuf", "base64-protobuf", "proto3-json"])
+def test_every_encoding_reaches_the_use_case(client: Any, recorder: RecordingExecutor, encoding: str) -> None:
+    content_type, body = _bodies()[encoding]
+    response = client.post("/", headers=event_headers("run-1", content_type=content_type), data=body)
+    assert response.status_code == 200
+    [snapshot] = recorder.snapshots
+    assert snapshot.run_id == "run-1" and snapshot.steps["weekly-report.v2"].status == "READY"
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "reason"),
+    [
+        (event_headers("run-1"), b"\x0a\xff\xff\xff", "undecodable"),
+        (event_headers("run-1", content_type="application/json"), b"{oops", "undecodable"),
+        (
+            {**event_headers("run-1"), "ce-document": "users/u1", "ce-subject": "documents/users/u1"},
+            b"\x0a\x00",
+            "not_a_flow_run_document",
+        ),
+        (event_headers("run-1"), document_event_bytes("demo", "run-1", None, old=READY_RUN), "document_deleted"),
+        # our own write: a RUNNING step under lease and a finished one, nothing runnable
+        (
+            event_headers("run-1"),
+            document_event_bytes(
+                "demo",
+                "run-1",
+                {
+                    "status": "RUNNING",
+                    "steps": {
+                        "a": step_data(
+                            status="RUNNING", attempt=1, claim={"token": "t", "leaseExpiresAt": later(10**8)}
+                        ),
+                        "b": step_data(status="SUCCEEDED"),
+                        "c": step_data(type="HTTP_CALL"),
+                    },
+                },
+            ),
+            "nothing_runnable",
+        ),
+        (
+            event_headers("run-1"),
+            document_event_bytes("demo", "run-1", {**READY_RUN, "status": "CANCELLED"}),
+            "nothing_runnable",
+        ),
+    ],
+)
+def test_ignored_events_are_acknowledged_and_build_nothing(
+    client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    headers: dict[str, str],
+    body: bytes,
+    reason: str,
+) -> None:
+    monkeypatch.setattr(bootstrap, "executor", lambda: pytest.fail("no client may be built for an ignored event"))
+    capsys.readouterr()
+    response = client.post("/", headers=headers, data=body)
+    assert response.status_code == 200
+    ignored = [line for line in _logs(capsys) if line["message"] == "event.ignored"]
+    assert [line["reason"] for line in ignored] == [reason]
+
+
+def test_log_lines_follow_cloud_loggings_structured_format(
+    client: Any, recorder: RecordingExecutor, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    headers = event_headers("run-1", event_id="ev-42", traceparent=f"00-{TRACE_ID}-00f067aa0ba902b7-01")
+    client.post("/", headers=headers, data=document_event_bytes("demo", "run-1", READY_RUN))
+    [received] = [line for line in _logs(capsys) if line["message"] == "event.received"]
+    assert received["severity"] == "INFO" and received["timestamp"].endswith("Z")
+    assert received["runId"] == "run-1" and received["eventId"] == "ev-42"
+    assert received["logging.googleapis.com/labels"] == {"runId": "run-1"}
+    assert received["logging.googleapis.com/trace"] == f"projects/demo/traces/{TRACE_ID}"
