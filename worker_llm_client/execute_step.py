@@ -12,7 +12,7 @@ import contextvars
 import json
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -243,12 +243,10 @@ class RunExecutor:
             raise
 
 
-def _metadata(claimed: ClaimedStep, inputs: StepInputs, production: _Production, digest: str) -> dict[str, str]:
+def _provenance(inputs: StepInputs, production: _Production) -> dict[str, Any]:
+    """What produced a report: shared by the artifact's metadata and the step's outputs."""
     result = production.result
-    values: Mapping[str, Any] = {
-        "runId": claimed.run_id,
-        "stepId": claimed.step.step_id,
-        "attempt": claimed.attempt,
+    return {
         "promptId": inputs.prompt_id,
         "promptVersion": production.prompt.version,
         "promptSha256": production.prompt.sha256,
@@ -258,30 +256,25 @@ def _metadata(claimed: ClaimedStep, inputs: StepInputs, production: _Production,
         "modelVersion": result.model_version if result else None,
         "responseId": result.response_id if result else None,
         "finishReason": result.finish_reason if result else None,
-        "sha256": digest,
     }
+
+
+def _metadata(claimed: ClaimedStep, inputs: StepInputs, production: _Production, digest: str) -> dict[str, str]:
+    values = {"runId": claimed.run_id, "stepId": claimed.step.step_id, "attempt": claimed.attempt, "sha256": digest}
+    values.update(_provenance(inputs, production))
     return {key: str(value) for key, value in values.items() if value is not None}
 
 
 def _outputs(stored: StoredArtifact, inputs: StepInputs, production: _Production, cached: bool) -> dict[str, Any]:
     """The contract's ``outputs``. Provenance of a reused artifact comes from its own metadata."""
-    result = production.result
-    meta = stored.metadata
-    return {
-        "gcs_uri": stored.uri,
-        "sha256": stored.sha256,
-        "sizeBytes": stored.size_bytes,
-        "promptId": inputs.prompt_id,
-        "promptVersion": production.prompt.version,
-        "promptSha256": production.prompt.sha256,
-        "llmProfile": inputs.llm_profile,
-        "profileVersion": production.profile.version,
-        "model": production.profile.model,
-        "modelVersion": meta.get("modelVersion") or (result.model_version if result else None),
-        "responseId": meta.get("responseId") or (result.response_id if result else None),
-        "finishReason": meta.get("finishReason") or (result.finish_reason if result else None),
-        "usage": production.usage.as_outputs(),
-        "llmCalls": production.llm_calls,
-        "latencyMs": production.latency_ms,
-        "cached": cached,
-    }
+    outputs: dict[str, Any] = {"gcs_uri": stored.uri, "sha256": stored.sha256, "sizeBytes": stored.size_bytes}
+    outputs.update(_provenance(inputs, production))
+    for key in ("modelVersion", "responseId", "finishReason"):
+        outputs[key] = stored.metadata.get(key) or outputs[key]
+    outputs.update(
+        usage=production.usage.as_outputs(),
+        llmCalls=production.llm_calls,
+        latencyMs=production.latency_ms,
+        cached=cached,
+    )
+    return outputs

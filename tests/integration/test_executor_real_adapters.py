@@ -77,3 +77,29 @@ def test_a_bad_reply_fails_the_step_and_writes_no_artifact(
         False,
     )
     assert list(bucket.list_blobs(prefix=f"flow_runs/{run_id}/")) == []
+
+
+@pytest.mark.parametrize("takeover", ["reclaimed", "cancelled"])
+def test_a_step_taken_over_during_the_model_call_is_not_overwritten(
+    executor: Any, db: Any, stub: Any, run_id: str, takeover: str
+) -> None:
+    import threading
+
+    from google.cloud.firestore_v1.field_path import FieldPath
+
+    stub.script(Reply.delay(1.0))
+    ref = db.collection("flow_runs").document(run_id)
+    snapshot = _put(db, run_id, {"s.1": _report_step()})
+
+    def take_over() -> None:
+        assert stub.wait_for_calls(1, timeout=10)  # the model call is in flight
+        field, value = ("claim", {"token": "other-worker"}) if takeover == "reclaimed" else ("status", "CANCELLED")
+        ref.update({FieldPath("steps", "s.1", field).to_api_repr(): value})
+
+    thread = threading.Thread(target=take_over)
+    thread.start()
+    [report] = executor.handle(snapshot)
+    thread.join()
+    step = ref.get().to_dict()["steps"]["s.1"]
+    assert not report.finalized and "outputs" not in step
+    assert step["status"] == ("RUNNING" if takeover == "reclaimed" else "CANCELLED")

@@ -134,3 +134,19 @@ def test_missing_api_key_is_an_auth_error(stub: Any) -> None:
     with pytest.raises(LlmAuth, match="GEMINI_API_KEY"):
         GeminiClient(Settings(project="p", gemini_base_url=stub.base_url)).generate(_request())
     assert stub.calls() == 0
+
+
+def test_vertex_provider_uses_the_vertex_path_and_bearer_credentials(stub: Any) -> None:
+    from google.oauth2.credentials import Credentials
+
+    settings = Settings(project="it-project", location="europe-west4", gemini_base_url=stub.base_url)
+    client = GeminiClient(settings, vertex_credentials=Credentials(token="vertex-token"))  # type: ignore[no-untyped-call]
+    result = client.generate(_request(provider="vertex"))
+    [sent] = stub.requests
+    assert (
+        sent.path
+        == "/v1/projects/it-project/locations/europe-west4/publishers/google/models/gemini-2.5-flash:generateContent"
+    )
+    assert sent.headers["authorization"] == "Bearer vertex-token"
+    assert sent.body["generationConfig"]["responseJsonSchema"] == REPORT_SCHEMA
+    assert result.finish_reason == "STOP"

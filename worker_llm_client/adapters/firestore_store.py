@@ -7,9 +7,9 @@ point, which answers 5xx so Eventarc redelivers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
@@ -18,12 +18,13 @@ from pydantic import ValidationError
 
 from worker_llm_client.adapters.config_documents import parse_profile, parse_prompt, validation_summary
 from worker_llm_client.core.transitions import Delete
-from worker_llm_client.errors import ProfileNotFound, PromptNotFound
+from worker_llm_client.errors import ProfileNotFound, PromptNotFound, StepError
 from worker_llm_client.models import Patch, Profile, Prompt, RunSnapshot, StepStatus, run_from_document
 
 RUNS = "flow_runs"
 PROMPTS = "prompts"
 PROFILES = "llm_profiles"
+T = TypeVar("T")
 
 
 def to_firestore_updates(patch: Patch) -> dict[str, Any]:
@@ -85,20 +86,20 @@ class FirestoreConfigStore:
         ref = self.client.collection(PROMPTS).document(prompt_id)
         if version is not None:
             ref = ref.collection("versions").document(str(version))
-        snap = ref.get()
         label = f"prompt '{prompt_id}'" + (f" version {version}" if version is not None else "")
-        if not snap.exists:
-            raise PromptNotFound(f"{label} does not exist")
-        try:
-            return parse_prompt(prompt_id, snap.to_dict() or {})
-        except ValidationError as exc:
-            raise PromptNotFound(f"{label} is malformed: {validation_summary(exc)}") from exc
+        return _read(ref, label, PromptNotFound, lambda data: parse_prompt(prompt_id, data))
 
     def get_profile(self, profile_id: str) -> Profile:
-        snap = self.client.collection(PROFILES).document(profile_id).get()
-        if not snap.exists:
-            raise ProfileNotFound(f"llm profile '{profile_id}' does not exist")
-        try:
-            return parse_profile(profile_id, snap.to_dict() or {})
-        except ValidationError as exc:
-            raise ProfileNotFound(f"llm profile '{profile_id}' is malformed: {validation_summary(exc)}") from exc
+        ref = self.client.collection(PROFILES).document(profile_id)
+        return _read(ref, f"llm profile '{profile_id}'", ProfileNotFound, lambda data: parse_profile(profile_id, data))
+
+
+def _read(ref: Any, label: str, missing: type[StepError], parse: Callable[[dict[str, Any]], T]) -> T:
+    """Read one config document; absent or malformed is the step error ``missing``."""
+    snap = ref.get()
+    if not snap.exists:
+        raise missing(f"{label} does not exist")
+    try:
+        return parse(snap.to_dict() or {})
+    except ValidationError as exc:
+        raise missing(f"{label} is malformed: {validation_summary(exc)}") from exc

@@ -49,8 +49,11 @@ _TIMEOUTS, _CONNECTION_ERRORS = _transport_errors()
 
 
 class GeminiClient:
-    def __init__(self, settings: Settings) -> None:
+    """``vertex_credentials`` defaults to ADC; tests pass static ones to reach the stub."""
+
+    def __init__(self, settings: Settings, vertex_credentials: Any = None) -> None:
         self.settings = settings
+        self.vertex_credentials = vertex_credentials
         self._clients: dict[str, Client] = {}
         self._lock = threading.Lock()
 
@@ -65,7 +68,11 @@ class GeminiClient:
         if provider == "vertex":
             options = types.HttpOptions(api_version=VERTEX_API_VERSION, base_url=base_url)
             return Client(
-                vertexai=True, project=self.settings.project, location=self.settings.location, http_options=options
+                vertexai=True,
+                project=self.settings.project,
+                location=self.settings.location,
+                credentials=self.vertex_credentials,
+                http_options=options,
             )
         if provider != "gemini":
             raise LlmBadRequest(f"unknown provider '{provider}'")
