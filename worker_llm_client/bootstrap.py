@@ -35,11 +35,13 @@ def build_executor(config: Settings) -> RunExecutor:
 
     config.require_executor_settings()
     db = firestore.Client(project=config.project, database=config.database)
+    gcs = storage.Client(project=config.project)
+    llm = GeminiClient(config)
     return RunExecutor(
         runs=FirestoreRunStore(db),
         configs=FirestoreConfigStore(db),
-        artifacts=GcsArtifactStore(storage.Client(project=config.project), config.artifacts_bucket),
-        llm=GeminiClient(config),
+        artifacts=GcsArtifactStore(gcs, config.artifacts_bucket),
+        llm=llm,
         clock=SystemClock(),
         policy=ExecutorPolicy(
             worker_id=config.worker_id,
@@ -48,6 +50,7 @@ def build_executor(config: Settings) -> RunExecutor:
             allowed_llm_profiles=config.allowed_llm_profiles,
             allowed_models=config.allowed_models,
         ),
+        closers=(llm.close, gcs.close, db.close),
     )
 
 

@@ -93,10 +93,17 @@ class RunExecutor:
         policy: ExecutorPolicy,
         new_token: Callable[[], str] = lambda: uuid.uuid4().hex,
         timer: Callable[[], float] = time.perf_counter,
+        closers: tuple[Callable[[], object], ...] = (),
     ) -> None:
         self.runs, self.configs, self.artifacts, self.llm = runs, configs, artifacts, llm
         self.clock, self.policy, self.new_token, self.timer = clock, policy, new_token, timer
+        self.closers = closers
         self.log = get_logger()
+
+    def close(self) -> None:
+        """Release the clients the composition root built (a deployed instance never needs to)."""
+        for close in self.closers:
+            close()
 
     def handle(self, run: RunSnapshot) -> list[StepReport]:
         """Claim what is runnable in ``run`` (or its fresher self) and execute it."""

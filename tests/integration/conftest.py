@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -10,22 +11,25 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="session")
-def db(firestore_emulator: Any) -> Any:
+def db(firestore_emulator: Any) -> Iterator[Any]:
     from google.cloud import firestore
 
     from worker_llm_client.config_push import push_all
 
     client = firestore.Client(project=IT_PROJECT)
     push_all(client, ROOT)
-    return client
+    yield client
+    client.close()
 
 
 @pytest.fixture(scope="session")
-def bucket(fake_gcs: Any) -> Any:
+def bucket(fake_gcs: Any) -> Iterator[Any]:
     import google.cloud.storage as storage
     from google.auth.credentials import AnonymousCredentials
 
-    return storage.Client(project=IT_PROJECT, credentials=AnonymousCredentials()).bucket(BUCKET)
+    client = storage.Client(project=IT_PROJECT, credentials=AnonymousCredentials())
+    yield client.bucket(BUCKET)
+    client.close()
 
 
 @pytest.fixture
@@ -45,7 +49,9 @@ def settings(stub: Any, db: Any, fake_gcs: Any) -> Any:
 
 
 @pytest.fixture
-def executor(settings: Any) -> Any:
+def executor(settings: Any) -> Iterator[Any]:
     from worker_llm_client.bootstrap import build_executor
 
-    return build_executor(settings)
+    built = build_executor(settings)
+    yield built
+    built.close()

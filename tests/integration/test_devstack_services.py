@@ -141,6 +141,7 @@ def test_fake_gcs_upload_honours_if_generation_match(gcs: FakeGcs, monkeypatch: 
     with pytest.raises(PreconditionFailed):
         client.bucket("artifacts").blob("runs/1/output.json").upload_from_string(b'{"a": 2}', if_generation_match=0)
     assert blob.download_as_bytes() == b'{"a": 1}'
+    client.close()
 
 
 def test_kill_removes_whole_process_group(recorder_source: Path, tmp_path: Path) -> None:

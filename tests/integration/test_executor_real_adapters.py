@@ -60,6 +60,8 @@ def test_two_executors_racing_on_one_snapshot_call_the_model_once(
     executors = [build_executor(settings) for _ in range(2)]
     with ThreadPoolExecutor(2) as pool:
         reports = list(pool.map(lambda e: e.handle(snapshot), executors))
+    for built in executors:
+        built.close()
     assert sorted(len(r) for r in reports) == [0, 1]
     assert stub.calls() == 1
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -117,3 +119,20 @@ def test_config_store_profiles(db: Any) -> None:
         store.get_profile("it-broken")
     with pytest.raises(ProfileNotFound, match="does not exist"):
         store.get_profile("nope")
+
+
+def test_steps_of_one_run_finishing_together_do_not_contend(db: Any, firestore_emulator: Any, run_id: str) -> None:
+    store = FirestoreRunStore(db)
+    step_ids = [f"s{i}" for i in range(4)]
+    _write(db, run_id, {s: step_data(status="RUNNING", claim={"token": s}) for s in step_ids})
+    timeouts_before = Path(firestore_emulator.log_path).read_text().count("lock timeout")
+    start = threading.Barrier(len(step_ids))
+
+    def finish(step_id: str) -> bool:
+        start.wait()
+        return store.finalize(run_id, step_id, step_id, {("steps", step_id, "status"): "SUCCEEDED"})
+
+    with ThreadPoolExecutor(len(step_ids)) as pool:
+        assert list(pool.map(finish, step_ids)) == [True] * len(step_ids)
+    assert {s: _step(db, run_id, s)["status"] for s in step_ids} == dict.fromkeys(step_ids, "SUCCEEDED")
+    assert Path(firestore_emulator.log_path).read_text().count("lock timeout") == timeouts_before

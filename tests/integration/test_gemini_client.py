@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -34,8 +35,10 @@ def _request(**changes: Any) -> LlmRequest:
 
 
 @pytest.fixture
-def client(stub: Any) -> GeminiClient:
-    return GeminiClient(Settings(project="it-project", gemini_api_key="stub-key", gemini_base_url=stub.base_url))
+def client(stub: Any) -> Iterator[GeminiClient]:
+    built = GeminiClient(Settings(project="it-project", gemini_api_key="stub-key", gemini_base_url=stub.base_url))
+    yield built
+    built.close()
 
 
 def test_one_call_is_one_request_with_everything_on_the_wire(client: GeminiClient, stub: Any) -> None:
@@ -142,6 +145,7 @@ def test_vertex_provider_uses_the_vertex_path_and_bearer_credentials(stub: Any) 
     settings = Settings(project="it-project", location="europe-west4", gemini_base_url=stub.base_url)
     client = GeminiClient(settings, vertex_credentials=Credentials(token="vertex-token"))  # type: ignore[no-untyped-call]
     result = client.generate(_request(provider="vertex"))
+    client.close()
     [sent] = stub.requests
     assert (
         sent.path
@@ -150,3 +154,13 @@ def test_vertex_provider_uses_the_vertex_path_and_bearer_credentials(stub: Any) 
     assert sent.headers["authorization"] == "Bearer vertex-token"
     assert sent.body["generationConfig"]["responseJsonSchema"] == REPORT_SCHEMA
     assert result.finish_reason == "STOP"
+
+
+def test_vertex_without_credentials_is_an_auth_error_not_a_crash(
+    stub: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    settings = Settings(project="it-project", gemini_base_url=stub.base_url)
+    with pytest.raises(LlmAuth, match="credentials"):
+        GeminiClient(settings).generate(_request(provider="vertex"))
+    assert stub.calls() == 0

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from google.auth import exceptions as auth_errors
 from google.genai import Client, errors, types
 
 from worker_llm_client.config import Settings
@@ -57,10 +58,19 @@ class GeminiClient:
         self._clients: dict[str, Client] = {}
         self._lock = threading.Lock()
 
+    def close(self) -> None:
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
+
     def _client(self, provider: str) -> Client:
         with self._lock:
             if provider not in self._clients:
-                self._clients[provider] = self._build(provider)
+                try:
+                    self._clients[provider] = self._build(provider)
+                except auth_errors.GoogleAuthError as exc:
+                    raise LlmAuth(f"no usable credentials for provider '{provider}': {type(exc).__name__}") from exc
             return self._clients[provider]
 
     def _build(self, provider: str) -> Client:
@@ -91,6 +101,8 @@ class GeminiClient:
             )
         except errors.APIError as exc:
             raise translate_api_error(exc, request.model) from exc
+        except auth_errors.GoogleAuthError as exc:
+            raise LlmAuth(f"credentials for provider '{request.provider}' failed: {type(exc).__name__}") from exc
         except _TIMEOUTS as exc:
             raise LlmTimeout(f"model request timed out after {request.timeout_seconds}s") from exc
         except _CONNECTION_ERRORS as exc:

@@ -1,0 +1,3 @@
+from worker_llm_client.cli import main
+
+raise SystemExit(main())

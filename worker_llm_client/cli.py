@@ -1,0 +1,124 @@
+"""Operator and local-stack commands: ``python -m worker_llm_client <command>``.
+
+    seed [--root PATH]            push prompts/ + schemas/ and llm_profiles.yaml to Firestore
+    prompts push [--root PATH]    push the prompts only
+    profiles push [--root PATH]   push the LLM profiles only
+    demo [--keep-running] [--latency S]   the main job on the local stack (``make demo``)
+    stub [--host H] [--port P] [--latency S]   serve the local Gemini stub
+
+Pushes go to the project in GOOGLE_CLOUD_PROJECT (database FIRESTORE_DATABASE); the client honours
+FIRESTORE_EMULATOR_HOST. Exit codes: 0 ok, 1 failure, 2 bad input or a missing prerequisite.
+Heavy modules are imported inside the commands, so ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+if TYPE_CHECKING:
+    from worker_llm_client.config_push import PushResult
+
+Command = Callable[[argparse.Namespace], int]
+_Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"  # not subscriptable at runtime
+
+
+def describe_push(result: PushResult) -> str:
+    """``prompts/weekly_report  v1  created`` (or ``unchanged``)."""
+    outcome = "created" if result.changed else "unchanged"
+    return f"{result.collection}/{result.doc_id}  v{result.version}  {outcome}"
+
+
+def _push(root: Path, prompts: bool, profiles: bool) -> int:
+    from google.auth.exceptions import DefaultCredentialsError
+    from google.cloud import firestore
+
+    from worker_llm_client import config_push as cp
+    from worker_llm_client.config import Settings
+
+    config = Settings.from_env()
+    if not config.project:
+        return _fail("GOOGLE_CLOUD_PROJECT is not set (for the local emulator, set FIRESTORE_EMULATOR_HOST too)")
+    if prompts and not (root / "prompts").is_dir():
+        return _fail(f"{root / 'prompts'} is not a directory; run from the repository root or pass --root")
+    try:
+        todo = [(cp.PROMPTS, cp.load_prompts(root / "prompts", root / "schemas"))] if prompts else []
+        todo += [(cp.PROFILES, cp.load_profiles(root / "llm_profiles.yaml"))] if profiles else []
+        db = firestore.Client(project=config.project, database=config.database)
+    except cp.SourceError as exc:
+        return _fail(str(exc))
+    except DefaultCredentialsError as exc:
+        return _fail(f"no Firestore credentials ({exc}); set FIRESTORE_EMULATOR_HOST to use the emulator")
+    return _write(db, todo)
+
+
+def _write(db: Any, todo: list[tuple[str, dict[str, dict[str, Any]]]]) -> int:
+    from google.api_core.exceptions import GoogleAPIError
+
+    from worker_llm_client.config_push import push
+
+    try:
+        for collection, bodies in todo:
+            for doc_id, body in bodies.items():
+                print(describe_push(push(db, collection, doc_id, body)), flush=True)
+    except (GoogleAPIError, ValueError) as exc:  # ValueError: the SDK's failed rollback hides the real error
+        cause = exc.__context__ or exc
+        print(f"error: writing to Firestore failed: {str(cause).splitlines()[0][:300]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from worker_llm_client.devstack.demo import run_demo
+
+    return run_demo(latency=args.latency, keep_running=args.keep_running)
+
+
+def _stub(args: argparse.Namespace) -> int:
+    from worker_llm_client.devstack import gemini_stub
+
+    return gemini_stub.main(["--host", args.host, "--port", str(args.port), "--latency", str(args.latency)])
+
+
+def _add(subparsers: _Subparsers, name: str, help: str) -> argparse.ArgumentParser:
+    return subparsers.add_parser(name, help=help, description=help)
+
+
+def _add_push(subparsers: _Subparsers, name: str, help: str, prompts: bool = True, profiles: bool = True) -> None:
+    parser = _add(subparsers, name, help)
+    parser.add_argument("--root", type=Path, default=Path("."), help="repository root (default: current directory)")
+    parser.set_defaults(run=lambda args: _push(args.root, prompts, profiles))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m worker_llm_client", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_push(commands, "seed", "push prompts and LLM profiles to Firestore")
+    prompts = _add(commands, "prompts", "manage prompts").add_subparsers(dest="action", required=True)
+    _add_push(prompts, "push", "push prompts/ + schemas/ to Firestore", profiles=False)
+    profiles = _add(commands, "profiles", "manage LLM profiles").add_subparsers(dest="action", required=True)
+    _add_push(profiles, "push", "push llm_profiles.yaml to Firestore", prompts=False)
+    demo = _add(commands, "demo", "run the demo flow on the local stack (emulators + Gemini stub)")
+    demo.add_argument("--keep-running", action="store_true", help="keep the stack up after the run until Ctrl-C")
+    demo.add_argument("--latency", type=float, default=0.3, help="stub reply delay in seconds (default 0.3)")
+    demo.set_defaults(run=_demo)
+    stub = _add(commands, "stub", "serve the local Gemini-compatible stub")
+    stub.add_argument("--host", default="127.0.0.1")
+    stub.add_argument("--port", type=int, default=8089)
+    stub.add_argument("--latency", type=float, default=0.0, help="reply delay in seconds")
+    stub.set_defaults(run=_stub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run: Command = args.run
+    return run(args)
