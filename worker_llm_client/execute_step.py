@@ -44,6 +44,7 @@ from worker_llm_client.models import (
     Prompt,
     RunSnapshot,
     StepInputs,
+    StepStatus,
     StoredArtifact,
     Usage,
 )
@@ -131,6 +132,8 @@ class RunExecutor:
                     self.log.warning("step.failed", stepId=step.step_id, attempt=step.attempt, reason="budget_used")
                 claimed = [ClaimedStep(snapshot.run_id, step, step.attempt + 1, claim) for step, claim in plan.claimed]
                 for item in claimed:
+                    if item.step.status == StepStatus.RUNNING:
+                        self.log.warning("step.lease_expired", stepId=item.step.step_id, attempt=item.step.attempt)
                     self.log.info("step.claimed", stepId=item.step.step_id, attempt=item.attempt)
                 return snapshot, claimed
             self.log.info("step.claim_conflict", steps=len(plan.claimed), reason="run_changed_since_snapshot")

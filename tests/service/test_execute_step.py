@@ -305,3 +305,14 @@ def test_logs_carry_ids_but_no_prompt_text_vars_or_output() -> None:
     flat = json.dumps(logs, default=str)
     for forbidden in (SECRET_VAR, "MODEL-OUTPUT", "Weekly report for", "terse reports"):
         assert forbidden not in flat
+
+
+def test_an_expired_lease_is_reclaimed_with_the_next_attempt_and_logged() -> None:
+    world = World()
+    dead_worker = {"token": "dead", "worker": "w0", "claimedAt": T0, "leaseExpiresAt": T0}
+    snapshot = world.run({"s1": step_data(status="RUNNING", attempt=1, claim=dead_worker)})
+    world.clock.advance(1)
+    with capture_logs() as logs:
+        [report] = world.executor.handle(snapshot)
+    assert report.status == "SUCCEEDED" and world.step("s1")["attempt"] == 2
+    assert [e["event"] for e in logs][:2] == ["step.lease_expired", "step.claimed"]
