@@ -22,6 +22,16 @@ ALLOWED_PROFILES = "flash-json,flash-json-vertex,fast,pro,disabled,ghost-model"
 ALLOWED_MODELS = "gemini-2.5-flash"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_log_context() -> Iterator[None]:
+    """Log context is bound per event in production; never let one test's leak into the next."""
+    import structlog
+
+    structlog.contextvars.clear_contextvars()
+    yield
+    structlog.contextvars.clear_contextvars()
+
+
 @pytest.fixture(scope="session")
 def devstack_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("devstack-logs")

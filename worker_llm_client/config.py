@@ -36,10 +36,13 @@ class Settings:
     max_parallel_steps: int = DEFAULT_MAX_PARALLEL_STEPS
     log_level: str = DEFAULT_LOG_LEVEL
     worker_id: str = ""
+    problems: tuple[str, ...] = ()  # malformed values, reported when the executor is built
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Never raises: a no-op event must not fail on configuration it does not use."""
         env = os.environ if env is None else env
+        problems: list[str] = []
         return cls(
             project=env.get("GOOGLE_CLOUD_PROJECT", "") or env.get("GCLOUD_PROJECT", ""),
             database=env.get("FIRESTORE_DATABASE") or DEFAULT_DATABASE,
@@ -49,17 +52,18 @@ class Settings:
             gemini_api_key=env.get("GEMINI_API_KEY") or None,
             location=env.get("GOOGLE_CLOUD_LOCATION") or DEFAULT_LOCATION,
             gemini_base_url=env.get("GEMINI_BASE_URL") or None,
-            lease_seconds=_positive_int(env, "LEASE_SECONDS", DEFAULT_LEASE_SECONDS),
-            max_parallel_steps=_positive_int(env, "MAX_PARALLEL_STEPS", DEFAULT_MAX_PARALLEL_STEPS),
+            lease_seconds=_positive_int(env, "LEASE_SECONDS", DEFAULT_LEASE_SECONDS, problems),
+            max_parallel_steps=_positive_int(env, "MAX_PARALLEL_STEPS", DEFAULT_MAX_PARALLEL_STEPS, problems),
             log_level=(env.get("LOG_LEVEL") or DEFAULT_LOG_LEVEL).upper(),
             worker_id=_worker_id(env),
+            problems=tuple(problems),
         )
 
     def require_executor_settings(self) -> None:
         required = (("GOOGLE_CLOUD_PROJECT", self.project), ("ARTIFACTS_BUCKET", self.artifacts_bucket))
-        missing = [name for name, value in required if not value]
-        if missing:
-            raise ConfigurationError(f"missing required environment: {', '.join(missing)}")
+        problems = [f"{name} is required" for name, value in required if not value] + list(self.problems)
+        if problems:
+            raise ConfigurationError("bad environment: " + "; ".join(problems))
 
 
 @lru_cache(maxsize=1)
@@ -71,16 +75,17 @@ def _csv(value: str) -> frozenset[str]:
     return frozenset(item.strip() for item in value.split(",") if item.strip())
 
 
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+def _positive_int(env: Mapping[str, str], name: str, default: int, problems: list[str]) -> int:
     raw = env.get(name)
     if not raw:
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
+        value = 0
     if value < 1:
-        raise ConfigurationError(f"{name} must be positive, got {value}")
+        problems.append(f"{name} must be a positive integer, got {raw!r}")
+        return default
     return value
 
 

@@ -25,7 +25,7 @@ from worker_llm_client.core.output_validation import load_schema, validate_reply
 from worker_llm_client.core.prompt_rendering import render
 from worker_llm_client.core.retry_policy import after_failure
 from worker_llm_client.core.step_inputs import parse_inputs
-from worker_llm_client.core.step_selection import plan_claims
+from worker_llm_client.core.step_selection import ClaimPlan, plan_claims
 from worker_llm_client.core.transitions import failed_patch, max_attempts, retry_wait_patch, succeeded_patch
 from worker_llm_client.errors import (
     ModelNotAllowed,
@@ -128,18 +128,25 @@ class RunExecutor:
             if plan.empty:
                 return snapshot, []
             if self.runs.apply_claim(snapshot.run_id, snapshot.update_time, plan.patch):
-                for step in plan.exhausted:
-                    self.log.warning("step.failed", stepId=step.step_id, attempt=step.attempt, reason="budget_used")
-                claimed = [ClaimedStep(snapshot.run_id, step, step.attempt + 1, claim) for step, claim in plan.claimed]
-                for item in claimed:
-                    if item.step.status == StepStatus.RUNNING:
-                        self.log.warning("step.lease_expired", stepId=item.step.step_id, attempt=item.step.attempt)
-                    self.log.info("step.claimed", stepId=item.step.step_id, attempt=item.attempt)
-                return snapshot, claimed
+                return snapshot, self._accept(snapshot, plan)
+            fresh = self.runs.get_run(run.run_id)
+            if fresh is not None and _claim_landed(fresh, plan):
+                # the commit was retried after it had already landed: the claim is ours after all
+                return snapshot, self._accept(snapshot, plan)
             self.log.info("step.claim_conflict", steps=len(plan.claimed), reason="run_changed_since_snapshot")
-            snapshot = self.runs.get_run(run.run_id)
+            snapshot = fresh
         self.log.warning("step.claim_conflict", reason="gave_up_after_rounds", rounds=CLAIM_ROUNDS)
         return run, []
+
+    def _accept(self, snapshot: RunSnapshot, plan: ClaimPlan) -> list[ClaimedStep]:
+        for step in plan.exhausted:
+            self.log.warning("step.failed", stepId=step.step_id, attempt=step.attempt, reason="budget_used")
+        claimed = [ClaimedStep(snapshot.run_id, step, step.attempt + 1, claim) for step, claim in plan.claimed]
+        for item in claimed:
+            if item.step.status == StepStatus.RUNNING:
+                self.log.warning("step.lease_expired", stepId=item.step.step_id, attempt=item.step.attempt)
+            self.log.info("step.claimed", stepId=item.step.step_id, attempt=item.attempt)
+        return claimed
 
     def _new_claim(self, now: datetime) -> Claim:
         expires = now + timedelta(seconds=self.policy.lease_seconds)
@@ -202,7 +209,7 @@ class RunExecutor:
         )
         name = artifact_object_name(claimed.run_id, claimed.step.step_id, request_fingerprint(prompt, profile, request))
         production = _Production(prompt, profile)
-        existing = self.artifacts.find(name) if claimed.attempt > 1 else None
+        existing = self.artifacts.find(name)
         if existing is not None:
             self.log.info("artifact.reused", gcsUri=existing.uri, reason="identical_request_replayed")
             return _outputs(existing, inputs, production, cached=True)
@@ -251,6 +258,16 @@ class RunExecutor:
         except (OutputNotJson, OutputSchemaMismatch) as error:
             self.log.warning("output.invalid", code=error.code, reason=error.message)
             raise
+
+
+def _claim_landed(fresh: RunSnapshot, plan: ClaimPlan) -> bool:
+    """True when ``fresh`` shows every step of ``plan`` RUNNING under the claim we tried to write."""
+    return bool(plan.claimed) and all(
+        (now := fresh.steps.get(step.step_id)) is not None
+        and now.status == StepStatus.RUNNING
+        and now.claim_token == claim.token
+        for step, claim in plan.claimed
+    )
 
 
 def _provenance(inputs: StepInputs, production: _Production) -> dict[str, Any]:

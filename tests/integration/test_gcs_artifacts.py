@@ -42,3 +42,22 @@ def test_sha256_is_computed_when_metadata_lacks_it(store: GcsArtifactStore, buck
     bucket.blob(name).upload_from_string(b'{"x": true}')
     found = store.find(name)
     assert found is not None and found.sha256 == sha256_hex(b'{"x": true}')
+
+
+def test_an_unreachable_gcs_is_storage_unavailable_not_a_crash() -> None:
+    import google.cloud.storage as storage
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    from worker_llm_client.devstack.services import free_port
+    from worker_llm_client.errors import StorageUnavailable
+
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens here
+    client = storage.Client(project="it", credentials=AnonymousCredentials(), client_options={"api_endpoint": dead})
+    store = GcsArtifactStore(client, BUCKET, retry=DEFAULT_RETRY.with_timeout(0.5))
+    with pytest.raises(StorageUnavailable, match="RetryError") as info:
+        store.put("flow_runs/it/x/fp.json", b"{}", {"sha256": sha256_hex(b"{}")})
+    assert info.value.retryable
+    with pytest.raises(StorageUnavailable):
+        store.find("flow_runs/it/x/fp.json")
+    client.close()

@@ -164,3 +164,19 @@ def test_vertex_without_credentials_is_an_auth_error_not_a_crash(
     with pytest.raises(LlmAuth, match="credentials"):
         GeminiClient(settings).generate(_request(provider="vertex"))
     assert stub.calls() == 0
+
+
+def test_a_credentials_transport_blip_is_transient_not_an_auth_failure(stub: Any) -> None:
+    from google.auth.exceptions import TransportError
+    from google.oauth2.credentials import Credentials
+
+    class MetadataServerDown(Credentials):
+        def refresh(self, request: Any) -> None:
+            raise TransportError("metadata server unreachable")
+
+    settings = Settings(project="it-project", gemini_base_url=stub.base_url)
+    client = GeminiClient(settings, vertex_credentials=MetadataServerDown(token=None))  # type: ignore[no-untyped-call]
+    with pytest.raises(LlmUnavailable) as info:
+        client.generate(_request(provider="vertex"))
+    client.close()
+    assert info.value.retryable and stub.calls() == 0

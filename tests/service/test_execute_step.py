@@ -11,6 +11,8 @@ from structlog.testing import capture_logs
 
 from tests.builders import T0, make_profile, make_prompt, step_data
 from tests.fakes import FakeClock, FakeConfigStore, FakeLlm, InMemoryArtifactStore, InMemoryRunStore, reply
+from worker_llm_client.core.artifact_naming import artifact_object_name, request_fingerprint
+from worker_llm_client.core.canonical import sha256_hex
 from worker_llm_client.errors import LlmRateLimited, LlmUnavailable
 from worker_llm_client.execute_step import ExecutorPolicy, RunExecutor
 from worker_llm_client.models import LlmRequest, LlmResult
@@ -284,16 +286,21 @@ def test_a_replayed_identical_request_reuses_the_artifact() -> None:
     assert second["responseId"] == first["responseId"]
 
 
-def test_an_artifact_written_concurrently_is_reused_on_412() -> None:
-    world = World()
-    world.executor.handle(world.run({"s1": step_data()}, run_id="r1"))
-    name = next(iter(world.artifacts.objects))
-    world.artifacts.objects[name.replace("/r1/", "/r2/")] = world.artifacts.objects[name]
-    world.executor.handle(world.run({"s1": step_data()}, run_id="r2"))
-    out = world.runs.step("r2", "s1")["outputs"]
-    assert out["cached"] is True
-    assert out["llmCalls"] == 1
-    assert world.artifacts.uploads == 2
+def test_an_artifact_written_during_our_model_call_is_reused_on_412() -> None:
+    other = b'{"title": "theirs", "severity": "high", "findings": ["b"]}'
+
+    def respond(request: LlmRequest) -> LlmResult:
+        # another worker, same request, finishes first while we wait for the model
+        name = artifact_object_name("r1", "s1", request_fingerprint(make_prompt(), make_profile(), request))
+        world.artifacts.objects[name] = (other, {"sha256": sha256_hex(other), "responseId": "their-response"})
+        return reply()
+
+    world = World(FakeLlm(respond))
+    world.executor.handle(world.run({"s1": step_data()}))
+    out = world.step("s1")["outputs"]
+    assert out["cached"] is True and out["llmCalls"] == 1
+    assert out["sha256"] == sha256_hex(other) and out["responseId"] == "their-response"
+    assert [data for data, _ in world.artifacts.objects.values()] == [other]  # never overwritten
 
 
 def test_logs_carry_ids_but_no_prompt_text_vars_or_output() -> None:
@@ -316,3 +323,31 @@ def test_an_expired_lease_is_reclaimed_with_the_next_attempt_and_logged() -> Non
         [report] = world.executor.handle(snapshot)
     assert report.status == "SUCCEEDED" and world.step("s1")["attempt"] == 2
     assert [e["event"] for e in logs][:2] == ["step.lease_expired", "step.claimed"]
+
+
+def test_a_claim_whose_commit_was_retried_after_landing_is_still_ours() -> None:
+    class RetriedCommitStore(InMemoryRunStore):
+        def apply_claim(self, run_id: str, update_time: Any, patch: Any) -> bool:
+            super().apply_claim(run_id, update_time, patch)
+            return False  # the retry of the landed commit fails its own precondition
+
+    world = World()
+    world.runs = world.executor.runs = RetriedCommitStore()
+    [report] = world.executor.handle(world.run({"s1": step_data()}))
+    assert report.status == "SUCCEEDED" and report.finalized and len(world.llm.requests) == 1
+
+
+def test_a_first_attempt_reuses_an_identical_artifact_without_calling_the_model() -> None:
+    world = World()
+    world.executor.handle(world.run({"s1": step_data()}))
+    world.run({"s1": step_data()})  # the orchestrator resets the step entirely (attempt back to 0)
+    [report] = world.executor.handle(world.runs.get_run("r1"))
+    assert report.status == "SUCCEEDED" and world.step("s1")["attempt"] == 1
+    assert world.step("s1")["outputs"]["cached"] is True and len(world.llm.requests) == 1
+
+
+def test_a_dangling_schema_ref_fails_the_step_without_a_model_call() -> None:
+    world = World()
+    world.executor.configs = FakeConfigStore([make_prompt(schema='{"$ref": "#/$defs/gone"}')], [make_profile()])
+    world.executor.handle(world.run({"s1": step_data()}))
+    assert world.step("s1")["error"]["code"] == "SCHEMA_INVALID" and world.llm.requests == []

@@ -136,3 +136,21 @@ def test_log_lines_follow_cloud_loggings_structured_format(
     assert received["runId"] == "run-1" and received["eventId"] == "ev-42"
     assert received["logging.googleapis.com/labels"] == {"runId": "run-1"}
     assert received["logging.googleapis.com/trace"] == f"projects/demo/traces/{TRACE_ID}"
+
+
+def test_a_malformed_setting_does_not_break_events_that_do_not_need_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from worker_llm_client.config import Settings
+    from worker_llm_client.errors import ConfigurationError
+
+    monkeypatch.setenv("LEASE_SECONDS", "ten minutes")
+    settings.cache_clear()
+    app = create_app("handle_flow_run_event", str(ROOT / "main.py"), "cloudevent")
+    response = app.test_client().post(
+        "/", headers=event_headers("run-1"), data=document_event_bytes("demo", "run-1", None, old=READY_RUN)
+    )
+    settings.cache_clear()
+    assert response.status_code == 200
+    with pytest.raises(ConfigurationError, match="LEASE_SECONDS must be a positive integer"):
+        Settings.from_env(
+            {"GOOGLE_CLOUD_PROJECT": "p", "ARTIFACTS_BUCKET": "b", "LEASE_SECONDS": "ten minutes"}
+        ).require_executor_settings()

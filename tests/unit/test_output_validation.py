@@ -70,3 +70,20 @@ def test_invalid_schemas(text: str, message: str) -> None:
 
 def test_schema_is_compiled_once() -> None:
     assert load_schema(json.dumps(REPORT_SCHEMA)) is SCHEMA
+
+
+def test_keys_the_schema_does_not_declare_are_masked() -> None:
+    schema = load_schema(
+        json.dumps(
+            {"type": "object", "additionalProperties": {"type": "integer"}, "properties": {"n": {"type": "integer"}}}
+        )
+    )
+    with pytest.raises(OutputSchemaMismatch) as info:
+        validate_reply(reply('{"n": 1, "Patient John Doe": "x"}'), schema)
+    assert "John" not in info.value.message and "$.*: type integer" in info.value.message
+
+
+@pytest.mark.parametrize("ref", ["#/$defs/missing", "#/properties/nope", "https://example.com/schema.json"])
+def test_unresolvable_refs_are_schema_invalid_before_any_model_call(ref: str) -> None:
+    with pytest.raises(SchemaInvalid, match=r"\$ref"):
+        load_schema(json.dumps({"type": "object", "properties": {"x": {"$ref": ref}}}))

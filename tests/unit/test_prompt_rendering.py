@@ -32,6 +32,18 @@ def test_template_errors_are_step_errors(template: str, message: str) -> None:
         render(make_prompt(template=template), {"items": [1], "secret": "s3cr3t"})
 
 
+def test_syntax_errors_do_not_quote_the_template() -> None:
+    with pytest.raises(TemplateError) as info:
+        render(make_prompt(template="Hello {{ secretword secretword }}"), {})
+    assert info.value.message == "template: syntax error at line 1"
+
+
+def test_runaway_recursion_is_a_template_error() -> None:
+    template = "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}"
+    with pytest.raises(TemplateError, match="RecursionError"):
+        render(make_prompt(template=template), {})
+
+
 def test_error_messages_carry_no_variable_values() -> None:
     with pytest.raises(TemplateError) as info:
         render(make_prompt(template="{{ secret.nope }}"), {"secret": "s3cr3t-value"})

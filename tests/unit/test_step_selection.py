@@ -92,3 +92,13 @@ def test_plan_fails_an_expired_lease_past_its_budget_as_lease_expired() -> None:
 def test_plan_is_empty_for_our_own_writes() -> None:
     run = make_run({"a": step_data(**RUNNING_LEASED), "b": step_data(status="SUCCEEDED")})
     assert plan_claims(run, T0, 8, lambda: Claim("t", "w", T0, later(600))).empty
+
+
+def test_a_dead_worker_past_the_budget_fails_as_lease_expired_not_with_an_older_error() -> None:
+    older = {"code": "LLM_RATE_LIMITED", "message": "429", "retryable": True, "attempt": 2}
+    run = make_run(
+        {"a": step_data(status="RUNNING", attempt=3, error=older, claim={"token": "x", "leaseExpiresAt": later(-1)})}
+    )
+    plan = plan_claims(run, T0, 8, lambda: Claim("t", "w", T0, later(600)))
+    assert plan.patch[("steps", "a", "error")]["code"] == "LEASE_EXPIRED"
+    assert plan.patch[("steps", "a", "error")]["attempt"] == 3

@@ -59,3 +59,10 @@ def test_final_patches() -> None:
     assert succeeded_patch("s", {"gcs_uri": "gs://b/o"}, T0)[("steps", "s", "error")] is Delete.FIELD
     assert failed_patch("s", {"code": "X"}, T0)[("steps", "s", "status")] == "FAILED"
     assert retry_wait_patch("s", {"code": "X"}, later(30))[("steps", "s", "retryAt")] == later(30)
+
+
+def test_a_new_attempt_starts_without_the_last_runs_result_or_error() -> None:
+    previous = {"outputs": {"gcs_uri": "gs://b/old"}, "finishedAt": T0, "error": {"code": "LLM_TIMEOUT"}}
+    patch = claim_patch(make_step(status="READY", **previous), CLAIM, T0)
+    assert patch is not None
+    assert all(patch[("steps", "s1", key)] is Delete.FIELD for key in ("outputs", "finishedAt", "error"))

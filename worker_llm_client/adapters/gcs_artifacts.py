@@ -11,7 +11,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import google.cloud.storage as storage
+import requests
 from google.api_core import exceptions as gexc
+from google.auth import exceptions as auth_errors
+from google.cloud.storage.retry import DEFAULT_RETRY
 
 from worker_llm_client.errors import StorageUnavailable
 from worker_llm_client.models import StoredArtifact
@@ -24,28 +27,38 @@ _TRANSIENT = (
     gexc.GatewayTimeout,
     gexc.DeadlineExceeded,
     gexc.BadGateway,
+    gexc.RetryError,  # the client's own retries ran out
+    requests.exceptions.RequestException,
+    auth_errors.TransportError,
     ConnectionError,
     TimeoutError,
 )
 
 
 class GcsArtifactStore:
-    def __init__(self, client: storage.Client, bucket: str) -> None:
+    """``retry`` is the client's own transient-error policy (its default gives up after 120 s)."""
+
+    def __init__(self, client: storage.Client, bucket: str, retry: Any = DEFAULT_RETRY) -> None:
         self.bucket = client.bucket(bucket)
+        self.retry = retry
 
     def find(self, object_name: str) -> StoredArtifact | None:
         try:
-            blob = self.bucket.get_blob(object_name, timeout=UPLOAD_TIMEOUT_SECONDS)
+            blob = self.bucket.get_blob(object_name, timeout=UPLOAD_TIMEOUT_SECONDS, retry=self.retry)
+            return None if blob is None else self._stored(blob, created=False)
         except _TRANSIENT as exc:
             raise _unavailable("reading", self.bucket.name, object_name, exc) from exc
-        return None if blob is None else self._stored(blob, created=False)
 
     def put(self, object_name: str, data: bytes, metadata: Mapping[str, str]) -> StoredArtifact:
         blob = self.bucket.blob(object_name)
         blob.metadata = dict(metadata)
         try:
             blob.upload_from_string(
-                data, content_type="application/json", if_generation_match=0, timeout=UPLOAD_TIMEOUT_SECONDS
+                data,
+                content_type="application/json",
+                if_generation_match=0,
+                timeout=UPLOAD_TIMEOUT_SECONDS,
+                retry=self.retry,
             )
         except gexc.PreconditionFailed:
             existing = self.find(object_name)

@@ -34,16 +34,17 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 
 
 def _transport_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """Timeouts, then every other transport failure (checked after timeouts), of httpx2 and httpx."""
     timeouts: list[type[BaseException]] = [TimeoutError]
-    connects: list[type[BaseException]] = [ConnectionError]
+    others: list[type[BaseException]] = [ConnectionError, auth_errors.TransportError]
     for module in ("httpx2", "httpx"):
         try:
             lib = __import__(module)
         except ImportError:
             continue
         timeouts.append(lib.TimeoutException)
-        connects.extend([lib.ConnectError, lib.RemoteProtocolError, lib.ReadError])
-    return tuple(timeouts), tuple(connects)
+        others.append(lib.TransportError)
+    return tuple(timeouts), tuple(others)
 
 
 _TIMEOUTS, _CONNECTION_ERRORS = _transport_errors()
@@ -69,6 +70,10 @@ class GeminiClient:
             if provider not in self._clients:
                 try:
                     self._clients[provider] = self._build(provider)
+                except auth_errors.TransportError as exc:
+                    raise LlmUnavailable(
+                        f"credentials for provider '{provider}' unreachable: {type(exc).__name__}"
+                    ) from exc
                 except auth_errors.GoogleAuthError as exc:
                     raise LlmAuth(f"no usable credentials for provider '{provider}': {type(exc).__name__}") from exc
             return self._clients[provider]
@@ -101,12 +106,12 @@ class GeminiClient:
             )
         except errors.APIError as exc:
             raise translate_api_error(exc, request.model) from exc
-        except auth_errors.GoogleAuthError as exc:
-            raise LlmAuth(f"credentials for provider '{request.provider}' failed: {type(exc).__name__}") from exc
         except _TIMEOUTS as exc:
             raise LlmTimeout(f"model request timed out after {request.timeout_seconds}s") from exc
         except _CONNECTION_ERRORS as exc:
             raise LlmUnavailable(f"model endpoint unreachable: {type(exc).__name__}") from exc
+        except auth_errors.GoogleAuthError as exc:
+            raise LlmAuth(f"credentials for provider '{request.provider}' failed: {type(exc).__name__}") from exc
         return to_result(response)
 
 

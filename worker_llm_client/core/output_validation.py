@@ -15,6 +15,9 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, ValidationError
 from jsonschema.exceptions import SchemaError
+from referencing import Registry
+from referencing.exceptions import Unresolvable
+from referencing.jsonschema import DRAFT202012
 
 from worker_llm_client.errors import (
     LlmBlocked,
@@ -37,6 +40,7 @@ class OutputSchema:
 
     schema: Mapping[str, Any]
     validator: Draft202012Validator
+    declared_names: frozenset[str]  # property names the schema declares: safe to show in messages
 
 
 @lru_cache(maxsize=128)
@@ -50,9 +54,41 @@ def load_schema(text: str) -> OutputSchema:
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
-        raise SchemaInvalid(f"outputSchema is not valid draft 2020-12 at {_path(exc)}: {exc.message}") from exc
+        raise SchemaInvalid(f"outputSchema is not valid draft 2020-12 at {exc.json_path}: {exc.message}") from exc
+    names: set[str] = set()
+    _walk(schema, schema, names)
     checker = Draft202012Validator.FORMAT_CHECKER
-    return OutputSchema(schema, Draft202012Validator(schema, format_checker=checker))
+    return OutputSchema(schema, Draft202012Validator(schema, format_checker=checker), frozenset(names))
+
+
+def _walk(node: Any, root: Mapping[str, Any], names: set[str]) -> None:
+    """Collect declared property names and fail on any ``$ref`` that does not resolve locally."""
+    if isinstance(node, list):
+        for item in node:
+            _walk(item, root, names)
+        return
+    if not isinstance(node, Mapping):
+        return
+    if isinstance(node.get("properties"), Mapping):
+        names.update(node["properties"])
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        _check_ref(ref, root)
+    for key, value in node.items():
+        if key not in ("enum", "const", "default", "examples"):
+            _walk(value, root, names)
+
+
+def _check_ref(ref: str, root: Mapping[str, Any]) -> None:
+    if not ref.startswith("#"):
+        raise SchemaInvalid(f"outputSchema $ref {ref!r} is not local; only '#...' references are supported")
+    resolver = (
+        Registry().with_resource("urn:output-schema", DRAFT202012.create_resource(root)).resolver("urn:output-schema")
+    )
+    try:
+        resolver.lookup(ref)
+    except Unresolvable as exc:
+        raise SchemaInvalid(f"outputSchema $ref {ref!r} does not resolve") from exc
 
 
 def classify(result: LlmResult) -> str:
@@ -79,7 +115,7 @@ def parse_report(text: str, output: OutputSchema) -> Any:
         raise OutputNotJson(f"the reply is not JSON ({where}; {len(text)} characters)") from exc
     violations = sorted(output.validator.iter_errors(report), key=lambda e: list(map(str, e.absolute_path)))
     if violations:
-        shown = "; ".join(describe_violation(v) for v in violations[:_MAX_VIOLATIONS])
+        shown = "; ".join(describe_violation(v, output.declared_names) for v in violations[:_MAX_VIOLATIONS])
         more = f" (+{len(violations) - _MAX_VIOLATIONS} more)" if len(violations) > _MAX_VIOLATIONS else ""
         raise OutputSchemaMismatch(f"{len(violations)} schema violation(s): {shown}{more}")
     return report
@@ -89,8 +125,11 @@ def validate_reply(result: LlmResult, output: OutputSchema) -> Any:
     return parse_report(classify(result), output)
 
 
-def describe_violation(error: ValidationError) -> str:
-    """``$.path: keyword rule`` built from the schema side only, never the instance's values."""
+def describe_violation(error: ValidationError, declared_names: frozenset[str] = frozenset()) -> str:
+    """``$.path: keyword rule`` built from the schema side only, never the instance's values.
+
+    Keys the schema does not declare (the model's own) show as ``*``.
+    """
     rule: Any = error.validator_value
     schema: Any = error.schema
     if error.validator == "required" and isinstance(error.instance, dict):
@@ -103,9 +142,9 @@ def describe_violation(error: ValidationError) -> str:
     text = json.dumps(rule, ensure_ascii=False, default=str) if not isinstance(rule, str) else rule
     if len(text) > _MAX_RULE:
         text = text[: _MAX_RULE - 1] + "…"
-    return f"{_path(error)}: {error.validator} {text}"
+    return f"{_path(error, declared_names)}: {error.validator} {text}"
 
 
-def _path(error: ValidationError | SchemaError) -> str:
-    parts = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-    return "$" + parts
+def _path(error: ValidationError, declared_names: frozenset[str]) -> str:
+    parts = (f"[{p}]" if isinstance(p, int) else f".{p}" if p in declared_names else ".*" for p in error.absolute_path)
+    return "$" + "".join(parts)

@@ -36,8 +36,8 @@ def _environment() -> ImmutableSandboxedEnvironment:
 def compile_template(source: str, name: str) -> jinja2.Template:
     try:
         return _environment().from_string(source)
-    except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(f"{name}: syntax error at line {exc.lineno}: {_short(exc)}") from exc
+    except jinja2.TemplateSyntaxError as exc:  # its message quotes template text: line number only
+        raise TemplateError(f"{name}: syntax error at line {exc.lineno}") from exc
 
 
 def render(prompt: Prompt, variables: Mapping[str, Any]) -> RenderedPrompt:
@@ -56,7 +56,7 @@ def _render(source: str, name: str, variables: Mapping[str, Any]) -> str:
         raise TemplateError(f"{name}: unsafe operation blocked by the sandbox: {_short(exc)}") from exc
     except jinja2.UndefinedError as exc:
         raise TemplateError(f"{name}: {_short(exc)} (StrictUndefined)") from exc
-    except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
+    except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError, RecursionError) as exc:
         raise TemplateError(f"{name}: {type(exc).__name__} while rendering") from exc
 
 

@@ -104,6 +104,10 @@ def claim_patch(step: Step, claim: Claim, now: datetime) -> Patch | None:
             },
             "startedAt": claim.claimed_at,
             "retryAt": Delete.FIELD,
+            # a new attempt starts clean: no result or error of an earlier run may linger
+            "outputs": Delete.FIELD,
+            "finishedAt": Delete.FIELD,
+            "error": Delete.FIELD,
         },
     )
 
@@ -120,7 +124,8 @@ def exhausted_patch(step: Step, now: datetime) -> Patch | None:
     if not is_claimable(step, now) or not _budget_exhausted(step):
         return None
     last = step.data.get("error")
-    error = dict(last) if isinstance(last, Mapping) and "code" in last else _lease_error(step)
+    lease_lost = step.status == StepStatus.RUNNING
+    error = _lease_error(step) if lease_lost or not isinstance(last, Mapping) or "code" not in last else dict(last)
     error.update(retryable=True, attempt=step.attempt)
     return _patch(step.step_id, {"status": StepStatus.FAILED.value, "finishedAt": now, "error": error})
 
