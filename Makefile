@@ -5,14 +5,15 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install prereqs test unit lint demo seed stub lock clean
+.PHONY: help install prereqs test unit lint demo seed seed-dry-run stub lock clean
 
 help:
 	@echo "make install   create $(VENV)/ with runtime and dev dependencies"
 	@echo "make test      unit, service, integration (real emulators) and e2e (real trigger loop) tests"
-	@echo "make lint      ruff, ruff format --check, mypy --strict"
+	@echo "make lint      ruff, ruff format --check, mypy --strict, and the prompts/profiles lint"
 	@echo "make demo      local stack: emulator + fake GCS + Gemini stub + the function; runs a demo flow"
 	@echo "make seed      push prompts/ and llm_profiles.yaml to the Firestore in GOOGLE_CLOUD_PROJECT"
+	@echo "make seed-dry-run  show what 'make seed' would change, write nothing"
 
 install: $(STAMP)
 
@@ -35,12 +36,16 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(PY) -m worker_llm_client lint
 
 demo: install prereqs
 	$(PY) -m worker_llm_client demo
 
 seed: install
 	$(PY) -m worker_llm_client seed
+
+seed-dry-run: install
+	$(PY) -m worker_llm_client seed --dry-run
 
 stub: install
 	$(PY) -m worker_llm_client stub

@@ -18,8 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BUCKET = "test-artifacts"
 IT_PROJECT = "it-project"
 E2E_PROJECT = "e2e-project"
-ALLOWED_PROFILES = "flash-json,flash-json-vertex,fast,pro,disabled,ghost-model"
-ALLOWED_MODELS = "gemini-2.5-flash"
+ALLOWED_PROFILES = "flash-json,flash-json-vertex,pro-json,fast,pro,disabled,ghost-model,absent"
+ALLOWED_MODELS = "gemini-2.5-flash,gemini-2.5-pro"
+CONFIG_CACHE_SECONDS = 1
 
 
 @pytest.fixture(autouse=True)

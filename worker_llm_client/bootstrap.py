@@ -31,6 +31,7 @@ def build_executor(config: Settings) -> RunExecutor:
     from worker_llm_client.adapters.firestore_store import FirestoreConfigStore, FirestoreRunStore
     from worker_llm_client.adapters.gcs_artifacts import GcsArtifactStore
     from worker_llm_client.adapters.gemini_client import GeminiClient
+    from worker_llm_client.config_cache import CachedConfigStore
     from worker_llm_client.execute_step import ExecutorPolicy, RunExecutor
 
     config.require_executor_settings()
@@ -39,7 +40,7 @@ def build_executor(config: Settings) -> RunExecutor:
     llm = GeminiClient(config)
     return RunExecutor(
         runs=FirestoreRunStore(db),
-        configs=FirestoreConfigStore(db),
+        configs=CachedConfigStore(FirestoreConfigStore(db), ttl=config.config_cache_seconds),
         artifacts=GcsArtifactStore(gcs, config.artifacts_bucket),
         llm=llm,
         clock=SystemClock(),

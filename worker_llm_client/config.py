@@ -20,6 +20,7 @@ DEFAULT_LOCATION = "us-central1"
 DEFAULT_LEASE_SECONDS = 600
 DEFAULT_MAX_PARALLEL_STEPS = 8
 DEFAULT_LOG_LEVEL = "INFO"
+DEFAULT_CONFIG_CACHE_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Settings:
     lease_seconds: int = DEFAULT_LEASE_SECONDS
     max_parallel_steps: int = DEFAULT_MAX_PARALLEL_STEPS
     log_level: str = DEFAULT_LOG_LEVEL
+    config_cache_seconds: int = DEFAULT_CONFIG_CACHE_SECONDS
     worker_id: str = ""
     problems: tuple[str, ...] = ()  # malformed values, reported when the executor is built
 
@@ -55,6 +57,7 @@ class Settings:
             lease_seconds=_positive_int(env, "LEASE_SECONDS", DEFAULT_LEASE_SECONDS, problems),
             max_parallel_steps=_positive_int(env, "MAX_PARALLEL_STEPS", DEFAULT_MAX_PARALLEL_STEPS, problems),
             log_level=(env.get("LOG_LEVEL") or DEFAULT_LOG_LEVEL).upper(),
+            config_cache_seconds=_non_negative_int(env, "CONFIG_CACHE_SECONDS", DEFAULT_CONFIG_CACHE_SECONDS, problems),
             worker_id=_worker_id(env),
             problems=tuple(problems),
         )
@@ -76,15 +79,23 @@ def _csv(value: str) -> frozenset[str]:
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int, problems: list[str]) -> int:
+    return _bounded_int(env, name, default, problems, minimum=1)
+
+
+def _non_negative_int(env: Mapping[str, str], name: str, default: int, problems: list[str]) -> int:
+    return _bounded_int(env, name, default, problems, minimum=0)
+
+
+def _bounded_int(env: Mapping[str, str], name: str, default: int, problems: list[str], minimum: int) -> int:
     raw = env.get(name)
     if not raw:
         return default
     try:
         value = int(raw)
     except ValueError:
-        value = 0
-    if value < 1:
-        problems.append(f"{name} must be a positive integer, got {raw!r}")
+        value = minimum - 1
+    if value < minimum:
+        problems.append(f"{name} must be an integer >= {minimum}, got {raw!r}")
         return default
     return value
 

@@ -9,9 +9,11 @@ content twice writes nothing.
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from worker_llm_client.core.canonical import canonical_json, prompt_sha256, sha2
 
 PROMPTS = "prompts"
 PROFILES = "llm_profiles"
+_BOOKKEEPING = frozenset({"version", "sha256"})
 
 
 class SourceError(ValueError):
@@ -31,10 +34,13 @@ class SourceError(ValueError):
 
 @dataclass(frozen=True)
 class PushResult:
+    """``version`` is the version written (or that a dry run would write); ``diff`` what changed."""
+
     collection: str
     doc_id: str
     version: int
     changed: bool
+    diff: tuple[str, ...] = field(default=(), repr=False)
 
 
 def load_prompts(prompts_dir: Path, schemas_dir: Path) -> dict[str, dict[str, Any]]:
@@ -57,6 +63,7 @@ def _prompt_body(path: Path, schemas_dir: Path) -> dict[str, Any]:
         "systemInstruction": system,
         "outputSchema": schema_text,
         "description": str(source.get("description") or ""),
+        "schemaFile": source["schema"],
         "sha256": prompt_sha256(source["template"], system, schema_text),
     }
 
@@ -75,6 +82,16 @@ def load_profiles(path: Path) -> dict[str, dict[str, Any]]:
     return profiles
 
 
+def load_governance(path: Path) -> dict[str, frozenset[str]]:
+    """``allowedLlmProfiles`` and ``allowedModels`` from governance.yaml."""
+    source = _yaml_mapping(path)
+    lists = {key: source.get(key) for key in ("allowedLlmProfiles", "allowedModels")}
+    for key, value in lists.items():
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise SourceError(f"{path}: '{key}' must be a list of ids")
+    return {key: frozenset(value) for key, value in lists.items()}  # type: ignore[arg-type]
+
+
 def _yaml_mapping(path: Path) -> dict[str, Any]:
     try:
         value = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -85,9 +102,21 @@ def _yaml_mapping(path: Path) -> dict[str, Any]:
     return value
 
 
-def push(db: firestore.Client, collection: str, doc_id: str, body: Mapping[str, Any]) -> PushResult:
-    """Write a new version of ``doc_id`` when its sha256 changed; otherwise write nothing."""
+def push(
+    db: firestore.Client, collection: str, doc_id: str, body: Mapping[str, Any], dry_run: bool = False
+) -> PushResult:
+    """Write a new version of ``doc_id`` when its sha256 changed; otherwise write nothing.
+
+    ``dry_run`` reads the current version and reports what would change, writing nothing.
+    """
     ref = db.collection(collection).document(doc_id)
+    if dry_run:
+        current = ref.get()
+        data = (current.to_dict() or {}) if current.exists else None
+        version = int((data or {}).get("version") or 0)
+        changed = data is None or data.get("sha256") != body["sha256"]
+        diff = tuple(diff_lines(f"{collection}/{doc_id}", data, body)) if changed else ()
+        return PushResult(collection, doc_id, version + 1 if changed else version, changed, diff)
 
     @firestore.transactional
     def write(transaction: Any) -> PushResult:
@@ -110,3 +139,29 @@ def push_all(db: firestore.Client, root: Path) -> list[PushResult]:
     profiles = load_profiles(root / "llm_profiles.yaml")
     results = [push(db, PROMPTS, pid, body) for pid, body in prompts.items()]
     return results + [push(db, PROFILES, pid, body) for pid, body in profiles.items()]
+
+
+def diff_lines(name: str, old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> Iterator[str]:
+    """A unified diff per changed field: Firestore's current version against the repository."""
+    before = {k: v for k, v in (old or {}).items() if k not in _BOOKKEEPING}
+    after = {k: v for k, v in new.items() if k not in _BOOKKEEPING}
+    label = f"v{(old or {}).get('version')}" if old else "(absent)"
+    for key in sorted(set(before) | set(after)):
+        if before.get(key) != after.get(key):
+            yield from difflib.unified_diff(
+                _lines(before.get(key)),
+                _lines(after.get(key)),
+                f"{name} {label} {key}",
+                f"repository {key}",
+                lineterm="",
+            )
+
+
+def _lines(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        with contextlib.suppress(ValueError):
+            value = json.loads(value)
+    text = value if isinstance(value, str) else json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+    return text.splitlines()

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ALLOWED_MODELS, ALLOWED_PROFILES, BUCKET, E2E_PROJECT, ROOT
+from tests.conftest import ALLOWED_MODELS, ALLOWED_PROFILES, BUCKET, CONFIG_CACHE_SECONDS, E2E_PROJECT, ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -71,6 +71,7 @@ def stack(
         "ALLOWED_MODELS": ALLOWED_MODELS,
         "GEMINI_API_KEY": "stub-key",
         "GEMINI_BASE_URL": gemini_stub_server.base_url,
+        "CONFIG_CACHE_SECONDS": str(CONFIG_CACHE_SECONDS),
     }
     function = FunctionsFramework(
         "handle_flow_run_event", ROOT / "main.py", "cloudevent", env, devstack_logs, port=functions_port

@@ -150,7 +150,7 @@ def test_a_malformed_setting_does_not_break_events_that_do_not_need_it(monkeypat
     )
     settings.cache_clear()
     assert response.status_code == 200
-    with pytest.raises(ConfigurationError, match="LEASE_SECONDS must be a positive integer"):
+    with pytest.raises(ConfigurationError, match="LEASE_SECONDS must be an integer >= 1"):
         Settings.from_env(
             {"GOOGLE_CLOUD_PROJECT": "p", "ARTIFACTS_BUCKET": "b", "LEASE_SECONDS": "ten minutes"}
         ).require_executor_settings()

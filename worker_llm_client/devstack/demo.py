@@ -184,13 +184,16 @@ def _stop_together(started: list[Service]) -> None:
 
 
 def _function_env(project: str, firestore_host: str, gcs_url: str, stub_url: str | None) -> dict[str, str]:
+    from worker_llm_client.config_push import load_governance
+
+    governance = load_governance(ROOT / "governance.yaml")
     env = {
         "GOOGLE_CLOUD_PROJECT": project,
         "FIRESTORE_EMULATOR_HOST": firestore_host,
         "STORAGE_EMULATOR_HOST": gcs_url,
         "ARTIFACTS_BUCKET": BUCKET,
-        "ALLOWED_LLM_PROFILES": "flash-json,flash-json-vertex",
-        "ALLOWED_MODELS": "gemini-2.5-flash,gemini-2.5-pro",
+        "ALLOWED_LLM_PROFILES": ",".join(sorted(governance["allowedLlmProfiles"])),
+        "ALLOWED_MODELS": ",".join(sorted(governance["allowedModels"])),
         "GEMINI_BASE_URL": "",  # an inherited override must not redirect real Gemini
         "LOG_LEVEL": "INFO",
         "NO_PROXY": LOOPBACK,

@@ -1,0 +1,96 @@
+"""The per-instance config cache: one read per burst, edits seen after the TTL, pins forever."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+import pytest
+
+from tests.builders import make_profile, make_prompt
+from tests.fakes import FakeConfigStore
+from worker_llm_client.config_cache import CachedConfigStore
+from worker_llm_client.errors import PromptNotFound
+from worker_llm_client.models import Profile, Prompt
+
+
+class CountingStore(FakeConfigStore):
+    def __init__(self) -> None:
+        super().__init__([make_prompt(version=1), make_prompt(version=2, template="v2 {{ team }}")], [make_profile()])
+        self.reads = 0
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.release.set()
+
+    def get_prompt(self, prompt_id: str, version: int | None) -> Prompt:
+        self.reads += 1
+        self.entered.set()
+        self.release.wait(5)
+        return super().get_prompt(prompt_id, version)
+
+    def get_profile(self, profile_id: str) -> Profile:
+        self.reads += 1
+        return super().get_profile(profile_id)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_burst_of_concurrent_steps_costs_one_read() -> None:
+    inner = CountingStore()
+    inner.release.clear()  # hold the first read open so the others pile up behind it
+    cache = CachedConfigStore(inner, ttl=30)
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(cache.get_prompt, "weekly", None) for _ in range(8)]
+        assert inner.entered.wait(5)
+        inner.release.set()
+        assert {f.result().version for f in futures} == {2}
+    assert inner.reads == 1
+
+
+def test_an_edit_is_picked_up_after_the_ttl() -> None:
+    inner, clock = CountingStore(), Clock()
+    cache = CachedConfigStore(inner, ttl=30, clock=clock)
+    assert cache.get_prompt("weekly", None).version == 2
+    inner.prompts[("weekly", 3)] = replace(make_prompt(version=3), template="v3")
+    inner.current["weekly"] = 3
+    clock.now += 29
+    assert cache.get_prompt("weekly", None).version == 2
+    clock.now += 2
+    assert cache.get_prompt("weekly", None).version == 3
+    assert inner.reads == 2
+
+
+def test_pinned_versions_never_expire_and_profiles_are_cached() -> None:
+    inner, clock = CountingStore(), Clock()
+    cache = CachedConfigStore(inner, ttl=30, clock=clock)
+    for _ in range(3):
+        assert cache.get_prompt("weekly", 1).version == 1
+        assert cache.get_profile("fast").model == "gemini-2.5-flash"
+        clock.now += 1000
+    assert inner.reads == 1 + 3  # the pin once; the profile once per expired TTL
+
+
+def test_not_found_is_cached_for_the_ttl_and_raised_afresh() -> None:
+    inner, clock = CountingStore(), Clock()
+    cache = CachedConfigStore(inner, ttl=30, clock=clock)
+    errors = []
+    for _ in range(2):
+        with pytest.raises(PromptNotFound) as info:
+            cache.get_prompt("ghost", None)
+        errors.append(info.value)
+    assert inner.reads == 1 and errors[0] is not errors[1]
+
+
+def test_ttl_zero_disables_caching() -> None:
+    inner = CountingStore()
+    cache = CachedConfigStore(inner, ttl=0)
+    cache.get_prompt("weekly", None)
+    cache.get_prompt("weekly", None)
+    assert inner.reads == 2

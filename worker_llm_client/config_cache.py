@@ -1,0 +1,75 @@
+"""A per-instance cache in front of the ConfigStore: a burst of steps costs one read per document.
+
+Current prompts and profiles are cached for ``ttl`` seconds, so an edit pushed to Firestore is used
+within the TTL without a deploy; pinned prompt versions are immutable and cached until evicted.
+Lookups of the same key wait for one read in flight (single flight). Not-found answers are cached
+for the TTL too, so a run full of steps naming a missing prompt does not hammer Firestore.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from worker_llm_client.errors import PermanentStepError
+from worker_llm_client.models import Profile, Prompt
+from worker_llm_client.ports import ConfigStore
+
+MAX_ENTRIES = 512
+T = TypeVar("T")
+
+
+class CachedConfigStore:
+    def __init__(self, inner: ConfigStore, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.inner, self.ttl, self.clock = inner, ttl, clock
+        self._entries: OrderedDict[tuple[str, ...], tuple[float, Any]] = OrderedDict()
+        self._key_locks: dict[tuple[str, ...], threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def get_prompt(self, prompt_id: str, version: int | None) -> Prompt:
+        if version is None:
+            return self._cached(("prompt", prompt_id), self.ttl, lambda: self.inner.get_prompt(prompt_id, None))
+        pinned = ("prompt", prompt_id, str(version))
+        return self._cached(pinned, float("inf"), lambda: self.inner.get_prompt(prompt_id, version))
+
+    def get_profile(self, profile_id: str) -> Profile:
+        return self._cached(("profile", profile_id), self.ttl, lambda: self.inner.get_profile(profile_id))
+
+    def _cached(self, key: tuple[str, ...], ttl: float, load: Callable[[], T]) -> T:
+        with self._key_lock(key):
+            hit = self._fresh(key)
+            if hit is None:
+                hit = self._load(load)
+                self._store(key, ttl, hit)
+        if isinstance(hit, PermanentStepError):
+            raise type(hit)(hit.message)  # a fresh instance per caller: threads share the cache
+        return cast(T, hit)
+
+    def _load(self, load: Callable[[], Any]) -> Any:
+        try:
+            return load()
+        except PermanentStepError as error:  # a definite answer (not found, malformed): cache it too
+            return error
+
+    def _key_lock(self, key: tuple[str, ...]) -> threading.Lock:
+        with self._lock:
+            return self._key_locks.setdefault(key, threading.Lock())
+
+    def _fresh(self, key: tuple[str, ...]) -> Any:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] <= self.clock():
+                return None
+            self._entries.move_to_end(key)
+            return entry[1]
+
+    def _store(self, key: tuple[str, ...], ttl: float, value: Any) -> None:
+        with self._lock:
+            self._entries[key] = (self.clock() + ttl, value)
+            self._entries.move_to_end(key)
+            while len(self._entries) > MAX_ENTRIES:
+                evicted, _ = self._entries.popitem(last=False)
+                self._key_locks.pop(evicted, None)
