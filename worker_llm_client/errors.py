@@ -19,8 +19,9 @@ at the edge with ``raise ... from exc``; the core and the use case never see a g
         │   ├── LlmBadRequest            LLM_BAD_REQUEST
         │   ├── LlmBlocked               LLM_BLOCKED
         │   ├── LlmTruncated             LLM_TRUNCATED
-        │   ├── OutputNotJson            OUTPUT_NOT_JSON
-        │   └── OutputSchemaMismatch     OUTPUT_SCHEMA_MISMATCH
+        │   └── InvalidOutput            (carries ``feedback`` for a repair turn: sent, never logged)
+        │       ├── OutputNotJson            OUTPUT_NOT_JSON
+        │       └── OutputSchemaMismatch     OUTPUT_SCHEMA_MISMATCH
         └── RetryableStepError       RETRY_WAIT while attempts remain, then FAILED (retryable: true)
             ├── LlmRateLimited           LLM_RATE_LIMITED   (carries the server's retry hint)
             ├── LlmUnavailable           LLM_UNAVAILABLE
@@ -116,11 +117,20 @@ class LlmTruncated(PermanentStepError):
     code = "LLM_TRUNCATED"
 
 
-class OutputNotJson(PermanentStepError):
+class InvalidOutput(PermanentStepError):
+    """The reply is not a report. ``message`` is safe to record; ``feedback`` quotes the reply's
+    problems for the model's repair turn and must never be logged or stored."""
+
+    def __init__(self, message: str, feedback: str = "") -> None:
+        super().__init__(message)
+        self.feedback = feedback
+
+
+class OutputNotJson(InvalidOutput):
     code = "OUTPUT_NOT_JSON"
 
 
-class OutputSchemaMismatch(PermanentStepError):
+class OutputSchemaMismatch(InvalidOutput):
     code = "OUTPUT_SCHEMA_MISMATCH"
 
 

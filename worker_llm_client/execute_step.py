@@ -14,23 +14,22 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 from worker_llm_client.core.artifact_naming import artifact_object_name, request_fingerprint
 from worker_llm_client.core.canonical import sha256_hex
-from worker_llm_client.core.output_validation import load_schema, validate_reply
+from worker_llm_client.core.output_validation import load_schema, repair_instruction, validate_reply
 from worker_llm_client.core.prompt_rendering import render
 from worker_llm_client.core.retry_policy import after_failure
 from worker_llm_client.core.step_inputs import parse_inputs
 from worker_llm_client.core.step_selection import ClaimPlan, plan_claims
 from worker_llm_client.core.transitions import failed_patch, max_attempts, retry_wait_patch, succeeded_patch
 from worker_llm_client.errors import (
+    InvalidOutput,
     ModelNotAllowed,
-    OutputNotJson,
-    OutputSchemaMismatch,
     ProfileNotAllowed,
     StepError,
 )
@@ -46,6 +45,7 @@ from worker_llm_client.models import (
     StepInputs,
     StepStatus,
     StoredArtifact,
+    Turn,
     Usage,
 )
 from worker_llm_client.observability import bind_step, get_logger
@@ -201,7 +201,7 @@ class RunExecutor:
             provider=profile.provider,
             model=profile.model,
             system_instruction=rendered.system_instruction,
-            contents=(rendered.user,),
+            contents=(Turn("user", rendered.user),),
             response_schema=output_schema.schema,
             generation=profile.generation,
             safety_settings=profile.safety_settings,
@@ -237,6 +237,24 @@ class RunExecutor:
         self.log.warning("governance.violation", profile=profile_id, model=model, reason=reason)
 
     def _call_and_validate(self, request: LlmRequest, production: _Production, output_schema: Any) -> Any:
+        """Call, validate, and resend with a repair turn while the profile's budget lasts.
+
+        Blocked and truncated replies are never repaired; every request's usage is summed.
+        """
+        calls_allowed = 1 + production.profile.repair_attempts
+        while True:
+            result = self._call(request, production)
+            try:
+                return validate_reply(result, output_schema)
+            except InvalidOutput as error:
+                repair = production.llm_calls < calls_allowed
+                self.log.warning("output.invalid", code=error.code, reason=error.message, repair=repair)
+                if not repair:
+                    raise
+                request = replace(request, contents=(*request.contents, *_repair_turns(result, error)))
+                self.log.info("llm.retry", reason="repair", call=production.llm_calls + 1, of=calls_allowed)
+
+    def _call(self, request: LlmRequest, production: _Production) -> LlmResult:
         self.log.info("llm.request", model=request.model, provider=request.provider, call=production.llm_calls + 1)
         started = self.timer()
         result = self.llm.generate(request)
@@ -253,11 +271,13 @@ class RunExecutor:
             latencyMs=elapsed_ms,
             **result.usage.as_outputs(),
         )
-        try:
-            return validate_reply(result, output_schema)
-        except (OutputNotJson, OutputSchemaMismatch) as error:
-            self.log.warning("output.invalid", code=error.code, reason=error.message)
-            raise
+        return result
+
+
+def _repair_turns(result: LlmResult, error: InvalidOutput) -> tuple[Turn, ...]:
+    """The model's rejected reply (when it had text) and our request to correct it."""
+    previous = (Turn("model", result.text),) if result.text and result.text.strip() else ()
+    return (*previous, Turn("user", repair_instruction(error)))
 
 
 def _claim_landed(fresh: RunSnapshot, plan: ClaimPlan) -> bool:

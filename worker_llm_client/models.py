@@ -136,13 +136,19 @@ class Profile:
 
 
 @dataclass(frozen=True)
+class Turn:
+    role: str  # "user" | "model"
+    text: str
+
+
+@dataclass(frozen=True)
 class LlmRequest:
-    """Everything sent to the model for one call. ``contents`` are user-turn texts."""
+    """Everything sent to the model for one call: the conversation so far and its settings."""
 
     provider: str
     model: str
     system_instruction: str | None
-    contents: tuple[str, ...]
+    contents: tuple[Turn, ...]
     response_schema: Mapping[str, Any]
     generation: GenerationSettings
     safety_settings: tuple[SafetySetting, ...]

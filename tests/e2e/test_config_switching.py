@@ -32,9 +32,14 @@ def _rerun(stack: Stack, run_id: str, step_id: str, **inputs: Any) -> None:
     ref.update(updates)
 
 
-def test_switching_prompt_and_profile_changes_the_request_without_a_deploy(stack: Stack, stub: Any, run_id: str) -> None:
+def test_switching_prompt_and_profile_changes_the_request_without_a_deploy(
+    stack: Stack, stub: Any, run_id: str
+) -> None:
     stack.db.collection("flow_runs").document(run_id).set(
-        {"status": "RUNNING", "steps": {"s": step_data(prompt_id="weekly_report", profile="flash-json", vars=REPORT_VARS)}}
+        {
+            "status": "RUNNING",
+            "steps": {"s": step_data(prompt_id="weekly_report", profile="flash-json", vars=REPORT_VARS)},
+        }
     )
     stack.wait_for(run_id, _done("s"))
     _rerun(stack, run_id, "s", promptId="weekly_digest", vars=DIGEST_VARS)
@@ -51,22 +56,38 @@ def test_switching_prompt_and_profile_changes_the_request_without_a_deploy(stack
     assert third["safetySettings"] == [{"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "threshold": "BLOCK_ONLY_HIGH"}]
     outputs = final["s"]["outputs"]
     assert final["s"]["status"] == "SUCCEEDED"
-    assert (outputs["promptId"], outputs["llmProfile"], outputs["model"]) == ("weekly_digest", "pro-json", "gemini-2.5-pro")
+    assert (outputs["promptId"], outputs["llmProfile"], outputs["model"]) == (
+        "weekly_digest",
+        "pro-json",
+        "gemini-2.5-pro",
+    )
 
 
-def _prompt_body(template: str, schema: str = '{"type": "object", "properties": {"ok": {"type": "boolean"}}}') -> dict[str, Any]:
-    return {"template": template, "systemInstruction": "", "outputSchema": schema, "description": "", "sha256": prompt_sha256(template, "", schema)}
+def _prompt_body(
+    template: str, schema: str = '{"type": "object", "properties": {"ok": {"type": "boolean"}}}'
+) -> dict[str, Any]:
+    return {
+        "template": template,
+        "systemInstruction": "",
+        "outputSchema": schema,
+        "description": "",
+        "sha256": prompt_sha256(template, "", schema),
+    }
 
 
 def test_an_edit_pushed_to_a_prompt_is_used_after_the_ttl(stack: Stack, stub: Any, run_id: str) -> None:
     prompt_id = f"ttl-{run_id[-8:]}"
     v1 = push(stack.db, PROMPTS, prompt_id, _prompt_body("first wording for {{ team }}"))
     runs = stack.db.collection("flow_runs")
-    runs.document(run_id).set({"status": "RUNNING", "steps": {"s": step_data(prompt_id=prompt_id, profile="flash-json")}})
+    runs.document(run_id).set(
+        {"status": "RUNNING", "steps": {"s": step_data(prompt_id=prompt_id, profile="flash-json")}}
+    )
     stack.wait_for(run_id, _done("s"))
     v2 = push(stack.db, PROMPTS, prompt_id, _prompt_body("second wording for {{ team }}"))
     time.sleep(CONFIG_CACHE_SECONDS + 0.5)  # the function's cache TTL, set to 1 s for this suite
-    runs.document(f"{run_id}-b").set({"status": "RUNNING", "steps": {"s": step_data(prompt_id=prompt_id, profile="flash-json")}})
+    runs.document(f"{run_id}-b").set(
+        {"status": "RUNNING", "steps": {"s": step_data(prompt_id=prompt_id, profile="flash-json")}}
+    )
     after = stack.wait_for(f"{run_id}-b", _done("s"))
     assert (v1.version, v2.version) == (1, 2)
     assert after["s"]["outputs"]["promptVersion"] == 2
@@ -76,26 +97,82 @@ def test_an_edit_pushed_to_a_prompt_is_used_after_the_ttl(stack: Stack, stub: An
 BAD = {
     "missing-prompt": (step_data(prompt_id="no-such-prompt", profile="flash-json"), "PROMPT_NOT_FOUND"),
     "missing-profile": (step_data(prompt_id="weekly_report", profile="absent", vars=REPORT_VARS), "PROFILE_NOT_FOUND"),
-    "unlisted-profile": (step_data(prompt_id="weekly_report", profile="not-listed", vars=REPORT_VARS), "PROFILE_NOT_ALLOWED"),
-    "disabled-profile": (step_data(prompt_id="weekly_report", profile="disabled", vars=REPORT_VARS), "PROFILE_NOT_ALLOWED"),
-    "model-not-allowed": (step_data(prompt_id="weekly_report", profile="ghost-model", vars=REPORT_VARS), "MODEL_NOT_ALLOWED"),
+    "unlisted-profile": (
+        step_data(prompt_id="weekly_report", profile="not-listed", vars=REPORT_VARS),
+        "PROFILE_NOT_ALLOWED",
+    ),
+    "disabled-profile": (
+        step_data(prompt_id="weekly_report", profile="disabled", vars=REPORT_VARS),
+        "PROFILE_NOT_ALLOWED",
+    ),
+    "model-not-allowed": (
+        step_data(prompt_id="weekly_report", profile="ghost-model", vars=REPORT_VARS),
+        "MODEL_NOT_ALLOWED",
+    ),
     "absent-var": (step_data(prompt_id="weekly_report", profile="flash-json", vars={"team": "x"}), "TEMPLATE_ERROR"),
     "unsafe-template": (step_data(prompt_id="e2e-unsafe", profile="flash-json"), "TEMPLATE_ERROR"),
     "invalid-schema": (step_data(prompt_id="e2e-bad-schema", profile="flash-json"), "SCHEMA_INVALID"),
 }
 
 
-def test_bad_configuration_fails_each_step_with_its_code_and_no_model_call(stack: Stack, stub: Any, run_id: str) -> None:
+def test_bad_configuration_fails_each_step_with_its_code_and_no_model_call(
+    stack: Stack, stub: Any, run_id: str
+) -> None:
     profile = {"provider": "gemini", "enabled": True, "generation": {}}
     push(stack.db, PROFILES, "disabled", {**profile, "model": "gemini-2.5-flash", "enabled": False, "sha256": "d" * 64})
     push(stack.db, PROFILES, "ghost-model", {**profile, "model": "gemini-1.0-retired", "sha256": "e" * 64})
     push(stack.db, PROMPTS, "e2e-unsafe", _prompt_body("{{ team.__class__.__mro__ }}"))
     push(stack.db, PROMPTS, "e2e-bad-schema", _prompt_body("hi", schema='{"type": 12}'))
-    stack.db.collection("flow_runs").document(run_id).set({"status": "RUNNING", "steps": {k: v for k, (v, _) in BAD.items()}})
+    stack.db.collection("flow_runs").document(run_id).set(
+        {"status": "RUNNING", "steps": {k: v for k, (v, _) in BAD.items()}}
+    )
     final = stack.wait_for(run_id, lambda steps: all(_done(s)(steps) for s in BAD))
     assert {s: final[s]["error"]["code"] for s in BAD} == {s: code for s, (_, code) in BAD.items()}
     assert all(final[s]["status"] == "FAILED" and final[s]["error"]["retryable"] is False for s in BAD)
     assert stub.calls() == 0
-    violation = stack.wait_for_log(lambda e: e.get("runId") == run_id and e.get("stepId") == "model-not-allowed" and e["message"] == "governance.violation")
-    assert (violation["profile"], violation["model"], violation["reason"]) == ("ghost-model", "gemini-1.0-retired", "model_not_in_allowlist")
+    violation = stack.wait_for_log(
+        lambda e: (
+            e.get("runId") == run_id
+            and e.get("stepId") == "model-not-allowed"
+            and e["message"] == "governance.violation"
+        )
+    )
+    assert (violation["profile"], violation["model"], violation["reason"]) == (
+        "ghost-model",
+        "gemini-1.0-retired",
+        "model_not_in_allowlist",
+    )
     assert violation["severity"] == "WARNING"
+
+
+def test_the_profiles_timeout_and_repair_budget_reach_the_wire(stack: Stack, stub: Any, run_id: str) -> None:
+    from worker_llm_client.devstack.gemini_stub import Reply
+
+    stub.script(Reply.text("not json"), Reply.text('{"still": "wrong"}'))  # then schema-valid answers
+    runs = stack.db.collection("flow_runs")
+    runs.document(run_id).set(
+        {
+            "status": "RUNNING",
+            "steps": {"s": step_data(prompt_id="weekly_report", profile="pro-json", vars=REPORT_VARS)},
+        }
+    )
+    repaired = stack.wait_for(run_id, _done("s"))["s"]
+    assert repaired["status"] == "SUCCEEDED" and repaired["outputs"]["llmCalls"] == 3  # pro-json: repairAttempts 2
+    assert [c["role"] for c in stub.requests[2].body["contents"]] == ["user", "model", "user", "model", "user"]
+    assert {r.headers["x-server-timeout"] for r in stub.requests} == {"120"}  # pro-json: timeoutSeconds 120
+
+    stub.reset()
+    stub.script(Reply.text("not json"), Reply.text("not json either"))
+    runs.document(f"{run_id}-b").set(
+        {
+            "status": "RUNNING",
+            "steps": {"s": step_data(prompt_id="weekly_report", profile="flash-json", vars=REPORT_VARS)},
+        }
+    )
+    failed = stack.wait_for(f"{run_id}-b", _done("s"))["s"]
+    assert (failed["status"], failed["error"]["code"], stub.calls()) == (
+        "FAILED",
+        "OUTPUT_NOT_JSON",
+        2,
+    )  # flash-json: 1 repair
+    assert {r.headers["x-server-timeout"] for r in stub.requests} == {"60"}

@@ -75,8 +75,9 @@ def test_demo_runs_the_three_reports_to_succeeded_and_leaves_nothing_running() -
         )
     changes = output.split("step state changes", 1)[1].split("\n\n", 1)[0]
     assert " notify " not in changes  # the HTTP_CALL step is never touched
-    schema = json.loads((ROOT / "schemas" / "weekly_report.json").read_text(encoding="utf-8"))
     for step_id in REPORT_STEPS:
+        name = "weekly_digest" if step_id == "digest" else "weekly_report"
+        schema = json.loads((ROOT / "schemas" / f"{name}.json").read_text(encoding="utf-8"))
         Draft202012Validator(schema).validate(_artifact(output, step_id))
     assert "model calls received by the stub: 3" in output
     assert "DEMO OK" in output and output.rstrip().endswith("all services stopped")

@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 from worker_llm_client.adapters.gemini_client import GeminiClient
 from worker_llm_client.config import Settings
 from worker_llm_client.core.output_validation import load_schema, validate_reply
-from worker_llm_client.models import GenerationSettings, LlmRequest
+from worker_llm_client.models import GenerationSettings, LlmRequest, Turn
 
 pytestmark = [
     pytest.mark.live,
@@ -30,7 +30,7 @@ def test_real_gemini_returns_a_schema_valid_report() -> None:
         provider="gemini",
         model=os.environ.get("LIVE_GEMINI_MODEL", "gemini-2.5-flash"),
         system_instruction="You write terse engineering status reports.",
-        contents=("Weekly report for team payments: shipped card vaulting; PCI audit next week.",),
+        contents=(Turn("user", "Weekly report for team payments: shipped card vaulting; PCI audit next week."),),
         response_schema=output.schema,
         generation=GenerationSettings(temperature=0.2, max_output_tokens=2048, thinking_budget=0),
         safety_settings=(),

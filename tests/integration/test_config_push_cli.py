@@ -40,7 +40,9 @@ def _docs(project: str, collection: str) -> dict[str, Any]:
         client.close()
 
 
-def test_seed_writes_versions_once_and_dry_run_writes_nothing(project: str, repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_seed_writes_versions_once_and_dry_run_writes_nothing(
+    project: str, repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["seed", "--root", str(repo), "--dry-run"]) == 0
     assert "prompts/weekly_report  v1  would create" in capsys.readouterr().out
     assert _docs(project, "prompts") == {}
@@ -70,7 +72,9 @@ def test_seed_writes_versions_once_and_dry_run_writes_nothing(project: str, repo
     assert "status report" in v1["template"] and v1["version"] == 1  # the old version is immutable
 
 
-def test_a_broken_source_is_reported_and_nothing_is_written(project: str, repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_broken_source_is_reported_and_nothing_is_written(
+    project: str, repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (repo / "llm_profiles.yaml").write_text("flash-json:\n  provider: nope\n  model: x\n")
     assert main(["seed", "--root", str(repo)]) == 2
     assert "is invalid" in capsys.readouterr().err

@@ -69,7 +69,7 @@ def test_two_executors_racing_on_one_snapshot_call_the_model_once(
 def test_a_bad_reply_fails_the_step_and_writes_no_artifact(
     executor: Any, db: Any, bucket: Any, stub: Any, run_id: str
 ) -> None:
-    stub.script(Reply.text("definitely not json"))
+    stub.script(Reply.text("definitely not json"), Reply.text("still not json"))  # flash-json allows 1 repair
     [report] = executor.handle(_put(db, run_id, {"s1": _report_step()}))
     step = db.collection("flow_runs").document(run_id).get().to_dict()["steps"]["s1"]
     assert (report.status, step["status"], step["error"]["code"], step["error"]["retryable"]) == (

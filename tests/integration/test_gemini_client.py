@@ -12,7 +12,7 @@ from worker_llm_client.adapters.gemini_client import GeminiClient
 from worker_llm_client.config import Settings
 from worker_llm_client.devstack.gemini_stub import Reply
 from worker_llm_client.errors import LlmAuth, LlmBadRequest, LlmRateLimited, LlmTimeout, LlmUnavailable, StepError
-from worker_llm_client.models import GenerationSettings, LlmRequest, SafetySetting
+from worker_llm_client.models import GenerationSettings, LlmRequest, SafetySetting, Turn
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +22,7 @@ def _request(**changes: Any) -> LlmRequest:
         "provider": "gemini",
         "model": "gemini-2.5-flash",
         "system_instruction": "Be terse.",
-        "contents": ("Write the report.",),
+        "contents": (Turn("user", "Write the report."),),
         "response_schema": REPORT_SCHEMA,
         "generation": GenerationSettings(
             temperature=0.3, top_p=0.9, top_k=20, max_output_tokens=512, seed=7, thinking_budget=0
@@ -63,6 +63,7 @@ def test_one_call_is_one_request_with_everything_on_the_wire(client: GeminiClien
     assert sent.body["contents"] == [{"role": "user", "parts": [{"text": "Write the report."}]}]
     assert "tools" not in sent.body
     assert sent.headers["x-goog-api-key"] == "stub-key"
+    assert sent.headers["x-server-timeout"] == "5"  # the profile's timeoutSeconds, also the client-side limit
     assert result.finish_reason == "STOP" and result.text and result.response_id and result.model_version == "stub-001"
     assert (
         result.usage.total_tokens

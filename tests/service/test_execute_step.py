@@ -15,7 +15,7 @@ from worker_llm_client.core.artifact_naming import artifact_object_name, request
 from worker_llm_client.core.canonical import sha256_hex
 from worker_llm_client.errors import LlmRateLimited, LlmUnavailable
 from worker_llm_client.execute_step import ExecutorPolicy, RunExecutor
-from worker_llm_client.models import LlmRequest, LlmResult
+from worker_llm_client.models import LlmRequest, LlmResult, Turn
 
 SECRET_VAR = "var-value-never-logged"
 
@@ -125,7 +125,7 @@ def test_ready_step_succeeds_with_the_contract_outputs() -> None:
         "modelVersion": "gemini-2.5-flash-001",
     }
     [request] = world.llm.requests
-    assert request.contents == ("Weekly report for core.",)
+    assert request.contents == (Turn("user", "Weekly report for core."),)
     assert request.system_instruction == "You write terse reports."
     assert request.response_schema["required"] == ["title", "severity", "findings"]
 
@@ -351,3 +351,61 @@ def test_a_dangling_schema_ref_fails_the_step_without_a_model_call() -> None:
     world.executor.configs = FakeConfigStore([make_prompt(schema='{"$ref": "#/$defs/gone"}')], [make_profile()])
     world.executor.handle(world.run({"s1": step_data()}))
     assert world.step("s1")["error"]["code"] == "SCHEMA_INVALID" and world.llm.requests == []
+
+
+def _scripted(*answers: LlmResult) -> FakeLlm:
+    queue = list(answers)
+    return FakeLlm(lambda request: queue.pop(0) if queue else reply())
+
+
+def test_an_invalid_reply_is_repaired_within_the_budget_and_usage_is_summed() -> None:
+    world = World(_scripted(reply('{"title": "t", "severity": "SECRET-SEVERITY", "findings": ["a"]}')))
+    with capture_logs() as logs:
+        world.executor.handle(world.run({"s1": step_data()}))
+    step = world.step("s1")
+    assert step["status"] == "SUCCEEDED" and step["outputs"]["llmCalls"] == 2
+    assert step["outputs"]["usage"]["totalTokens"] == 34  # 17 per request
+    first, second = world.llm.requests
+    assert len(first.contents) == 1
+    assert [t.role for t in second.contents] == ["user", "model", "user"]
+    assert second.contents[1].text == '{"title": "t", "severity": "SECRET-SEVERITY", "findings": ["a"]}'
+    assert "$.severity: 'SECRET-SEVERITY' is not one of" in second.contents[2].text  # the model sees the detail
+    assert [e["event"] for e in logs if e["event"] in ("output.invalid", "llm.retry")] == [
+        "output.invalid",
+        "llm.retry",
+    ]
+    assert "SECRET-SEVERITY" not in json.dumps(logs, default=str)  # the logs never do
+
+
+@pytest.mark.parametrize(
+    ("repair_attempts", "calls"),
+    [(0, 1), (1, 2), (2, 3)],
+)
+def test_the_repair_budget_bounds_the_requests(repair_attempts: int, calls: int) -> None:
+    world = World(FakeLlm(lambda r: reply('{"title": 1}')))
+    world.executor.configs = FakeConfigStore([make_prompt()], [make_profile(repair_attempts=repair_attempts)])
+    world.executor.handle(world.run({"s1": step_data()}))
+    assert world.step("s1")["error"]["code"] == "OUTPUT_SCHEMA_MISMATCH"
+    assert len(world.llm.requests) == calls
+
+
+@pytest.mark.parametrize(
+    ("bad", "code"),
+    [
+        (reply(None, finish_reason="SAFETY"), "LLM_BLOCKED"),
+        (reply(None, block_reason="PROHIBITED_CONTENT", finish_reason=None), "LLM_BLOCKED"),
+        (reply('{"title": "t", "sev', finish_reason="MAX_TOKENS"), "LLM_TRUNCATED"),
+    ],
+)
+def test_blocked_and_truncated_replies_are_never_repaired(bad: LlmResult, code: str) -> None:
+    world = World(FakeLlm(lambda r: bad))
+    world.executor.handle(world.run({"s1": step_data()}))
+    assert world.step("s1")["error"]["code"] == code and len(world.llm.requests) == 1
+
+
+def test_an_empty_reply_is_repaired_without_an_empty_model_turn() -> None:
+    world = World(_scripted(reply(None)))
+    world.executor.handle(world.run({"s1": step_data()}))
+    assert world.step("s1")["status"] == "SUCCEEDED"
+    assert [t.role for t in world.llm.requests[1].contents] == ["user", "user"]
+    assert "it was empty" in world.llm.requests[1].contents[1].text

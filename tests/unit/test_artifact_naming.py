@@ -4,7 +4,7 @@ from dataclasses import replace
 
 from tests.builders import REPORT_SCHEMA, make_profile, make_prompt
 from worker_llm_client.core.artifact_naming import artifact_object_name, request_fingerprint
-from worker_llm_client.models import GenerationSettings, LlmRequest, SafetySetting
+from worker_llm_client.models import GenerationSettings, LlmRequest, SafetySetting, Turn
 
 
 def _request(**changes: object) -> LlmRequest:
@@ -12,7 +12,7 @@ def _request(**changes: object) -> LlmRequest:
         "gemini",
         "gemini-2.5-flash",
         "sys",
-        ("user text",),
+        (Turn("user", "user text"),),
         REPORT_SCHEMA,
         GenerationSettings(temperature=0.2),
         (),
@@ -30,7 +30,7 @@ def test_fingerprint_is_stable_and_sensitive_to_everything_that_shapes_the_reque
         request_fingerprint(make_prompt(version=2), profile, _request()),
         request_fingerprint(prompt, make_profile(version=2), _request()),
         request_fingerprint(prompt, profile, _request(model="gemini-2.5-pro")),
-        request_fingerprint(prompt, profile, _request(contents=("other text",))),
+        request_fingerprint(prompt, profile, _request(contents=(Turn("user", "other text"),))),
         request_fingerprint(prompt, profile, _request(system_instruction="other")),
         request_fingerprint(prompt, profile, _request(generation=GenerationSettings(temperature=0.3))),
         request_fingerprint(

@@ -37,16 +37,43 @@ def _edit(path: Path, old: str, new: str) -> None:
     ("file", "old", "new", "message"),
     [
         ("prompts/weekly_report.yaml", '"{{ team }}"', '"{{ team }"', "template: syntax error at line 1"),
-        ("prompts/weekly_report.yaml", "  You are a precise", "  {% if %}You are a precise", "systemInstruction: syntax error"),
-        ("schemas/weekly_report.json", '"type": "object",\n  "properties"', '"type": "objekt",\n  "properties"', "not valid draft 2020-12"),
-        ("schemas/weekly_report.json", '"items": {"type": "string"}', '"items": {"$ref": "#/$defs/nope"}', "does not resolve"),
-        ("schemas/weekly_report.json", '"title": "WeeklyReport",', '"title": "WeeklyReport",,', "cannot be read as JSON"),
-        ("llm_profiles.yaml", "model: gemini-2.5-pro", "model: gemini-9-ultra", "'gemini-9-ultra' is not in governance.yaml allowedModels"),
+        (
+            "prompts/weekly_report.yaml",
+            "  You are a precise",
+            "  {% if %}You are a precise",
+            "systemInstruction: syntax error",
+        ),
+        (
+            "schemas/weekly_report.json",
+            '"type": "object",\n  "properties"',
+            '"type": "objekt",\n  "properties"',
+            "not valid draft 2020-12",
+        ),
+        (
+            "schemas/weekly_report.json",
+            '"items": {"type": "string"}',
+            '"items": {"$ref": "#/$defs/nope"}',
+            "does not resolve",
+        ),
+        (
+            "schemas/weekly_report.json",
+            '"title": "WeeklyReport",',
+            '"title": "WeeklyReport",,',
+            "cannot be read as JSON",
+        ),
+        (
+            "llm_profiles.yaml",
+            "model: gemini-2.5-pro",
+            "model: gemini-9-ultra",
+            "'gemini-9-ultra' is not in governance.yaml allowedModels",
+        ),
         ("llm_profiles.yaml", "  provider: vertex", "  provider: openai", "is invalid"),
         ("governance.yaml", "allowedModels:", "allowedModels: nope\nx:", "'allowedModels' must be a list"),
     ],
 )
-def test_broken_sources_are_errors(repo: Path, file: str, old: str, new: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_broken_sources_are_errors(
+    repo: Path, file: str, old: str, new: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     _edit(repo / file, old, new)
     assert main(["lint", "--root", str(repo)]) == 1
     out = capsys.readouterr().out
@@ -54,10 +81,17 @@ def test_broken_sources_are_errors(repo: Path, file: str, old: str, new: str, me
 
 
 def test_keywords_gemini_ignores_are_notices_not_errors(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _edit(repo / "schemas/weekly_report.json", '"title": {"type": "string"', '"title": {"type": "string", "pattern": "^[A-Z]", "const": "x"')
+    _edit(
+        repo / "schemas/weekly_report.json",
+        '"title": {"type": "string"',
+        '"title": {"type": "string", "pattern": "^[A-Z]", "const": "x"',
+    )
     assert main(["lint", "--root", str(repo)]) == 0
     out = capsys.readouterr().out
-    assert "notice: prompts/weekly_report.yaml (schema weekly_report.json): $.properties.title: 'const' is enforced locally only" in out
+    assert (
+        "notice: prompts/weekly_report.yaml (schema weekly_report.json): $.properties.title: 'const' is enforced locally only"
+        in out
+    )
     assert "$.properties.title: 'pattern' is enforced locally only" in out
 
 
@@ -73,11 +107,20 @@ def test_disabled_and_unlisted_profiles_are_notices(repo: Path, capsys: pytest.C
     ("schema", "gaps"),
     [
         ({"type": "object", "properties": {"a": {"type": "string", "minLength": 2}}}, ["$.properties.a: 'minLength'"]),
-        ({"type": "array", "items": {"type": "integer", "multipleOf": 2}, "uniqueItems": True}, ["$: 'uniqueItems'", "$.items: 'multipleOf'"]),
-        ({"$defs": {"d": {"type": "number", "exclusiveMinimum": 0}}, "$ref": "#/$defs/d"}, ["$.$defs.d: 'exclusiveMinimum'"]),
+        (
+            {"type": "array", "items": {"type": "integer", "multipleOf": 2}, "uniqueItems": True},
+            ["$: 'uniqueItems'", "$.items: 'multipleOf'"],
+        ),
+        (
+            {"$defs": {"d": {"type": "number", "exclusiveMinimum": 0}}, "$ref": "#/$defs/d"},
+            ["$.$defs.d: 'exclusiveMinimum'"],
+        ),
         ({"oneOf": [{"type": "string"}, {"type": "null"}]}, ["$: 'oneOf' is treated as 'anyOf'"]),
         ({"anyOf": [{"type": "object", "patternProperties": {"^x": {}}}]}, ["$.anyOf[0]: 'patternProperties'"]),
-        ({"type": "object", "properties": {"pattern": {"type": "string"}}, "required": ["pattern"]}, []),  # a property named like a keyword
+        (
+            {"type": "object", "properties": {"pattern": {"type": "string"}}, "required": ["pattern"]},
+            [],
+        ),  # a property named like a keyword
     ],
 )
 def test_gemini_gaps(schema: dict, gaps: list[str]) -> None:
@@ -86,7 +129,12 @@ def test_gemini_gaps(schema: dict, gaps: list[str]) -> None:
 
 
 def test_diff_lines_show_what_changed_per_field() -> None:
-    old = {"version": 2, "sha256": "a", "template": "Hello {{ team }}\nBye", "outputSchema": json.dumps({"type": "object"})}
+    old = {
+        "version": 2,
+        "sha256": "a",
+        "template": "Hello {{ team }}\nBye",
+        "outputSchema": json.dumps({"type": "object"}),
+    }
     new = {"sha256": "b", "template": "Hello {{ team }}!\nBye", "outputSchema": json.dumps({"type": "array"})}
     lines = list(diff_lines("prompts/p", old, new))
     assert "--- prompts/p v2 template" in lines and "-Hello {{ team }}" in lines and "+Hello {{ team }}!" in lines

@@ -101,7 +101,7 @@ class GeminiClient:
         try:
             response = client.models.generate_content(
                 model=request.model,
-                contents=[types.Content(role="user", parts=[types.Part(text=text)]) for text in request.contents],
+                contents=[types.Content(role=t.role, parts=[types.Part(text=t.text)]) for t in request.contents],
                 config=build_config(request),
             )
         except errors.APIError as exc:

@@ -24,7 +24,7 @@ def request_fingerprint(prompt: Prompt, profile: Profile, request: LlmRequest) -
             "safety": [[s.category, s.threshold] for s in request.safety_settings],
         },
         "systemInstruction": request.system_instruction,
-        "contents": list(request.contents),
+        "contents": [[turn.role, turn.text] for turn in request.contents],
         "schema": request.response_schema,
     }
     return sha256_hex(canonical_json(identity))

@@ -20,6 +20,7 @@ from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT202012
 
 from worker_llm_client.errors import (
+    InvalidOutput,
     LlmBlocked,
     LlmTruncated,
     OutputNotJson,
@@ -31,6 +32,8 @@ from worker_llm_client.models import LlmResult
 BLOCKING_FINISH_REASONS = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"})
 TRUNCATED_FINISH_REASONS = frozenset({"MAX_TOKENS", "CONTINUATION"})
 _MAX_VIOLATIONS = 5
+_MAX_FEEDBACK = 10
+_MAX_FEEDBACK_LINE = 240
 _MAX_RULE = 120
 
 
@@ -103,7 +106,7 @@ def classify(result: LlmResult) -> str:
             "raise maxOutputTokens in the profile or ask for a shorter report"
         )
     if not result.text or not result.text.strip():
-        raise OutputNotJson(f"the reply had no text (finishReason={result.finish_reason})")
+        raise OutputNotJson(f"the reply had no text (finishReason={result.finish_reason})", "it was empty")
     return result.text
 
 
@@ -112,13 +115,34 @@ def parse_report(text: str, output: OutputSchema) -> Any:
         report = json.loads(text)
     except json.JSONDecodeError as exc:
         where = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
-        raise OutputNotJson(f"the reply is not JSON ({where}; {len(text)} characters)") from exc
+        message = f"the reply is not JSON ({where}; {len(text)} characters)"
+        raise OutputNotJson(message, f"it is not a JSON document ({where})") from exc
     violations = sorted(output.validator.iter_errors(report), key=lambda e: list(map(str, e.absolute_path)))
     if violations:
         shown = "; ".join(describe_violation(v, output.declared_names) for v in violations[:_MAX_VIOLATIONS])
         more = f" (+{len(violations) - _MAX_VIOLATIONS} more)" if len(violations) > _MAX_VIOLATIONS else ""
-        raise OutputSchemaMismatch(f"{len(violations)} schema violation(s): {shown}{more}")
+        message = f"{len(violations)} schema violation(s): {shown}{more}"
+        raise OutputSchemaMismatch(message, _feedback(violations))
     return report
+
+
+def _feedback(violations: list[ValidationError]) -> str:
+    """For the model's repair turn only: real paths and jsonschema's messages, bounded."""
+    lines = []
+    for error in violations[:_MAX_FEEDBACK]:
+        path = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+        line = f"- {path}: {error.message}"
+        lines.append(line if len(line) <= _MAX_FEEDBACK_LINE else line[: _MAX_FEEDBACK_LINE - 1] + "…")
+    return "it does not match the response schema:\n" + "\n".join(lines)
+
+
+def repair_instruction(error: InvalidOutput) -> str:
+    """The user turn that asks the model to correct its previous reply."""
+    return (
+        f"Your previous reply cannot be used: {error.feedback or error.message}\n"
+        "Reply again with only the corrected JSON object that satisfies the response schema: "
+        "no prose, no Markdown code fences."
+    )
 
 
 def validate_reply(result: LlmResult, output: OutputSchema) -> Any:
