@@ -21,9 +21,15 @@ SECRET_VAR = "var-value-never-logged"
 
 
 class World:
-    def __init__(self, llm: FakeLlm | None = None, **policy: Any) -> None:
-        self.runs = InMemoryRunStore()
-        self.configs = FakeConfigStore(
+    def __init__(
+        self,
+        llm: FakeLlm | None = None,
+        configs: FakeConfigStore | None = None,
+        runs: InMemoryRunStore | None = None,
+        **policy: Any,
+    ) -> None:
+        self.runs = runs or InMemoryRunStore()
+        self.configs = configs or FakeConfigStore(
             [make_prompt(), make_prompt("other", template="Other {{ team }}")],
             [make_profile(), make_profile("pro", model="gemini-2.5-pro")],
         )
@@ -231,9 +237,7 @@ def test_profile_missing_from_the_store() -> None:
 
 
 def test_schema_invalid_prompt() -> None:
-    world = World()
-    world.configs = FakeConfigStore([make_prompt(schema='{"type": 5}')], [make_profile()])
-    world.executor.configs = world.configs
+    world = World(configs=FakeConfigStore([make_prompt(schema='{"type": 5}')], [make_profile()]))
     world.executor.handle(world.run({"s1": step_data()}))
     assert world.step("s1")["error"]["code"] == "SCHEMA_INVALID"
     assert world.llm.requests == []
@@ -331,8 +335,7 @@ def test_a_claim_whose_commit_was_retried_after_landing_is_still_ours() -> None:
             super().apply_claim(run_id, update_time, patch)
             return False  # the retry of the landed commit fails its own precondition
 
-    world = World()
-    world.runs = world.executor.runs = RetriedCommitStore()
+    world = World(runs=RetriedCommitStore())
     [report] = world.executor.handle(world.run({"s1": step_data()}))
     assert report.status == "SUCCEEDED" and report.finalized and len(world.llm.requests) == 1
 
@@ -347,8 +350,7 @@ def test_a_first_attempt_reuses_an_identical_artifact_without_calling_the_model(
 
 
 def test_a_dangling_schema_ref_fails_the_step_without_a_model_call() -> None:
-    world = World()
-    world.executor.configs = FakeConfigStore([make_prompt(schema='{"$ref": "#/$defs/gone"}')], [make_profile()])
+    world = World(configs=FakeConfigStore([make_prompt(schema='{"$ref": "#/$defs/gone"}')], [make_profile()]))
     world.executor.handle(world.run({"s1": step_data()}))
     assert world.step("s1")["error"]["code"] == "SCHEMA_INVALID" and world.llm.requests == []
 
@@ -382,8 +384,8 @@ def test_an_invalid_reply_is_repaired_within_the_budget_and_usage_is_summed() ->
     [(0, 1), (1, 2), (2, 3)],
 )
 def test_the_repair_budget_bounds_the_requests(repair_attempts: int, calls: int) -> None:
-    world = World(FakeLlm(lambda r: reply('{"title": 1}')))
-    world.executor.configs = FakeConfigStore([make_prompt()], [make_profile(repair_attempts=repair_attempts)])
+    configs = FakeConfigStore([make_prompt()], [make_profile(repair_attempts=repair_attempts)])
+    world = World(FakeLlm(lambda r: reply('{"title": 1}')), configs=configs)
     world.executor.handle(world.run({"s1": step_data()}))
     assert world.step("s1")["error"]["code"] == "OUTPUT_SCHEMA_MISMATCH"
     assert len(world.llm.requests) == calls

@@ -1,0 +1,188 @@
+"""Producing one report: resolve -> render -> call (with bounded repair) -> validate -> write.
+
+Given a claimed step, ``ReportProducer.produce`` returns the contract's ``outputs`` or raises the
+``StepError`` to record. Governance is checked before anything is read or sent; an identical
+request's artifact is reused instead of calling the model; every request's cost is accounted.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from worker_llm_client.core.artifact_naming import artifact_object_name, request_fingerprint
+from worker_llm_client.core.canonical import sha256_hex
+from worker_llm_client.core.output_validation import load_schema, repair_instruction, validate_reply
+from worker_llm_client.core.prompt_rendering import render
+from worker_llm_client.core.step_inputs import parse_inputs
+from worker_llm_client.errors import InvalidOutput, ModelNotAllowed, ProfileNotAllowed
+from worker_llm_client.models import (
+    ClaimedStep,
+    LlmRequest,
+    LlmResult,
+    Profile,
+    Prompt,
+    RunSnapshot,
+    StepInputs,
+    StoredArtifact,
+    Turn,
+    Usage,
+)
+from worker_llm_client.observability import get_logger
+from worker_llm_client.ports import ArtifactStore, ConfigStore, LlmClient
+
+
+@dataclass
+class _Production:
+    """What producing one report cost and yielded; feeds ``outputs`` and the artifact metadata."""
+
+    prompt: Prompt
+    profile: Profile
+    llm_calls: int = 0
+    usage: Usage = field(default_factory=Usage)
+    latency_ms: int = 0
+    result: LlmResult | None = None
+
+
+class ReportProducer:
+    def __init__(
+        self,
+        configs: ConfigStore,
+        artifacts: ArtifactStore,
+        llm: LlmClient,
+        allowed_llm_profiles: frozenset[str],
+        allowed_models: frozenset[str],
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.configs, self.artifacts, self.llm, self.timer = configs, artifacts, llm, timer
+        self.allowed_llm_profiles, self.allowed_models = allowed_llm_profiles, allowed_models
+        self.log = get_logger()
+
+    def produce(self, run: RunSnapshot, claimed: ClaimedStep) -> dict[str, Any]:
+        """The contract's ``outputs`` for a claimed step, or a ``StepError`` saying why not."""
+        inputs = parse_inputs(claimed.step, run.steps)
+        profile = self._governed_profile(inputs.llm_profile)
+        prompt = self.configs.get_prompt(inputs.prompt_id, inputs.prompt_version)
+        output_schema = load_schema(prompt.output_schema)
+        rendered = render(prompt, inputs.vars)
+        request = LlmRequest(
+            provider=profile.provider,
+            model=profile.model,
+            system_instruction=rendered.system_instruction,
+            contents=(Turn("user", rendered.user),),
+            response_schema=output_schema.schema,
+            generation=profile.generation,
+            safety_settings=profile.safety_settings,
+            timeout_seconds=profile.timeout_seconds,
+        )
+        name = artifact_object_name(claimed.run_id, claimed.step.step_id, request_fingerprint(prompt, profile, request))
+        production = _Production(prompt, profile)
+        existing = self.artifacts.find(name)
+        if existing is not None:
+            self.log.info("artifact.reused", gcsUri=existing.uri, reason="identical_request_replayed")
+            return _outputs(existing, inputs, production, cached=True)
+        report = self._call_and_validate(request, production, output_schema)
+        data = json.dumps(report, ensure_ascii=False, indent=2).encode("utf-8")
+        stored = self.artifacts.put(name, data, _metadata(claimed, inputs, production, sha256_hex(data)))
+        event = "artifact.written" if stored.created else "artifact.reused"
+        self.log.info(event, gcsUri=stored.uri, sizeBytes=stored.size_bytes)
+        return _outputs(stored, inputs, production, cached=not stored.created)
+
+    def _governed_profile(self, profile_id: str) -> Profile:
+        if profile_id not in self.allowed_llm_profiles:
+            self._violation(profile_id, None, "profile_not_in_allowlist")
+            raise ProfileNotAllowed(f"llm profile '{profile_id}' is not in ALLOWED_LLM_PROFILES")
+        profile = self.configs.get_profile(profile_id)
+        if not profile.enabled:
+            self._violation(profile_id, profile.model, "profile_disabled")
+            raise ProfileNotAllowed(f"llm profile '{profile_id}' is disabled")
+        if profile.model not in self.allowed_models:
+            self._violation(profile_id, profile.model, "model_not_in_allowlist")
+            raise ModelNotAllowed(f"model '{profile.model}' of profile '{profile_id}' is not in ALLOWED_MODELS")
+        return profile
+
+    def _violation(self, profile_id: str, model: str | None, reason: str) -> None:
+        self.log.warning("governance.violation", profile=profile_id, model=model, reason=reason)
+
+    def _call_and_validate(self, request: LlmRequest, production: _Production, output_schema: Any) -> Any:
+        """Call, validate, and resend with a repair turn while the profile's budget lasts.
+
+        Blocked and truncated replies are never repaired; every request's usage is summed.
+        """
+        calls_allowed = 1 + production.profile.repair_attempts
+        while True:
+            result = self._call(request, production)
+            try:
+                return validate_reply(result, output_schema)
+            except InvalidOutput as error:
+                repair = production.llm_calls < calls_allowed
+                self.log.warning("output.invalid", code=error.code, reason=error.message, repair=repair)
+                if not repair:
+                    raise
+                request = replace(request, contents=(*request.contents, *_repair_turns(result, error)))
+                self.log.info("llm.retry", reason="repair", call=production.llm_calls + 1, of=calls_allowed)
+
+    def _call(self, request: LlmRequest, production: _Production) -> LlmResult:
+        self.log.info("llm.request", model=request.model, provider=request.provider, call=production.llm_calls + 1)
+        started = self.timer()
+        result = self.llm.generate(request)
+        elapsed_ms = int((self.timer() - started) * 1000)
+        production.llm_calls += 1
+        production.usage += result.usage
+        production.latency_ms += elapsed_ms
+        production.result = result
+        self.log.info(
+            "llm.response",
+            model=request.model,
+            modelVersion=result.model_version,
+            finishReason=result.finish_reason,
+            latencyMs=elapsed_ms,
+            **result.usage.as_outputs(),
+        )
+        return result
+
+
+def _repair_turns(result: LlmResult, error: InvalidOutput) -> tuple[Turn, ...]:
+    """The model's rejected reply (when it had text) and our request to correct it."""
+    previous = (Turn("model", result.text),) if result.text and result.text.strip() else ()
+    return (*previous, Turn("user", repair_instruction(error)))
+
+
+def _provenance(inputs: StepInputs, production: _Production) -> dict[str, Any]:
+    """What produced a report: shared by the artifact's metadata and the step's outputs."""
+    result = production.result
+    return {
+        "promptId": inputs.prompt_id,
+        "promptVersion": production.prompt.version,
+        "promptSha256": production.prompt.sha256,
+        "llmProfile": inputs.llm_profile,
+        "profileVersion": production.profile.version,
+        "model": production.profile.model,
+        "modelVersion": result.model_version if result else None,
+        "responseId": result.response_id if result else None,
+        "finishReason": result.finish_reason if result else None,
+    }
+
+
+def _metadata(claimed: ClaimedStep, inputs: StepInputs, production: _Production, digest: str) -> dict[str, str]:
+    values = {"runId": claimed.run_id, "stepId": claimed.step.step_id, "attempt": claimed.attempt, "sha256": digest}
+    values.update(_provenance(inputs, production))
+    return {key: str(value) for key, value in values.items() if value is not None}
+
+
+def _outputs(stored: StoredArtifact, inputs: StepInputs, production: _Production, cached: bool) -> dict[str, Any]:
+    """The contract's ``outputs``. Provenance of a reused artifact comes from its own metadata."""
+    outputs: dict[str, Any] = {"gcs_uri": stored.uri, "sha256": stored.sha256, "sizeBytes": stored.size_bytes}
+    outputs.update(_provenance(inputs, production))
+    for key in ("modelVersion", "responseId", "finishReason"):
+        outputs[key] = stored.metadata.get(key) or outputs[key]
+    outputs.update(
+        usage=production.usage.as_outputs(),
+        llmCalls=production.llm_calls,
+        latencyMs=production.latency_ms,
+        cached=cached,
+    )
+    return outputs
