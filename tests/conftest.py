@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BUCKET = "test-artifacts"
 IT_PROJECT = "it-project"
 E2E_PROJECT = "e2e-project"
-ALLOWED_PROFILES = "flash-json,flash-json-vertex,pro-json,fast,pro,disabled,ghost-model,absent"
+ALLOWED_PROFILES = "flash-json,flash-json-vertex,pro-json,fast,pro,disabled,ghost-model,absent,short-timeout"
 ALLOWED_MODELS = "gemini-2.5-flash,gemini-2.5-pro"
 CONFIG_CACHE_SECONDS = 1
 

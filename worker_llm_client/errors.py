@@ -59,6 +59,8 @@ class StepError(WorkerError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        self.llm_calls = 0  # what the failed attempt cost, for the step.failed log line
+        self.usage: dict[str, int] = {}
 
 
 class PermanentStepError(StepError):

@@ -146,9 +146,14 @@ class RunExecutor:
         if not finalized:
             self._log_discarded()
         elif outcome.retry_at is None:
-            self.log.warning("step.failed", code=error.code, retryable=error.retryable)
+            self.log.warning(
+                "step.failed", code=error.code, retryable=error.retryable, llmCalls=error.llm_calls, usage=error.usage
+            )
         else:
-            self.log.warning("step.retry_scheduled", code=error.code, retryAt=outcome.retry_at.isoformat())
+            retry_at = outcome.retry_at.isoformat()
+            self.log.warning(
+                "step.retry_scheduled", code=error.code, retryAt=retry_at, llmCalls=error.llm_calls, usage=error.usage
+            )
         return StepReport(step_id, "FAILED" if outcome.failed else "RETRY_WAIT", error.code, finalized)
 
     def _log_discarded(self) -> None:

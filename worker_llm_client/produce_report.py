@@ -18,7 +18,7 @@ from worker_llm_client.core.canonical import sha256_hex
 from worker_llm_client.core.output_validation import load_schema, repair_instruction, validate_reply
 from worker_llm_client.core.prompt_rendering import render
 from worker_llm_client.core.step_inputs import parse_inputs
-from worker_llm_client.errors import InvalidOutput, ModelNotAllowed, ProfileNotAllowed
+from worker_llm_client.errors import InvalidOutput, LlmTruncated, ModelNotAllowed, ProfileNotAllowed, StepError
 from worker_llm_client.models import (
     ClaimedStep,
     LlmRequest,
@@ -45,6 +45,7 @@ class _Production:
     usage: Usage = field(default_factory=Usage)
     latency_ms: int = 0
     result: LlmResult | None = None
+    replies: list[LlmResult] = field(default_factory=list)
 
 
 class ReportProducer:
@@ -84,12 +85,59 @@ class ReportProducer:
         if existing is not None:
             self.log.info("artifact.reused", gcsUri=existing.uri, reason="identical_request_replayed")
             return _outputs(existing, inputs, production, cached=True)
-        report = self._call_and_validate(request, production, output_schema)
+        try:
+            return self._report(name, claimed, inputs, request, production, output_schema)
+        except StepError as error:
+            error.llm_calls, error.usage = production.llm_calls, production.usage.as_outputs()
+            raise
+
+    def _report(
+        self,
+        name: str,
+        claimed: ClaimedStep,
+        inputs: StepInputs,
+        request: LlmRequest,
+        production: _Production,
+        output_schema: Any,
+    ) -> dict[str, Any]:
+        try:
+            report = self._call_and_validate(request, production, output_schema)
+        except (InvalidOutput, LlmTruncated) as error:
+            raise self._keep_replies(error, debug_object_name(name, claimed.attempt), claimed, production) from error
         data = json.dumps(report, ensure_ascii=False, indent=2).encode("utf-8")
         stored = self.artifacts.put(name, data, _metadata(claimed, inputs, production, sha256_hex(data)))
         event = "artifact.written" if stored.created else "artifact.reused"
         self.log.info(event, gcsUri=stored.uri, sizeBytes=stored.size_bytes)
         return _outputs(stored, inputs, production, cached=not stored.created)
+
+    def _keep_replies(
+        self, error: StepError, object_name: str, claimed: ClaimedStep, production: _Production
+    ) -> StepError:
+        """Keep the rejected replies for debugging next to where the report would be; the step's
+        error message says where. Model text goes to that object only, never to Firestore or logs."""
+        if not any(reply.text for reply in production.replies):
+            return error
+        envelope = {
+            "note": "model replies rejected by validation: NOT a report",
+            "runId": claimed.run_id,
+            "stepId": claimed.step.step_id,
+            "attempt": claimed.attempt,
+            "code": error.code,
+            "error": error.message,
+            "replies": [
+                {"call": call, "finishReason": reply.finish_reason, "responseId": reply.response_id, "text": reply.text}
+                for call, reply in enumerate(production.replies, start=1)
+            ],
+        }
+        data = json.dumps(envelope, ensure_ascii=False, indent=2).encode("utf-8")
+        try:
+            kept = self.artifacts.put(
+                object_name, data, {"runId": claimed.run_id, "code": error.code, "sha256": sha256_hex(data)}
+            )
+        except StepError as storage_error:  # keeping them is best effort: the output error is what counts
+            self.log.warning("output.invalid", reason="replies_not_kept", code=storage_error.code)
+            return error
+        return _with_location(error, kept.uri)
 
     def _governed_profile(self, profile_id: str) -> Profile:
         if profile_id not in self.allowed_llm_profiles:
@@ -126,14 +174,17 @@ class ReportProducer:
                 self.log.info("llm.retry", reason="repair", call=production.llm_calls + 1, of=calls_allowed)
 
     def _call(self, request: LlmRequest, production: _Production) -> LlmResult:
-        self.log.info("llm.request", model=request.model, provider=request.provider, call=production.llm_calls + 1)
+        production.llm_calls += 1  # a request sent counts, whatever comes back
+        self.log.info("llm.request", model=request.model, provider=request.provider, call=production.llm_calls)
         started = self.timer()
-        result = self.llm.generate(request)
-        elapsed_ms = int((self.timer() - started) * 1000)
-        production.llm_calls += 1
+        try:
+            result = self.llm.generate(request)
+        finally:
+            elapsed_ms = int((self.timer() - started) * 1000)
+            production.latency_ms += elapsed_ms
         production.usage += result.usage
-        production.latency_ms += elapsed_ms
         production.result = result
+        production.replies.append(result)
         self.log.info(
             "llm.response",
             model=request.model,
@@ -186,3 +237,15 @@ def _outputs(stored: StoredArtifact, inputs: StepInputs, production: _Production
         cached=cached,
     )
     return outputs
+
+
+def debug_object_name(artifact_name: str, attempt: int) -> str:
+    """``…/{fingerprint}.attempt-{n}.invalid.json``: beside the report's name, never equal to it."""
+    return f"{artifact_name.removesuffix('.json')}.attempt-{attempt}.invalid.json"
+
+
+def _with_location(error: StepError, uri: str) -> StepError:
+    message = f"{error.message}; the rejected replies are kept at {uri}"
+    if isinstance(error, InvalidOutput):
+        return type(error)(message, error.feedback)
+    return type(error)(message)

@@ -66,7 +66,7 @@ def test_two_executors_racing_on_one_snapshot_call_the_model_once(
     assert stub.calls() == 1
 
 
-def test_a_bad_reply_fails_the_step_and_writes_no_artifact(
+def test_a_bad_reply_fails_the_step_and_keeps_only_the_rejected_replies(
     executor: Any, db: Any, bucket: Any, stub: Any, run_id: str
 ) -> None:
     stub.script(Reply.text("definitely not json"), Reply.text("still not json"))  # flash-json allows 1 repair
@@ -78,7 +78,9 @@ def test_a_bad_reply_fails_the_step_and_writes_no_artifact(
         "OUTPUT_NOT_JSON",
         False,
     )
-    assert list(bucket.list_blobs(prefix=f"flow_runs/{run_id}/")) == []
+    [kept] = [blob.name for blob in bucket.list_blobs(prefix=f"flow_runs/{run_id}/")]
+    assert kept.endswith(".attempt-1.invalid.json")  # the rejected replies, never a report
+    assert step["error"]["message"].endswith(f"kept at gs://{bucket.name}/{kept}")
 
 
 @pytest.mark.parametrize("takeover", ["reclaimed", "cancelled"])

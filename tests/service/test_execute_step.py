@@ -243,11 +243,30 @@ def test_schema_invalid_prompt() -> None:
     assert world.llm.requests == []
 
 
-def test_bad_output_fails_with_its_code() -> None:
-    world = World(FakeLlm(lambda r: reply("not json")))
+def test_a_final_output_failure_keeps_the_replies_beside_the_artifact_name_not_in_firestore() -> None:
+    world = World(FakeLlm(lambda r: reply("MODEL SAID: not json")))
+    with capture_logs() as logs:
+        world.executor.handle(world.run({"s1": step_data()}))
+    error = world.step("s1")["error"]
+    [(name, (data, metadata))] = world.artifacts.objects.items()
+    assert error["code"] == "OUTPUT_NOT_JSON" and error["retryable"] is False
+    assert name.startswith("flow_runs/r1/s1/") and name.endswith(".attempt-1.invalid.json")
+    assert error["message"].endswith(f"the rejected replies are kept at gs://artifacts/{name}")
+    kept = json.loads(data)
+    assert [r["text"] for r in kept["replies"]] == ["MODEL SAID: not json"] * 2  # the call and its repair
+    assert kept["note"].endswith("NOT a report") and metadata["code"] == "OUTPUT_NOT_JSON"
+    assert "MODEL SAID" not in json.dumps(world.runs.docs, default=str) + json.dumps(logs, default=str)
+
+
+def test_a_replay_never_mistakes_kept_replies_for_a_report() -> None:
+    answers = [reply("nope"), reply("nope")]
+    world = World(FakeLlm(lambda r: answers.pop(0) if answers else reply()))
     world.executor.handle(world.run({"s1": step_data()}))
-    assert world.step("s1")["error"]["code"] == "OUTPUT_NOT_JSON"
-    assert world.artifacts.objects == {}
+    world.run({"s1": step_data()})  # re-run the identical request
+    world.executor.handle(world.runs.get_run("r1"))
+    outputs = world.step("s1")["outputs"]
+    assert outputs["cached"] is False and outputs["llmCalls"] == 1
+    assert not outputs["gcs_uri"].endswith(".invalid.json")
 
 
 def test_retryable_error_waits_then_fails_retryable_after_the_budget() -> None:
