@@ -87,3 +87,15 @@ def test_keys_the_schema_does_not_declare_are_masked() -> None:
 def test_unresolvable_refs_are_schema_invalid_before_any_model_call(ref: str) -> None:
     with pytest.raises(SchemaInvalid, match=r"\$ref"):
         load_schema(json.dumps({"type": "object", "properties": {"x": {"$ref": ref}}}))
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_non_json_constants_are_not_json(constant: str) -> None:
+    text = f'{{"title": "t", "severity": "low", "findings": ["a"], "score": {constant}}}'
+    with pytest.raises(OutputNotJson, match="is not a JSON value"):
+        validate_reply(reply(text), SCHEMA)
+
+
+def test_model_armor_is_a_block_not_bad_output() -> None:
+    with pytest.raises(LlmBlocked, match="MODEL_ARMOR"):
+        validate_reply(reply(None, finish_reason="MODEL_ARMOR"), SCHEMA)

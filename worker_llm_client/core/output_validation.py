@@ -29,7 +29,14 @@ from worker_llm_client.errors import (
 )
 from worker_llm_client.models import LlmResult
 
-BLOCKING_FINISH_REASONS = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"})
+# Every finish reason (google-genai 3.4's FinishReason) that means a policy stopped the reply:
+# repairing those would only be blocked again.
+BLOCKING_FINISH_REASONS = frozenset(
+    {
+        "SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "MODEL_ARMOR",
+        "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION",
+    }
+)  # fmt: skip
 TRUNCATED_FINISH_REASONS = frozenset({"MAX_TOKENS", "CONTINUATION"})
 _MAX_VIOLATIONS = 5
 _MAX_FEEDBACK = 10
@@ -112,7 +119,7 @@ def classify(result: LlmResult) -> str:
 
 def parse_report(text: str, output: OutputSchema) -> Any:
     try:
-        report = json.loads(text)
+        report = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         where = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
         message = f"the reply is not JSON ({where}; {len(text)} characters)"
@@ -124,6 +131,11 @@ def parse_report(text: str, output: OutputSchema) -> Any:
         message = f"{len(violations)} schema violation(s): {shown}{more}"
         raise OutputSchemaMismatch(message, _feedback(violations))
     return report
+
+
+def _reject_constant(name: str) -> Any:
+    """``NaN`` and ``Infinity`` are not JSON (Python's parser accepts them): refuse them."""
+    raise json.JSONDecodeError(f"{name} is not a JSON value", name, 0)
 
 
 def _feedback(violations: list[ValidationError]) -> str:
