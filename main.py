@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import functions_framework
 from cloudevents.http.event import CloudEvent
 
 from worker_llm_client import bootstrap
 from worker_llm_client.config import settings
-from worker_llm_client.event_handler import handle_firestore_event
+from worker_llm_client.event_handler import handle_firestore_event, handle_sweep
 from worker_llm_client.observability import configure_logging
 
 configure_logging(settings().log_level)
@@ -17,3 +19,9 @@ configure_logging(settings().log_level)
 def handle_flow_run_event(event: CloudEvent) -> None:
     """Eventarc ``google.cloud.firestore.document.v1.written`` on ``flow_runs/{runId}``."""
     handle_firestore_event(event.get_attributes(), event.get_data(), bootstrap.executor, settings().project)
+
+
+@functions_framework.http
+def sweep_flow_runs(request: Any) -> tuple[dict[str, int], int]:
+    """Cloud Scheduler, every few minutes: re-drive retries that are due and expired leases."""
+    return handle_sweep(request.args, bootstrap.executor), 200

@@ -10,6 +10,7 @@ from typing import Any
 
 from tests.builders import T0
 from worker_llm_client.core.transitions import Delete
+from worker_llm_client.core.wake import with_wake
 from worker_llm_client.errors import ProfileNotFound, PromptNotFound
 from worker_llm_client.models import (
     LlmRequest,
@@ -67,7 +68,7 @@ class InMemoryRunStore:
             self.reads += 1
             return self._snapshot(run_id) if run_id in self.docs else None
 
-    def apply_claim(self, run_id: str, update_time: datetime, patch: Patch) -> bool:
+    def write_if_unchanged(self, run_id: str, update_time: datetime, patch: Patch) -> bool:
         with self._lock:
             if run_id not in self.docs or self.update_times[run_id] != update_time:
                 return False
@@ -79,8 +80,17 @@ class InMemoryRunStore:
             step = self.docs.get(run_id, {}).get("steps", {}).get(step_id, {})
             if step.get("status") != "RUNNING" or step.get("claim", {}).get("token") != token:
                 return False
-            self._apply(run_id, patch)
+            self._apply(run_id, with_wake(self._snapshot(run_id), patch))
             return True
+
+    def due_runs(self, now: datetime, limit: int) -> list[str]:
+        with self._lock:
+            due = [
+                (doc["executor"]["wakeAt"], run_id)
+                for run_id, doc in self.docs.items()
+                if doc.get("executor", {}).get("wakeAt") and doc["executor"]["wakeAt"] <= now
+            ]
+            return [run_id for _, run_id in sorted(due)[:limit]]
 
     def _apply(self, run_id: str, patch: Patch) -> None:
         self.writes += 1

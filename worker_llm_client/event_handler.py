@@ -51,3 +51,18 @@ def handle_firestore_event(
         log.info("event.ignored", reason="nothing_runnable")
         return []
     return executor().handle(event.snapshot)
+
+
+DEFAULT_SWEEP_LIMIT = 200
+MAX_SWEEP_LIMIT = 1000
+
+
+def handle_sweep(query: Mapping[str, str], executor: Callable[[], RunExecutor]) -> dict[str, int]:
+    """Cloud Scheduler's periodic call: re-drive due runs, return what was done."""
+    bind_event(None, None, None)
+    raw = query.get("limit", "")
+    limit = min(int(raw), MAX_SWEEP_LIMIT) if raw.isdigit() and int(raw) > 0 else DEFAULT_SWEEP_LIMIT
+    report = executor().sweep(limit)
+    summary = {"runs": report.runs, "steps": report.steps, "repaired": report.repaired, "limit": limit}
+    get_logger().info("sweep.finished", **summary)
+    return summary

@@ -20,9 +20,10 @@ from functools import partial
 from worker_llm_client.core.retry_policy import after_failure
 from worker_llm_client.core.step_selection import ClaimPlan, plan_claims
 from worker_llm_client.core.transitions import failed_patch, max_attempts, retry_wait_patch, succeeded_patch
+from worker_llm_client.core.wake import next_wake, wake_patch, with_wake
 from worker_llm_client.errors import StepError
 from worker_llm_client.models import DEFAULT_MAX_ATTEMPTS, Claim, ClaimedStep, RunSnapshot, StepStatus
-from worker_llm_client.observability import bind_step, get_logger
+from worker_llm_client.observability import bind_event, bind_step, get_logger
 from worker_llm_client.ports import ArtifactStore, Clock, ConfigStore, LlmClient, RunStore
 from worker_llm_client.produce_report import ReportProducer
 
@@ -36,6 +37,13 @@ class ExecutorPolicy:
     max_parallel_steps: int
     allowed_llm_profiles: frozenset[str]
     allowed_models: frozenset[str]
+
+
+@dataclass
+class SweepReport:
+    runs: int = 0  # due runs looked at
+    steps: int = 0  # steps re-driven (claimed, executed and finalized)
+    repaired: int = 0  # runs whose stale wakeAt was recomputed
 
 
 @dataclass(frozen=True)
@@ -92,7 +100,7 @@ class RunExecutor:
             plan = plan_claims(snapshot, now, self.policy.max_parallel_steps, partial(self._new_claim, now))
             if plan.empty:
                 return snapshot, []
-            if self.runs.apply_claim(snapshot.run_id, snapshot.update_time, plan.patch):
+            if self.runs.write_if_unchanged(snapshot.run_id, snapshot.update_time, with_wake(snapshot, plan.patch)):
                 return snapshot, self._accept(snapshot, plan)
             fresh = self.runs.get_run(run.run_id)
             if fresh is not None and _claim_landed(fresh, plan):
@@ -102,6 +110,30 @@ class RunExecutor:
             snapshot = fresh
         self.log.warning("step.claim_conflict", reason="gave_up_after_rounds", rounds=CLAIM_ROUNDS)
         return run, []
+
+    def sweep(self, limit: int) -> SweepReport:
+        """Re-drive runs whose ``executor.wakeAt`` has come (retries due, leases expired).
+
+        Safe to run concurrently and repeatedly: every claim is a precondition write. A run with
+        nothing claimable gets its ``wakeAt`` recomputed so it stops coming back.
+        """
+        report = SweepReport()
+        for run_id in self.runs.due_runs(self.clock.now(), limit):
+            snapshot = self.runs.get_run(run_id)
+            if snapshot is None:
+                continue
+            bind_event(None, run_id, None)
+            steps = self.handle(snapshot)
+            report.runs += 1
+            report.steps += len(steps)
+            if not steps:
+                report.repaired += self._repair_wake(snapshot)
+        return report
+
+    def _repair_wake(self, run: RunSnapshot) -> int:
+        if run.update_time is None or next_wake(run) == run.wake_at:
+            return 0
+        return int(self.runs.write_if_unchanged(run.run_id, run.update_time, wake_patch(run)))
 
     def _accept(self, snapshot: RunSnapshot, plan: ClaimPlan) -> list[ClaimedStep]:
         for step in plan.exhausted:

@@ -64,6 +64,7 @@ class RunSnapshot:
     status: str
     steps: Mapping[str, Step]
     update_time: datetime | None
+    wake_at: datetime | None = None  # executor.wakeAt as stored
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,9 @@ class StoredArtifact:
     created: bool
 
 
-def run_from_document(run_id: str, data: Mapping[str, Any], update_time: datetime | None) -> RunSnapshot:
+def run_from_document(
+    run_id: str, data: Mapping[str, Any], update_time: datetime | None, wake_at: datetime | None = None
+) -> RunSnapshot:
     """A run snapshot from a decoded document; malformed steps keep their data for INVALID_STEP."""
     raw_steps = data.get("steps")
     steps: dict[str, Step] = {}
@@ -211,4 +214,7 @@ def run_from_document(run_id: str, data: Mapping[str, Any], update_time: datetim
                 data=body,
             )
     status = data.get("status")
-    return RunSnapshot(run_id, status if isinstance(status, str) else "", steps, update_time)
+    executor = data.get("executor")
+    stored = executor.get("wakeAt") if isinstance(executor, Mapping) else None
+    wake = stored if isinstance(stored, datetime) else wake_at
+    return RunSnapshot(run_id, status if isinstance(status, str) else "", steps, update_time, wake)

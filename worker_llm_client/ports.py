@@ -20,12 +20,17 @@ from worker_llm_client.models import (
 class RunStore(Protocol):
     def get_run(self, run_id: str) -> RunSnapshot | None: ...
 
-    def apply_claim(self, run_id: str, update_time: datetime, patch: Patch) -> bool:
+    def write_if_unchanged(self, run_id: str, update_time: datetime, patch: Patch) -> bool:
         """Write ``patch`` only if the run is unchanged since ``update_time``; False otherwise."""
         ...
 
     def finalize(self, run_id: str, step_id: str, token: str, patch: Patch) -> bool:
-        """In a transaction: write ``patch`` only if the step is RUNNING under ``token``."""
+        """In a transaction: write ``patch`` (plus the run's new ``executor.wakeAt``) only if the
+        step is RUNNING under ``token``."""
+        ...
+
+    def due_runs(self, now: datetime, limit: int) -> list[str]:
+        """Ids of runs whose ``executor.wakeAt`` has come, earliest first (one indexed query)."""
         ...
 
 

@@ -107,3 +107,22 @@ def test_a_step_taken_over_during_the_model_call_is_not_overwritten(
     step = ref.get().to_dict()["steps"]["s.1"]
     assert not report.finalized and "outputs" not in step
     assert step["status"] == ("RUNNING" if takeover == "reclaimed" else "CANCELLED")
+
+
+def test_the_sweeper_finds_due_runs_with_one_query_and_redrives_them(executor: Any, db: Any, stub: Any, run_id: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    stub.script(Reply.http_error(503, "overloaded"))
+    executor.handle(_put(db, run_id, {"s1": _report_step()}))
+    ref = db.collection("flow_runs").document(run_id)
+    doc = ref.get().to_dict()
+    assert doc["steps"]["s1"]["status"] == "RETRY_WAIT" and doc["executor"]["wakeAt"] == doc["steps"]["s1"]["retryAt"]
+    past = datetime.now(UTC) - timedelta(seconds=1)  # pretend the retry time has come
+    ref.update({"steps.s1.retryAt": past, "executor.wakeAt": past})
+    assert run_id in executor.runs.due_runs(datetime.now(UTC), 1000)
+    report = executor.sweep(limit=1000)
+    assert report.steps >= 1
+    doc = ref.get().to_dict()
+    assert doc["steps"]["s1"]["status"] == "SUCCEEDED" and doc["steps"]["s1"]["attempt"] == 2
+    assert "wakeAt" not in doc.get("executor", {})
+    assert run_id not in executor.runs.due_runs(datetime.now(UTC), 1000)

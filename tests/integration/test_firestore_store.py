@@ -43,7 +43,8 @@ def test_claim_precondition_lets_exactly_one_of_two_claimers_win(db: Any, run_id
     ]
     results: list[bool] = []
     threads = [
-        threading.Thread(target=lambda p=p: results.append(store.apply_claim(run_id, update_time, p))) for p in patches
+        threading.Thread(target=lambda p=p: results.append(store.write_if_unchanged(run_id, update_time, p)))
+        for p in patches
     ]
     for thread in threads:
         thread.start()
@@ -60,13 +61,13 @@ def test_claim_precondition_lets_exactly_one_of_two_claimers_win(db: Any, run_id
 def test_claim_with_a_stale_update_time_is_refused(db: Any, run_id: str) -> None:
     stale = _write(db, run_id, {"s1": step_data()})
     _write(db, run_id, {"s1": step_data(), "s2": step_data()})
-    assert FirestoreRunStore(db).apply_claim(run_id, stale, {("steps", "s1", "status"): "RUNNING"}) is False
+    assert FirestoreRunStore(db).write_if_unchanged(run_id, stale, {("steps", "s1", "status"): "RUNNING"}) is False
     assert _step(db, run_id, "s1")["status"] == "READY"
 
 
 def test_claim_deletes_fields_marked_delete(db: Any, run_id: str) -> None:
     update_time = _write(db, run_id, {"s1": step_data(status="RETRY_WAIT", retryAt=later(-1))})
-    assert FirestoreRunStore(db).apply_claim(run_id, update_time, {("steps", "s1", "retryAt"): Delete.FIELD})
+    assert FirestoreRunStore(db).write_if_unchanged(run_id, update_time, {("steps", "s1", "retryAt"): Delete.FIELD})
     assert "retryAt" not in _step(db, run_id, "s1")
 
 

@@ -350,8 +350,8 @@ def test_an_expired_lease_is_reclaimed_with_the_next_attempt_and_logged() -> Non
 
 def test_a_claim_whose_commit_was_retried_after_landing_is_still_ours() -> None:
     class RetriedCommitStore(InMemoryRunStore):
-        def apply_claim(self, run_id: str, update_time: Any, patch: Any) -> bool:
-            super().apply_claim(run_id, update_time, patch)
+        def write_if_unchanged(self, run_id: str, update_time: Any, patch: Any) -> bool:
+            super().write_if_unchanged(run_id, update_time, patch)
             return False  # the retry of the landed commit fails its own precondition
 
     world = World(runs=RetriedCommitStore())
@@ -430,3 +430,38 @@ def test_an_empty_reply_is_repaired_without_an_empty_model_turn() -> None:
     assert world.step("s1")["status"] == "SUCCEEDED"
     assert [t.role for t in world.llm.requests[1].contents] == ["user", "user"]
     assert "it was empty" in world.llm.requests[1].contents[1].text
+
+
+def test_the_sweeper_redrives_a_retry_when_it_is_due_and_fails_it_after_the_budget() -> None:
+    world = World(FakeLlm(lambda r: LlmUnavailable("503")))
+    world.executor.handle(world.run({"s1": step_data(maxAttempts=2)}))
+    assert world.runs.docs["r1"]["executor"]["wakeAt"] == world.step("s1")["retryAt"]
+    assert world.executor.sweep(limit=10).runs == 0  # not due yet
+    world.clock.advance(31)
+    report = world.executor.sweep(limit=10)
+    assert (report.runs, report.steps) == (1, 1)
+    step = world.step("s1")
+    assert step["status"] == "FAILED" and step["attempt"] == 2 and step["error"]["retryable"] is True
+    assert "wakeAt" not in world.runs.docs["r1"]["executor"]  # nothing left waiting
+    assert world.executor.sweep(limit=10).runs == 0
+
+
+def test_the_sweeper_recovers_a_dead_workers_step_after_its_lease() -> None:
+    world = World()
+    snapshot = world.run({"s1": step_data()})
+    world.executor.claim(snapshot)  # the worker dies right after claiming
+    assert world.runs.docs["r1"]["executor"]["wakeAt"] == world.step("s1")["claim"]["leaseExpiresAt"]
+    world.clock.advance(601)
+    assert world.executor.sweep(limit=10).steps == 1
+    assert world.step("s1")["status"] == "SUCCEEDED" and world.step("s1")["attempt"] == 2
+
+
+def test_the_sweeper_clears_a_stale_wake_time_of_a_cancelled_run() -> None:
+    world = World(FakeLlm(lambda r: LlmUnavailable("503")))
+    world.executor.handle(world.run({"s1": step_data()}))
+    world.runs.docs["r1"]["status"] = "CANCELLED"
+    world.clock.advance(31)
+    report = world.executor.sweep(limit=10)
+    assert (report.runs, report.steps, report.repaired) == (1, 0, 1)
+    assert world.step("s1")["status"] == "RETRY_WAIT" and "wakeAt" not in world.runs.docs["r1"]["executor"]
+    assert world.executor.sweep(limit=10).runs == 0

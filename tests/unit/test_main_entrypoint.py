@@ -154,3 +154,21 @@ def test_a_malformed_setting_does_not_break_events_that_do_not_need_it(monkeypat
         Settings.from_env(
             {"GOOGLE_CLOUD_PROJECT": "p", "ARTIFACTS_BUCKET": "b", "LEASE_SECONDS": "ten minutes"}
         ).require_executor_settings()
+
+
+@pytest.mark.parametrize(("query", "limit"), [("", 200), ("?limit=5", 5), ("?limit=99999", 1000), ("?limit=-3", 200), ("?limit=x", 200)])
+def test_sweep_entry_point_reports_what_it_did(monkeypatch: pytest.MonkeyPatch, query: str, limit: int) -> None:
+    from worker_llm_client.execute_step import SweepReport
+
+    asked: list[int] = []
+
+    class Sweeper:
+        def sweep(self, limit: int) -> SweepReport:
+            asked.append(limit)
+            return SweepReport(runs=2, steps=3, repaired=1)
+
+    monkeypatch.setattr(bootstrap, "executor", Sweeper)
+    app = create_app("sweep_flow_runs", str(ROOT / "main.py"), "http")
+    response = app.test_client().post(f"/{query}")
+    assert response.status_code == 200
+    assert response.get_json() == {"runs": 2, "steps": 3, "repaired": 1, "limit": limit} and asked == [limit]

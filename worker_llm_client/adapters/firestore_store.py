@@ -15,11 +15,13 @@ from typing import Any, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
 from pydantic import ValidationError
 
 from worker_llm_client.adapters.config_documents import parse_profile, parse_prompt, validation_summary
 from worker_llm_client.core.transitions import Delete
+from worker_llm_client.core.wake import WAKE_AT, with_wake
 from worker_llm_client.errors import ProfileNotFound, PromptNotFound, StepError
 from worker_llm_client.models import Patch, Profile, Prompt, RunSnapshot, StepStatus, run_from_document
 
@@ -28,6 +30,7 @@ PROMPTS = "prompts"
 PROFILES = "llm_profiles"
 T = TypeVar("T")
 RUN_LOCK_STRIPES = 64
+WAKE_FIELD = ".".join(WAKE_AT)
 
 
 def to_firestore_updates(patch: Patch) -> dict[str, Any]:
@@ -56,7 +59,7 @@ class FirestoreRunStore:
             return None
         return run_from_document(run_id, snap.to_dict() or {}, snap.update_time)
 
-    def apply_claim(self, run_id: str, update_time: datetime, patch: Patch) -> bool:
+    def write_if_unchanged(self, run_id: str, update_time: datetime, patch: Patch) -> bool:
         option = self.client.write_option(last_update_time=update_time)
         try:
             self._ref(run_id).update(to_firestore_updates(patch), option=option)
@@ -66,20 +69,30 @@ class FirestoreRunStore:
 
     def finalize(self, run_id: str, step_id: str, token: str, patch: Patch) -> bool:
         ref = self._ref(run_id)
-        updates = to_firestore_updates(patch)
         lock = self._run_locks[zlib.crc32(run_id.encode()) % RUN_LOCK_STRIPES]
 
         @firestore.transactional
         def guarded(transaction: Any) -> bool:
             snap = ref.get(transaction=transaction)
-            step = ((snap.to_dict() or {}).get("steps") or {}).get(step_id) if snap.exists else None
-            if not _held_by(step, token):
+            data = (snap.to_dict() or {}) if snap.exists else {}
+            if not _held_by((data.get("steps") or {}).get(step_id), token):
                 return False
-            transaction.update(ref, updates)
+            fresh = run_from_document(run_id, data, snap.update_time)
+            transaction.update(ref, to_firestore_updates(with_wake(fresh, patch)))
             return True
 
         with lock:
             return bool(guarded(self.client.transaction()))
+
+    def due_runs(self, now: datetime, limit: int) -> list[str]:
+        query = (
+            self.client.collection(RUNS)
+            .where(filter=FieldFilter(WAKE_FIELD, "<=", now))
+            .order_by(WAKE_FIELD)
+            .limit(limit)
+            .select([WAKE_FIELD])
+        )
+        return [snap.id for snap in query.stream()]
 
 
 def _held_by(step: Any, token: str) -> bool:

@@ -31,7 +31,7 @@ class Delete(Enum):
     FIELD = "DELETE_FIELD"
 
 
-def _timestamp(step: Step, *path: str) -> datetime | None:
+def timestamp_at(step: Step, *path: str) -> datetime | None:
     value: Any = step.data
     for key in path:
         value = value.get(key) if isinstance(value, Mapping) else None
@@ -39,12 +39,12 @@ def _timestamp(step: Step, *path: str) -> datetime | None:
 
 
 def retry_due(step: Step, now: datetime) -> bool:
-    retry_at = _timestamp(step, "retryAt")
+    retry_at = timestamp_at(step, "retryAt")
     return retry_at is None or retry_at <= now
 
 
 def lease_expired(step: Step, now: datetime) -> bool:
-    expires = _timestamp(step, "claim", "leaseExpiresAt")
+    expires = timestamp_at(step, "claim", "leaseExpiresAt")
     return expires is None or expires <= now
 
 

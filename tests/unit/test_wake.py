@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.builders import T0, later, make_run, step_data
+from worker_llm_client.core.transitions import Delete
+from worker_llm_client.core.wake import WAKE_AT, apply_patch, next_wake, with_wake
+
+LEASED = {"status": "RUNNING", "claim": {"token": "t", "leaseExpiresAt": later(600)}}
+
+
+@pytest.mark.parametrize(
+    ("steps", "run_status", "expected"),
+    [
+        ({"a": step_data()}, "RUNNING", None),
+        ({"a": step_data(**LEASED)}, "RUNNING", later(600)),
+        ({"a": step_data(status="RETRY_WAIT", retryAt=later(30)), "b": step_data(**LEASED)}, "RUNNING", later(30)),
+        ({"a": step_data(status="RETRY_WAIT", retryAt=later(30))}, "CANCELLED", None),
+        ({"a": step_data(status="SUCCEEDED"), "b": step_data(status="FAILED")}, "RUNNING", None),
+        ({"a": step_data(type="HTTP_CALL", status="RUNNING", claim={"leaseExpiresAt": T0})}, "RUNNING", None),
+    ],
+)
+def test_next_wake(steps: dict, run_status: str, expected: object) -> None:
+    assert next_wake(make_run(steps, status=run_status)) == expected
+
+
+def test_a_claim_patch_carries_the_new_leases_wake_time() -> None:
+    run = make_run({"a": step_data(), "b": step_data(status="RETRY_WAIT", retryAt=later(900))})
+    patch = {("steps", "a", "status"): "RUNNING", ("steps", "a", "claim"): {"token": "t", "leaseExpiresAt": later(600)}}
+    assert with_wake(run, patch)[WAKE_AT] == later(600)
+
+
+def test_a_finalize_that_leaves_nothing_waiting_deletes_the_wake_time() -> None:
+    run = make_run({"a": step_data(**LEASED)})
+    assert with_wake(run, {("steps", "a", "status"): "SUCCEEDED"})[WAKE_AT] is Delete.FIELD
+
+
+def test_apply_patch_does_not_touch_the_snapshot() -> None:
+    run = make_run({"a": step_data(retryAt=T0)})
+    after = apply_patch(run, {("steps", "a", "retryAt"): Delete.FIELD, ("steps", "a", "status"): "RUNNING"})
+    assert "retryAt" in run.steps["a"].data and run.steps["a"].status == "READY"
+    assert "retryAt" not in after.steps["a"].data and after.steps["a"].status == "RUNNING"
