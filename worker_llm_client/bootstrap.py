@@ -33,6 +33,7 @@ def build_executor(config: Settings) -> RunExecutor:
     from worker_llm_client.adapters.gemini_client import GeminiClient
     from worker_llm_client.config_cache import CachedConfigStore
     from worker_llm_client.execute_step import ExecutorPolicy, RunExecutor
+    from worker_llm_client.produce_report import ModelRetry
 
     config.require_executor_settings()
     db = firestore.Client(project=config.project, database=config.database)
@@ -52,6 +53,7 @@ def build_executor(config: Settings) -> RunExecutor:
             allowed_models=config.allowed_models,
         ),
         closers=(llm.close, gcs.close, db.close),
+        retry=ModelRetry(budget_seconds=config.model_retry_budget_seconds),
     )
 
 

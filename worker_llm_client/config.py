@@ -21,6 +21,7 @@ DEFAULT_LEASE_SECONDS = 600
 DEFAULT_MAX_PARALLEL_STEPS = 8
 DEFAULT_LOG_LEVEL = "INFO"
 DEFAULT_CONFIG_CACHE_SECONDS = 30
+DEFAULT_MODEL_RETRY_BUDGET_SECONDS = 120
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Settings:
     max_parallel_steps: int = DEFAULT_MAX_PARALLEL_STEPS
     log_level: str = DEFAULT_LOG_LEVEL
     config_cache_seconds: int = DEFAULT_CONFIG_CACHE_SECONDS
+    model_retry_budget_seconds: int = DEFAULT_MODEL_RETRY_BUDGET_SECONDS
     worker_id: str = ""
     problems: tuple[str, ...] = ()  # malformed values, reported when the executor is built
 
@@ -58,6 +60,9 @@ class Settings:
             max_parallel_steps=_positive_int(env, "MAX_PARALLEL_STEPS", DEFAULT_MAX_PARALLEL_STEPS, problems),
             log_level=(env.get("LOG_LEVEL") or DEFAULT_LOG_LEVEL).upper(),
             config_cache_seconds=_non_negative_int(env, "CONFIG_CACHE_SECONDS", DEFAULT_CONFIG_CACHE_SECONDS, problems),
+            model_retry_budget_seconds=_non_negative_int(
+                env, "MODEL_RETRY_BUDGET_SECONDS", DEFAULT_MODEL_RETRY_BUDGET_SECONDS, problems
+            ),
             worker_id=_worker_id(env),
             problems=tuple(problems),
         )

@@ -25,7 +25,7 @@ from worker_llm_client.errors import StepError
 from worker_llm_client.models import DEFAULT_MAX_ATTEMPTS, Claim, ClaimedStep, RunSnapshot, StepStatus
 from worker_llm_client.observability import bind_event, bind_step, get_logger
 from worker_llm_client.ports import ArtifactStore, Clock, ConfigStore, LlmClient, RunStore
-from worker_llm_client.produce_report import ReportProducer
+from worker_llm_client.produce_report import ModelRetry, ReportProducer
 
 CLAIM_ROUNDS = 5
 
@@ -66,10 +66,11 @@ class RunExecutor:
         new_token: Callable[[], str] = lambda: uuid.uuid4().hex,
         timer: Callable[[], float] = time.perf_counter,
         closers: tuple[Callable[[], object], ...] = (),
+        retry: ModelRetry | None = None,
     ) -> None:
         self.runs, self.clock, self.policy, self.new_token = runs, clock, policy, new_token
         self.producer = ReportProducer(
-            configs, artifacts, llm, policy.allowed_llm_profiles, policy.allowed_models, timer=timer
+            configs, artifacts, llm, policy.allowed_llm_profiles, policy.allowed_models, timer=timer, retry=retry
         )
         self.closers = closers
         self.log = get_logger()

@@ -8,17 +8,31 @@ request's artifact is reused instead of calling the model; every request's cost 
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
+
+import tenacity
 
 from worker_llm_client.core.artifact_naming import artifact_object_name, request_fingerprint
 from worker_llm_client.core.canonical import sha256_hex
 from worker_llm_client.core.output_validation import load_schema, repair_instruction, validate_reply
 from worker_llm_client.core.prompt_rendering import render
+from worker_llm_client.core.retry_policy import give_up, model_retry_wait
 from worker_llm_client.core.step_inputs import parse_inputs
-from worker_llm_client.errors import InvalidOutput, LlmTruncated, ModelNotAllowed, ProfileNotAllowed, StepError
+from worker_llm_client.errors import (
+    InvalidOutput,
+    LlmRateLimited,
+    LlmTimeout,
+    LlmTruncated,
+    LlmUnavailable,
+    ModelNotAllowed,
+    ProfileNotAllowed,
+    StepError,
+)
 from worker_llm_client.models import (
     ClaimedStep,
     LlmRequest,
@@ -33,6 +47,19 @@ from worker_llm_client.models import (
 )
 from worker_llm_client.observability import get_logger
 from worker_llm_client.ports import ArtifactStore, ConfigStore, LlmClient
+
+MODEL_TRANSIENT = (LlmRateLimited, LlmUnavailable, LlmTimeout)
+DEFAULT_MODEL_RETRY_BUDGET_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class ModelRetry:
+    """What the retry loop needs from outside, injectable: tests pass ``sleep=slept.append``."""
+
+    budget_seconds: float = DEFAULT_MODEL_RETRY_BUDGET_SECONDS  # waiting allowed per model call
+    sleep: Callable[[float], None] = time.sleep
+    monotonic: Callable[[], float] = time.monotonic
+    jitter: Callable[[], float] = random.random
 
 
 @dataclass
@@ -57,9 +84,11 @@ class ReportProducer:
         allowed_llm_profiles: frozenset[str],
         allowed_models: frozenset[str],
         timer: Callable[[], float] = time.perf_counter,
+        retry: ModelRetry | None = None,
     ) -> None:
         self.configs, self.artifacts, self.llm, self.timer = configs, artifacts, llm, timer
         self.allowed_llm_profiles, self.allowed_models = allowed_llm_profiles, allowed_models
+        self.retry = retry or ModelRetry()
         self.log = get_logger()
 
     def produce(self, run: RunSnapshot, claimed: ClaimedStep) -> dict[str, Any]:
@@ -162,7 +191,7 @@ class ReportProducer:
         """
         calls_allowed = 1 + production.profile.repair_attempts
         while True:
-            result = self._call(request, production)
+            result = self._call_with_retries(request, production)
             try:
                 return validate_reply(result, output_schema)
             except InvalidOutput as error:
@@ -172,6 +201,36 @@ class ReportProducer:
                     raise
                 request = replace(request, contents=(*request.contents, *_repair_turns(result, error)))
                 self.log.info("llm.retry", reason="repair", call=production.llm_calls + 1, of=calls_allowed)
+
+    def _call_with_retries(self, request: LlmRequest, production: _Production) -> LlmResult:
+        """The one retry loop for transient model errors (the SDK's own retries are off)."""
+        started = self.retry.monotonic()
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(MODEL_TRANSIENT),
+            wait=self._retry_wait,
+            stop=partial(self._retry_stop, started),
+            sleep=self.retry.sleep,
+            reraise=True,
+        )
+        result: LlmResult = retrying(self._call, request, production)
+        return result
+
+    def _retry_wait(self, state: tenacity.RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        return model_retry_wait(state.attempt_number, getattr(error, "retry_after", None), self.retry.jitter())
+
+    def _retry_stop(self, started: float, state: tenacity.RetryCallState) -> bool:
+        error = state.outcome.exception() if state.outcome else None
+        time_left = self.retry.budget_seconds - (self.retry.monotonic() - started)
+        reason = give_up(state.attempt_number - 1, state.upcoming_sleep, time_left)
+        code = getattr(error, "code", None)
+        if reason is None:
+            self.log.warning(
+                "llm.retry", code=code, waitSeconds=round(state.upcoming_sleep, 3), retry=state.attempt_number
+            )
+        else:
+            self.log.warning("llm.retry", code=code, gaveUp=reason, retries=state.attempt_number - 1)
+        return reason is not None
 
     def _call(self, request: LlmRequest, production: _Production) -> LlmResult:
         production.llm_calls += 1  # a request sent counts, whatever comes back

@@ -72,6 +72,7 @@ def stack(
         "GEMINI_API_KEY": "stub-key",
         "GEMINI_BASE_URL": gemini_stub_server.base_url,
         "CONFIG_CACHE_SECONDS": str(CONFIG_CACHE_SECONDS),
+        "MODEL_RETRY_BUDGET_SECONDS": "5",  # in-invocation retries stay within seconds here
     }
     function = FunctionsFramework(
         "handle_flow_run_event", ROOT / "main.py", "cloudevent", env, devstack_logs, port=functions_port

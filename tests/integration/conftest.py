@@ -44,6 +44,7 @@ def settings(stub: Any, db: Any, fake_gcs: Any) -> Any:
             "ALLOWED_MODELS": ALLOWED_MODELS,
             "GEMINI_API_KEY": "stub-key",
             "GEMINI_BASE_URL": stub.base_url,
+            "MODEL_RETRY_BUDGET_SECONDS": "0",  # transient errors go straight to RETRY_WAIT here
         }
     )
 

@@ -109,7 +109,9 @@ def test_a_step_taken_over_during_the_model_call_is_not_overwritten(
     assert step["status"] == ("RUNNING" if takeover == "reclaimed" else "CANCELLED")
 
 
-def test_the_sweeper_finds_due_runs_with_one_query_and_redrives_them(executor: Any, db: Any, stub: Any, run_id: str) -> None:
+def test_the_sweeper_finds_due_runs_with_one_query_and_redrives_them(
+    executor: Any, db: Any, stub: Any, run_id: str
+) -> None:
     from datetime import UTC, datetime, timedelta
 
     stub.script(Reply.http_error(503, "overloaded"))

@@ -16,6 +16,7 @@ from worker_llm_client.core.canonical import sha256_hex
 from worker_llm_client.errors import LlmRateLimited, LlmUnavailable
 from worker_llm_client.execute_step import ExecutorPolicy, RunExecutor
 from worker_llm_client.models import LlmRequest, LlmResult, Turn
+from worker_llm_client.produce_report import ModelRetry
 
 SECRET_VAR = "var-value-never-logged"
 
@@ -45,6 +46,8 @@ class World:
         }
         defaults.update(policy)
         tokens = iter(f"token-{i}" for i in range(1000))
+        self.slept: list[float] = []
+        retry = ModelRetry(sleep=self._sleep, monotonic=lambda: sum(self.slept), jitter=lambda: 0.0)
         self.executor = RunExecutor(
             self.runs,
             self.configs,
@@ -53,7 +56,11 @@ class World:
             self.clock,
             ExecutorPolicy(**defaults),
             new_token=lambda: next(tokens),
+            retry=retry,
         )
+
+    def _sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
 
     def run(self, steps: dict[str, dict[str, Any]], run_id: str = "r1", status: str = "RUNNING") -> Any:
         return self.runs.put(run_id, {"status": status, "steps": steps})
@@ -285,11 +292,37 @@ def test_retryable_error_waits_then_fails_retryable_after_the_budget() -> None:
     assert "retryAt" not in step
 
 
-def test_retry_wait_is_not_redriven_before_its_time() -> None:
+def test_transient_errors_are_retried_in_the_invocation_then_wait_for_the_next_attempt() -> None:
     world = World(FakeLlm(lambda r: LlmUnavailable("503")))
     world.executor.handle(world.run({"s1": step_data()}))
-    assert world.executor.handle(world.runs.get_run("r1")) == []
-    assert len(world.llm.requests) == 1
+    assert len(world.llm.requests) == 6  # the call and 5 retries
+    assert world.slept == [0.5, 1.0, 2.0, 4.0, 8.0]  # base 2, equal jitter at its floor
+    assert world.step("s1")["status"] == "RETRY_WAIT"
+    assert world.executor.handle(world.runs.get_run("r1")) == []  # not before retryAt
+    assert len(world.llm.requests) == 6
+
+
+def test_a_rate_limit_is_retried_after_the_servers_hint() -> None:
+    world = World(_scripted(LlmRateLimited("429", retry_after=1.5)))
+    world.executor.handle(world.run({"s1": step_data()}))
+    assert world.step("s1")["status"] == "SUCCEEDED" and world.step("s1")["outputs"]["llmCalls"] == 2
+    assert world.slept == [1.5]
+
+
+def test_two_unavailable_then_success_is_three_calls() -> None:
+    world = World(_scripted(LlmUnavailable("503"), LlmUnavailable("503")))
+    world.executor.handle(world.run({"s1": step_data()}))
+    assert world.step("s1")["outputs"]["llmCalls"] == 3 and world.slept == [0.5, 1.0]
+
+
+def test_a_hint_longer_than_the_budget_stops_retrying_at_once() -> None:
+    world = World(_scripted(LlmRateLimited("429", retry_after=600.0)))
+    with capture_logs() as logs:
+        world.executor.handle(world.run({"s1": step_data()}))
+    step = world.step("s1")
+    assert world.slept == [] and len(world.llm.requests) == 1
+    assert step["status"] == "RETRY_WAIT" and (step["retryAt"] - T0).total_seconds() == 600.0
+    assert [e.get("gaveUp") for e in logs if e["event"] == "llm.retry"] == ["wait_exceeds_budget"]
 
 
 def test_a_replayed_identical_request_reuses_the_artifact() -> None:
@@ -374,7 +407,7 @@ def test_a_dangling_schema_ref_fails_the_step_without_a_model_call() -> None:
     assert world.step("s1")["error"]["code"] == "SCHEMA_INVALID" and world.llm.requests == []
 
 
-def _scripted(*answers: LlmResult) -> FakeLlm:
+def _scripted(*answers: LlmResult | Exception) -> FakeLlm:
     queue = list(answers)
     return FakeLlm(lambda request: queue.pop(0) if queue else reply())
 

@@ -156,7 +156,9 @@ def test_a_malformed_setting_does_not_break_events_that_do_not_need_it(monkeypat
         ).require_executor_settings()
 
 
-@pytest.mark.parametrize(("query", "limit"), [("", 200), ("?limit=5", 5), ("?limit=99999", 1000), ("?limit=-3", 200), ("?limit=x", 200)])
+@pytest.mark.parametrize(
+    ("query", "limit"), [("", 200), ("?limit=5", 5), ("?limit=99999", 1000), ("?limit=-3", 200), ("?limit=x", 200)]
+)
 def test_sweep_entry_point_reports_what_it_did(monkeypatch: pytest.MonkeyPatch, query: str, limit: int) -> None:
     from worker_llm_client.execute_step import SweepReport
 

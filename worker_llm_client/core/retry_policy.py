@@ -42,3 +42,27 @@ def after_failure(error: StepError, attempt: int, max_attempts: int, now: dateti
         return StepOutcome(record, None)
     hint = getattr(error, "retry_after", None)
     return StepOutcome(record, now + timedelta(seconds=step_retry_delay(attempt, hint)))
+
+
+# -- retrying a model call within one invocation -------------------------------------------------
+
+MODEL_RETRY_BASE_SECONDS = 1.0
+MODEL_RETRY_CAP_SECONDS = 32.0
+MODEL_MAX_RETRIES = 5
+
+
+def model_retry_wait(retry_number: int, hint: float | None, jitter: float) -> float:
+    """Seconds before retry ``retry_number`` (1-based): exponential, base 2, capped at 32 s, with
+    "equal jitter" (``jitter`` in [0, 1) keeps it between half and all of the backoff), and never
+    shorter than the server's hint."""
+    backoff = min(MODEL_RETRY_CAP_SECONDS, MODEL_RETRY_BASE_SECONDS * 2 ** (retry_number - 1))
+    return float(max(backoff * (0.5 + jitter / 2), hint or 0.0))
+
+
+def give_up(retries_done: int, next_wait: float, time_left: float) -> str | None:
+    """Why not to retry again (a reason for the log), or None to go on."""
+    if retries_done >= MODEL_MAX_RETRIES:
+        return "max_retries"
+    if next_wait > time_left:
+        return "wait_exceeds_budget"
+    return None
