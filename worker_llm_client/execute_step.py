@@ -70,7 +70,14 @@ class RunExecutor:
     ) -> None:
         self.runs, self.clock, self.policy, self.new_token = runs, clock, policy, new_token
         self.producer = ReportProducer(
-            configs, artifacts, llm, policy.allowed_llm_profiles, policy.allowed_models, timer=timer, retry=retry
+            configs,
+            artifacts,
+            llm,
+            policy.allowed_llm_profiles,
+            policy.allowed_models,
+            timer=timer,
+            retry=retry,
+            max_inflight=policy.max_parallel_steps,
         )
         self.closers = closers
         self.log = get_logger()

@@ -33,6 +33,7 @@ from worker_llm_client.errors import (
     ProfileNotAllowed,
     StepError,
 )
+from worker_llm_client.model_gate import ModelGate
 from worker_llm_client.models import (
     ClaimedStep,
     LlmRequest,
@@ -85,10 +86,12 @@ class ReportProducer:
         allowed_models: frozenset[str],
         timer: Callable[[], float] = time.perf_counter,
         retry: ModelRetry | None = None,
+        max_inflight: int = 8,
     ) -> None:
         self.configs, self.artifacts, self.llm, self.timer = configs, artifacts, llm, timer
         self.allowed_llm_profiles, self.allowed_models = allowed_llm_profiles, allowed_models
         self.retry = retry or ModelRetry()
+        self.gate = ModelGate(max_inflight, sleep=self.retry.sleep, monotonic=self.retry.monotonic)
         self.log = get_logger()
 
     def produce(self, run: RunSnapshot, claimed: ClaimedStep) -> dict[str, Any]:
@@ -233,14 +236,19 @@ class ReportProducer:
         return reason is not None
 
     def _call(self, request: LlmRequest, production: _Production) -> LlmResult:
-        production.llm_calls += 1  # a request sent counts, whatever comes back
-        self.log.info("llm.request", model=request.model, provider=request.provider, call=production.llm_calls)
-        started = self.timer()
-        try:
-            result = self.llm.generate(request)
-        finally:
-            elapsed_ms = int((self.timer() - started) * 1000)
-            production.latency_ms += elapsed_ms
+        with self.gate.slot(request.model, max_wait=self.retry.budget_seconds) as queue:
+            production.llm_calls += 1  # a request sent counts, whatever comes back
+            call = production.llm_calls
+            self.log.info("llm.request", model=request.model, provider=request.provider, call=call, **queue.as_log())
+            started = self.timer()
+            try:
+                result = self.llm.generate(request)
+            except LlmRateLimited as error:
+                self.gate.cool_down(request.model, error.retry_after)  # spare the model for the whole instance
+                raise
+            finally:
+                elapsed_ms = int((self.timer() - started) * 1000)
+                production.latency_ms += elapsed_ms
         production.usage += result.usage
         production.result = result
         production.replies.append(result)

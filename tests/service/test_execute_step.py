@@ -498,3 +498,23 @@ def test_the_sweeper_clears_a_stale_wake_time_of_a_cancelled_run() -> None:
     assert (report.runs, report.steps, report.repaired) == (1, 0, 1)
     assert world.step("s1")["status"] == "RETRY_WAIT" and "wakeAt" not in world.runs.docs["r1"]["executor"]
     assert world.executor.sweep(limit=10).runs == 0
+
+
+def test_a_429_cools_the_model_down_for_the_other_steps_of_the_instance() -> None:
+    answers = [LlmRateLimited("429", retry_after=5.0)]
+    world = World(FakeLlm(lambda r: answers.pop(0) if answers else reply()), max_parallel_steps=1)
+    with capture_logs() as logs:
+        world.executor.handle(world.run({"a": step_data()}))  # a: 429, waits the hint, succeeds
+        world.executor.handle(world.run({"b": step_data()}, run_id="r2"))
+    assert world.slept == [5.0]  # the retry's wait covered the cooldown: b did not wait again
+    requests = [e for e in logs if e["event"] == "llm.request"]
+    assert [(e["queueSubmitted"], e["queueInflight"], e["queueCompleted"]) for e in requests] == [(1, 1, 0), (2, 1, 1), (3, 1, 2)]
+
+
+def test_a_cooldown_longer_than_the_budget_sends_nothing_and_waits_for_the_next_attempt() -> None:
+    world = World(FakeLlm(lambda r: LlmRateLimited("429", retry_after=600.0)))
+    world.executor.handle(world.run({"a": step_data()}))
+    world.executor.handle(world.run({"b": step_data()}, run_id="r2"))
+    assert len(world.llm.requests) == 1  # b never hit the rate-limited model
+    b = world.runs.step("r2", "b")
+    assert b["status"] == "RETRY_WAIT" and b["error"]["code"] == "LLM_RATE_LIMITED"

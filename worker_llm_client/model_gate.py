@@ -1,0 +1,78 @@
+"""The instance's "LLM queue": bounded concurrent model calls and a per-model cooldown after a 429.
+
+One gate per instance, shared by every invocation it serves at once, so concurrent events cannot
+multiply the load on the model. After a 429 the model cools down for the server's hint: calls of
+other steps wait instead of hammering it, or give up at once (a retryable LLM_RATE_LIMITED) when
+the cooldown outlasts what they may wait.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from worker_llm_client.errors import LlmRateLimited
+
+DEFAULT_COOLDOWN_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class GateStats:
+    submitted: int
+    inflight: int
+    completed: int
+
+    def as_log(self) -> dict[str, int]:
+        return {"queueSubmitted": self.submitted, "queueInflight": self.inflight, "queueCompleted": self.completed}
+
+
+class ModelGate:
+    def __init__(
+        self,
+        capacity: int,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sleep, self.monotonic = sleep, monotonic
+        self._slots = threading.BoundedSemaphore(capacity)
+        self._lock = threading.Lock()
+        self._cool_until: dict[str, float] = {}
+        self.submitted = self.inflight = self.completed = 0
+
+    def cool_down(self, model: str, seconds: float | None) -> None:
+        until = self.monotonic() + (seconds if seconds is not None else DEFAULT_COOLDOWN_SECONDS)
+        with self._lock:
+            self._cool_until[model] = max(self._cool_until.get(model, 0.0), until)
+
+    def cooldown_left(self, model: str) -> float:
+        with self._lock:
+            return max(0.0, self._cool_until.get(model, 0.0) - self.monotonic())
+
+    @contextmanager
+    def slot(self, model: str, max_wait: float) -> Iterator[GateStats]:
+        """Hold one of the instance's model-call slots, after the model's cooldown if any."""
+        with self._lock:
+            self.submitted += 1
+        left = self.cooldown_left(model)
+        if left > max_wait:
+            self._done()
+            raise LlmRateLimited(f"model '{model}' is cooling down after a 429 for {left:.1f}s", retry_after=left)
+        if left > 0:
+            self.sleep(left)
+        with self._slots:
+            with self._lock:
+                self.inflight += 1
+                stats = GateStats(self.submitted, self.inflight, self.completed)
+            try:
+                yield stats
+            finally:
+                with self._lock:
+                    self.inflight -= 1
+                self._done()
+
+    def _done(self) -> None:
+        with self._lock:
+            self.completed += 1
