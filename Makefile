@@ -5,11 +5,12 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install prereqs test unit lint demo seed seed-dry-run stub lock clean
+.PHONY: help install prereqs test unit chaos lint demo seed seed-dry-run stub lock clean
 
 help:
 	@echo "make install   create $(VENV)/ with runtime and dev dependencies"
 	@echo "make test      unit, service, integration (real emulators) and e2e (real trigger loop) tests"
+	@echo "make chaos     the fault-injection tests alone, printing their figures (docs/reliability.md)"
 	@echo "make lint      ruff, ruff format --check, mypy --strict, and the prompts/profiles lint"
 	@echo "make demo      local stack: emulator + fake GCS + Gemini stub + the function; runs a demo flow"
 	@echo "make seed      push prompts/ and llm_profiles.yaml to the Firestore in GOOGLE_CLOUD_PROJECT"
@@ -31,6 +32,11 @@ test: install prereqs
 
 unit: install
 	$(PY) -m pytest tests/unit tests/service
+
+# Fault injection through the real trigger loop; figures in .devstack/chaos-results.json
+chaos: install prereqs
+	$(PY) -m pytest tests/chaos -q
+	@cat .devstack/chaos-results.json
 
 lint: install
 	$(VENV)/bin/ruff check .
