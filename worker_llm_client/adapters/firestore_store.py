@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from google.api_core import exceptions as gexc
+from google.api_core import retry as gretry
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
@@ -22,7 +23,7 @@ from pydantic import ValidationError
 from worker_llm_client.adapters.config_documents import parse_profile, parse_prompt, validation_summary
 from worker_llm_client.core.transitions import Delete
 from worker_llm_client.core.wake import WAKE_AT, with_wake
-from worker_llm_client.errors import ProfileNotFound, PromptNotFound, StepError
+from worker_llm_client.errors import ProfileNotFound, PromptNotFound, StepError, StorageUnavailable
 from worker_llm_client.models import Patch, Profile, Prompt, RunSnapshot, StepStatus, run_from_document
 
 RUNS = "flow_runs"
@@ -30,6 +31,14 @@ PROMPTS = "prompts"
 PROFILES = "llm_profiles"
 T = TypeVar("T")
 RUN_LOCK_STRIPES = 64
+CONFIG_READ_TIMEOUT_SECONDS = 20.0
+CONFIG_READ_RETRY = gretry.Retry(
+    predicate=gretry.if_exception_type(gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError),
+    initial=0.25,
+    maximum=4.0,
+    timeout=CONFIG_READ_TIMEOUT_SECONDS,
+)
+TRANSIENT_FIRESTORE = (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError, gexc.RetryError)
 WAKE_FIELD = ".".join(WAKE_AT)
 
 
@@ -119,8 +128,12 @@ class FirestoreConfigStore:
 
 
 def _read(ref: Any, label: str, missing: type[StepError], parse: Callable[[dict[str, Any]], T]) -> T:
-    """Read one config document; absent or malformed is the step error ``missing``."""
-    snap = ref.get()
+    """Read one config document; absent or malformed is the step error ``missing``; an outage is
+    STORAGE_UNAVAILABLE (retryable), so the step waits instead of the event being redelivered."""
+    try:
+        snap = ref.get(retry=CONFIG_READ_RETRY, timeout=CONFIG_READ_TIMEOUT_SECONDS)
+    except TRANSIENT_FIRESTORE as exc:
+        raise StorageUnavailable(f"reading {label} from Firestore failed: {type(exc).__name__}") from exc
     if not snap.exists:
         raise missing(f"{label} does not exist")
     try:

@@ -1,0 +1,32 @@
+"""The Firestore config store's error translation, with a stand-in for the google client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from google.api_core import exceptions as gexc
+
+from worker_llm_client.adapters.firestore_store import FirestoreConfigStore
+from worker_llm_client.errors import StorageUnavailable
+
+
+class _Outage:
+    """Just enough of firestore.Client for one read that fails the way an outage does."""
+
+    def collection(self, name: str) -> _Outage:
+        return self
+
+    def document(self, name: str) -> _Outage:
+        return self
+
+    def get(self, **kwargs: Any) -> None:
+        raise gexc.RetryError("deadline exceeded while retrying", gexc.ServiceUnavailable("unavailable"))
+
+
+@pytest.mark.parametrize("read", ["prompt", "profile"])
+def test_an_outage_while_reading_config_is_retryable_storage_unavailable(read: str) -> None:
+    store = FirestoreConfigStore(_Outage())  # type: ignore[arg-type]
+    with pytest.raises(StorageUnavailable, match="RetryError") as info:
+        store.get_prompt("p", None) if read == "prompt" else store.get_profile("f")
+    assert info.value.retryable
