@@ -508,7 +508,11 @@ def test_a_429_cools_the_model_down_for_the_other_steps_of_the_instance() -> Non
         world.executor.handle(world.run({"b": step_data()}, run_id="r2"))
     assert world.slept == [5.0]  # the retry's wait covered the cooldown: b did not wait again
     requests = [e for e in logs if e["event"] == "llm.request"]
-    assert [(e["queueSubmitted"], e["queueInflight"], e["queueCompleted"]) for e in requests] == [(1, 1, 0), (2, 1, 1), (3, 1, 2)]
+    assert [(e["queueSubmitted"], e["queueInflight"], e["queueCompleted"]) for e in requests] == [
+        (1, 1, 0),
+        (2, 1, 1),
+        (3, 1, 2),
+    ]
 
 
 def test_a_cooldown_longer_than_the_budget_sends_nothing_and_waits_for_the_next_attempt() -> None:
