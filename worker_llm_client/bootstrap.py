@@ -10,7 +10,7 @@ import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from worker_llm_client.config import Settings, settings
+from worker_llm_client.config import FINALIZE_MARGIN_SECONDS, Settings, settings
 
 if TYPE_CHECKING:
     from worker_llm_client.execute_step import RunExecutor
@@ -51,6 +51,7 @@ def build_executor(config: Settings) -> RunExecutor:
             max_parallel_steps=config.max_parallel_steps,
             allowed_llm_profiles=config.allowed_llm_profiles,
             allowed_models=config.allowed_models,
+            work_seconds=max(config.function_timeout_seconds - FINALIZE_MARGIN_SECONDS, 0),
         ),
         closers=(llm.close, gcs.close, db.close),
         retry=ModelRetry(budget_seconds=config.model_retry_budget_seconds),

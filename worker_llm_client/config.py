@@ -22,6 +22,8 @@ DEFAULT_MAX_PARALLEL_STEPS = 8
 DEFAULT_LOG_LEVEL = "INFO"
 DEFAULT_CONFIG_CACHE_SECONDS = 30
 DEFAULT_MODEL_RETRY_BUDGET_SECONDS = 120
+DEFAULT_FUNCTION_TIMEOUT_SECONDS = 540  # the deploy's --timeout; LEASE_SECONDS stays above it
+FINALIZE_MARGIN_SECONDS = 60  # kept free at the end of an invocation for the upload and finalize
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class Settings:
     log_level: str = DEFAULT_LOG_LEVEL
     config_cache_seconds: int = DEFAULT_CONFIG_CACHE_SECONDS
     model_retry_budget_seconds: int = DEFAULT_MODEL_RETRY_BUDGET_SECONDS
+    function_timeout_seconds: int = DEFAULT_FUNCTION_TIMEOUT_SECONDS
     worker_id: str = ""
     problems: tuple[str, ...] = ()  # malformed values, reported when the executor is built
 
@@ -62,6 +65,9 @@ class Settings:
             config_cache_seconds=_non_negative_int(env, "CONFIG_CACHE_SECONDS", DEFAULT_CONFIG_CACHE_SECONDS, problems),
             model_retry_budget_seconds=_non_negative_int(
                 env, "MODEL_RETRY_BUDGET_SECONDS", DEFAULT_MODEL_RETRY_BUDGET_SECONDS, problems
+            ),
+            function_timeout_seconds=_positive_int(
+                env, "FUNCTION_TIMEOUT_SECONDS", DEFAULT_FUNCTION_TIMEOUT_SECONDS, problems
             ),
             worker_id=_worker_id(env),
             problems=tuple(problems),

@@ -37,6 +37,7 @@ class ExecutorPolicy:
     max_parallel_steps: int
     allowed_llm_profiles: frozenset[str]
     allowed_models: frozenset[str]
+    work_seconds: float = float("inf")  # how long a claimed step may take in this invocation
 
 
 @dataclass
@@ -146,7 +147,8 @@ class RunExecutor:
     def _accept(self, snapshot: RunSnapshot, plan: ClaimPlan) -> list[ClaimedStep]:
         for step in plan.exhausted:
             self.log.warning("step.failed", stepId=step.step_id, attempt=step.attempt, reason="budget_used")
-        claimed = [ClaimedStep(snapshot.run_id, step, step.attempt + 1, claim) for step, claim in plan.claimed]
+        deadline = self.producer.retry.monotonic() + self.policy.work_seconds
+        claimed = [ClaimedStep(snapshot.run_id, s, s.attempt + 1, claim, deadline) for s, claim in plan.claimed]
         for item in claimed:
             if item.step.status == StepStatus.RUNNING:
                 self.log.warning("step.lease_expired", stepId=item.step.step_id, attempt=item.step.attempt)

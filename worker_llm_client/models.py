@@ -83,6 +83,7 @@ class ClaimedStep:
     step: Step
     attempt: int
     claim: Claim
+    deadline: float = float("inf")  # monotonic time by which this invocation must have finalized
 
 
 @dataclass(frozen=True)

@@ -133,7 +133,7 @@ class ReportProducer:
         output_schema: Any,
     ) -> dict[str, Any]:
         try:
-            report = self._call_and_validate(request, production, output_schema)
+            report = self._call_and_validate(request, production, output_schema, claimed.deadline)
         except (InvalidOutput, LlmTruncated) as error:
             raise self._keep_replies(error, debug_object_name(name, claimed.attempt), claimed, production) from error
         data = json.dumps(report, ensure_ascii=False, indent=2).encode("utf-8")
@@ -187,14 +187,16 @@ class ReportProducer:
     def _violation(self, profile_id: str, model: str | None, reason: str) -> None:
         self.log.warning("governance.violation", profile=profile_id, model=model, reason=reason)
 
-    def _call_and_validate(self, request: LlmRequest, production: _Production, output_schema: Any) -> Any:
+    def _call_and_validate(
+        self, request: LlmRequest, production: _Production, output_schema: Any, deadline: float
+    ) -> Any:
         """Call, validate, and resend with a repair turn while the profile's budget lasts.
 
         Blocked and truncated replies are never repaired; every request's usage is summed.
         """
         calls_allowed = 1 + production.profile.repair_attempts
         while True:
-            result = self._call_with_retries(request, production)
+            result = self._call_with_retries(request, production, deadline)
             try:
                 return validate_reply(result, output_schema)
             except InvalidOutput as error:
@@ -205,13 +207,14 @@ class ReportProducer:
                 request = replace(request, contents=(*request.contents, *_repair_turns(result, error)))
                 self.log.info("llm.retry", reason="repair", call=production.llm_calls + 1, of=calls_allowed)
 
-    def _call_with_retries(self, request: LlmRequest, production: _Production) -> LlmResult:
-        """The one retry loop for transient model errors (the SDK's own retries are off)."""
-        started = self.retry.monotonic()
+    def _call_with_retries(self, request: LlmRequest, production: _Production, deadline: float) -> LlmResult:
+        """The one retry loop for transient model errors (the SDK's own retries are off), bounded
+        by the retry budget and by the time left in the invocation."""
+        give_up_at = min(self.retry.monotonic() + self.retry.budget_seconds, deadline)
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(MODEL_TRANSIENT),
             wait=self._retry_wait,
-            stop=partial(self._retry_stop, started),
+            stop=partial(self._retry_stop, give_up_at),
             sleep=self.retry.sleep,
             reraise=True,
         )
@@ -222,9 +225,9 @@ class ReportProducer:
         error = state.outcome.exception() if state.outcome else None
         return model_retry_wait(state.attempt_number, getattr(error, "retry_after", None), self.retry.jitter())
 
-    def _retry_stop(self, started: float, state: tenacity.RetryCallState) -> bool:
+    def _retry_stop(self, give_up_at: float, state: tenacity.RetryCallState) -> bool:
         error = state.outcome.exception() if state.outcome else None
-        time_left = self.retry.budget_seconds - (self.retry.monotonic() - started)
+        time_left = give_up_at - self.retry.monotonic()
         reason = give_up(state.attempt_number - 1, state.upcoming_sleep, time_left)
         code = getattr(error, "code", None)
         if reason is None:

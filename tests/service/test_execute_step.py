@@ -522,3 +522,12 @@ def test_a_cooldown_longer_than_the_budget_sends_nothing_and_waits_for_the_next_
     assert len(world.llm.requests) == 1  # b never hit the rate-limited model
     b = world.runs.step("r2", "b")
     assert b["status"] == "RETRY_WAIT" and b["error"]["code"] == "LLM_RATE_LIMITED"
+
+
+def test_retries_stop_when_the_invocation_is_running_out_of_time() -> None:
+    world = World(FakeLlm(lambda r: LlmUnavailable("503")), work_seconds=2.0)
+    with capture_logs() as logs:
+        world.executor.handle(world.run({"s1": step_data()}))
+    assert world.slept == [0.5, 1.0]  # the next wait (2 s) no longer fits before the deadline
+    assert world.step("s1")["status"] == "RETRY_WAIT"
+    assert [e.get("gaveUp") for e in logs if e["event"] == "llm.retry"][-1] == "wait_exceeds_budget"
