@@ -21,6 +21,24 @@ E2E_PROJECT = "e2e-project"
 ALLOWED_PROFILES = "flash-json,flash-json-vertex,pro-json,fast,pro,disabled,ghost-model,absent,short-timeout"
 ALLOWED_MODELS = "gemini-2.5-flash,gemini-2.5-pro"
 CONFIG_CACHE_SECONDS = 1
+MODEL_RETRY_BUDGET_SECONDS = 5  # in-invocation retries stay within seconds in the test stacks
+
+
+def function_env(project: str, emulator: Any, gcs: Any, stub: Any, **overrides: str) -> dict[str, str]:
+    """The environment of a function process of the e2e and chaos stacks, for ``project``."""
+    env = {
+        "GOOGLE_CLOUD_PROJECT": project,
+        "FIRESTORE_EMULATOR_HOST": emulator.host_port,
+        "STORAGE_EMULATOR_HOST": gcs.url,
+        "ARTIFACTS_BUCKET": BUCKET,
+        "ALLOWED_LLM_PROFILES": ALLOWED_PROFILES,
+        "ALLOWED_MODELS": ALLOWED_MODELS,
+        "GEMINI_API_KEY": "stub-key",
+        "GEMINI_BASE_URL": stub.base_url,
+        "CONFIG_CACHE_SECONDS": str(CONFIG_CACHE_SECONDS),
+        "MODEL_RETRY_BUDGET_SECONDS": str(MODEL_RETRY_BUDGET_SECONDS),
+    }
+    return env | overrides
 
 
 @pytest.fixture(autouse=True)

@@ -20,30 +20,12 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ALLOWED_MODELS, ALLOWED_PROFILES, BUCKET, CONFIG_CACHE_SECONDS, E2E_PROJECT, ROOT
+from tests.conftest import BUCKET, CONFIG_CACHE_SECONDS, E2E_PROJECT, MODEL_RETRY_BUDGET_SECONDS, ROOT, function_env
 from tests.e2e.conftest import Stack
 
 CHAOS_RESULTS = ROOT / ".devstack" / "chaos-results.json"
 E2E_TRIGGER = "flow-runs-e2e"  # tests/e2e's id: registering it again replaces it, never doubles delivery
-MODEL_RETRY_BUDGET_SECONDS = "5"  # as tests/e2e: in-invocation retries stay within seconds
 PASSED = pytest.StashKey[bool]()
-
-
-def function_env(project: str, emulator: Any, gcs: Any, stub: Any, **overrides: str) -> dict[str, str]:
-    """The environment tests/e2e/conftest.py gives the stack's function, for ``project``."""
-    env = {
-        "GOOGLE_CLOUD_PROJECT": project,
-        "FIRESTORE_EMULATOR_HOST": emulator.host_port,
-        "STORAGE_EMULATOR_HOST": gcs.url,
-        "ARTIFACTS_BUCKET": BUCKET,
-        "ALLOWED_LLM_PROFILES": ALLOWED_PROFILES,
-        "ALLOWED_MODELS": ALLOWED_MODELS,
-        "GEMINI_API_KEY": "stub-key",
-        "GEMINI_BASE_URL": stub.base_url,
-        "CONFIG_CACHE_SECONDS": str(CONFIG_CACHE_SECONDS),
-        "MODEL_RETRY_BUDGET_SECONDS": MODEL_RETRY_BUDGET_SECONDS,
-    }
-    return env | overrides
 
 
 def _listening(port: int) -> bool:
@@ -173,7 +155,7 @@ def chaos_results() -> Iterator[dict[str, Any]]:
     if not results:
         return
     settings = {
-        "MODEL_RETRY_BUDGET_SECONDS": int(MODEL_RETRY_BUDGET_SECONDS),
+        "MODEL_RETRY_BUDGET_SECONDS": MODEL_RETRY_BUDGET_SECONDS,
         "CONFIG_CACHE_SECONDS": CONFIG_CACHE_SECONDS,
     }
     document = {"generatedAt": datetime.now(UTC).isoformat(timespec="seconds"), "settings": settings}

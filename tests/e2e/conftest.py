@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ALLOWED_MODELS, ALLOWED_PROFILES, BUCKET, CONFIG_CACHE_SECONDS, E2E_PROJECT, ROOT
+from tests.conftest import BUCKET, E2E_PROJECT, ROOT, function_env
 
 pytestmark = pytest.mark.e2e
 
@@ -62,18 +62,7 @@ def stack(
     from worker_llm_client.config_push import push_all
     from worker_llm_client.devstack.services import FunctionsFramework
 
-    env = {
-        "GOOGLE_CLOUD_PROJECT": E2E_PROJECT,
-        "FIRESTORE_EMULATOR_HOST": firestore_emulator.host_port,
-        "STORAGE_EMULATOR_HOST": fake_gcs.url,
-        "ARTIFACTS_BUCKET": BUCKET,
-        "ALLOWED_LLM_PROFILES": ALLOWED_PROFILES,
-        "ALLOWED_MODELS": ALLOWED_MODELS,
-        "GEMINI_API_KEY": "stub-key",
-        "GEMINI_BASE_URL": gemini_stub_server.base_url,
-        "CONFIG_CACHE_SECONDS": str(CONFIG_CACHE_SECONDS),
-        "MODEL_RETRY_BUDGET_SECONDS": "5",  # in-invocation retries stay within seconds here
-    }
+    env = function_env(E2E_PROJECT, firestore_emulator, fake_gcs, gemini_stub_server)
     function = FunctionsFramework(
         "handle_flow_run_event", ROOT / "main.py", "cloudevent", env, devstack_logs, port=functions_port
     )
