@@ -5,11 +5,12 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install prereqs test unit chaos lint demo seed seed-dry-run stub lock clean
+.PHONY: help install prereqs test unit chaos bench lint demo seed seed-dry-run stub lock clean
 
 help:
 	@echo "make install   create $(VENV)/ with runtime and dev dependencies"
 	@echo "make test      unit, service, integration (real emulators) and e2e (real trigger loop) tests"
+	@echo "make bench     benchmarks, each printed as a ratio to a baseline measured in the same run"
 	@echo "make chaos     the fault-injection tests alone, printing their figures (docs/reliability.md)"
 	@echo "make lint      ruff, ruff format --check, mypy --strict, and the prompts/profiles lint"
 	@echo "make demo      local stack: emulator + fake GCS + Gemini stub + the function; runs a demo flow"
@@ -32,6 +33,10 @@ test: install prereqs
 
 unit: install
 	$(PY) -m pytest tests/unit tests/service
+
+# Benchmarks: each figure against a baseline measured in the same run (issue 6: in progress)
+bench: install
+	$(PY) -m benchmarks
 
 # Fault injection through the real trigger loop; figures in .devstack/chaos-results.json
 chaos: install prereqs

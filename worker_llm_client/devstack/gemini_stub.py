@@ -51,6 +51,7 @@ import math
 import random
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -449,6 +450,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: benchmarks send thousands of requests."""
+
+    def setup(self) -> None:
+        super().setup()
+        # headers and body go out in separate writes: without this, Nagle + the client's delayed
+        # ACK add ~40 ms to some keep-alive replies, which would swamp any latency measured here
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _send(self, status: int, headers: dict[str, str], payload: bytes) -> None:
         self.send_response(status)
