@@ -24,6 +24,13 @@ class SystemClock:
         return datetime.now(UTC)
 
 
+def work_window(function_timeout: float, lease: float) -> float:
+    """How long a claimed step may work in one invocation: within the function's timeout and its
+    own lease (past the lease another worker may take it over), less room to upload and finalize."""
+    window = min(function_timeout, lease)
+    return window - min(FINALIZE_MARGIN_SECONDS, window / 4)
+
+
 def build_executor(config: Settings) -> RunExecutor:
     import google.cloud.storage as storage
     from google.cloud import firestore
@@ -51,7 +58,7 @@ def build_executor(config: Settings) -> RunExecutor:
             max_parallel_steps=config.max_parallel_steps,
             allowed_llm_profiles=config.allowed_llm_profiles,
             allowed_models=config.allowed_models,
-            work_seconds=max(config.function_timeout_seconds - FINALIZE_MARGIN_SECONDS, 0),
+            work_seconds=work_window(config.function_timeout_seconds, config.lease_seconds),
         ),
         closers=(llm.close, gcs.close, db.close),
         retry=ModelRetry(budget_seconds=config.model_retry_budget_seconds),

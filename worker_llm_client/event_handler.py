@@ -61,8 +61,11 @@ def handle_sweep(query: Mapping[str, str], executor: Callable[[], RunExecutor]) 
     """Cloud Scheduler's periodic call: re-drive due runs, return what was done."""
     bind_event(None, None, None)
     raw = query.get("limit", "")
-    limit = min(int(raw), MAX_SWEEP_LIMIT) if raw.isdigit() and int(raw) > 0 else DEFAULT_SWEEP_LIMIT
+    limit = (
+        min(int(raw), MAX_SWEEP_LIMIT) if raw.isdecimal() and raw.isascii() and int(raw) > 0 else DEFAULT_SWEEP_LIMIT
+    )
     report = executor().sweep(limit)
-    summary = {"runs": report.runs, "steps": report.steps, "repaired": report.repaired, "limit": limit}
+    summary = {"runs": report.runs, "steps": report.steps, "repaired": report.repaired, "failed": report.failed}
+    summary["limit"] = limit
     get_logger().info("sweep.finished", **summary)
     return summary

@@ -19,10 +19,10 @@ from functools import partial
 
 from worker_llm_client.core.retry_policy import after_failure
 from worker_llm_client.core.step_selection import ClaimPlan, plan_claims
-from worker_llm_client.core.transitions import failed_patch, max_attempts, retry_wait_patch, succeeded_patch
-from worker_llm_client.core.wake import next_wake, wake_patch, with_wake
+from worker_llm_client.core.transitions import Delete, failed_patch, max_attempts, retry_wait_patch, succeeded_patch
+from worker_llm_client.core.wake import WAKE_AT, next_wake, with_wake
 from worker_llm_client.errors import StepError
-from worker_llm_client.models import DEFAULT_MAX_ATTEMPTS, Claim, ClaimedStep, RunSnapshot, StepStatus
+from worker_llm_client.models import DEFAULT_MAX_ATTEMPTS, Claim, ClaimedStep, Patch, RunSnapshot, StepStatus
 from worker_llm_client.observability import bind_event, bind_step, get_logger
 from worker_llm_client.ports import ArtifactStore, Clock, ConfigStore, LlmClient, RunStore
 from worker_llm_client.produce_report import ModelRetry, ReportProducer
@@ -45,6 +45,7 @@ class SweepReport:
     runs: int = 0  # due runs looked at
     steps: int = 0  # steps re-driven (claimed, executed and finalized)
     repaired: int = 0  # runs whose stale wakeAt was recomputed
+    failed: int = 0  # runs that raised (logged); the sweep went on
 
 
 @dataclass(frozen=True)
@@ -88,16 +89,19 @@ class RunExecutor:
         for close in self.closers:
             close()
 
-    def handle(self, run: RunSnapshot) -> list[StepReport]:
-        """Claim what is runnable in ``run`` (or its fresher self) and execute it."""
-        snapshot, claimed = self.claim(run)
+    def handle(self, run: RunSnapshot, deadline: float | None = None) -> list[StepReport]:
+        """Claim what is runnable in ``run`` (or its fresher self) and execute it, finishing before
+        ``deadline`` (monotonic; by default this invocation's work window from now)."""
+        if deadline is None:
+            deadline = self.producer.retry.monotonic() + self.policy.work_seconds
+        snapshot, claimed = self.claim(run, deadline)
         if len(claimed) <= 1:
             return [self.execute(snapshot, step) for step in claimed]
         with ThreadPoolExecutor(max_workers=len(claimed), thread_name_prefix="step") as pool:
             futures = [pool.submit(contextvars.copy_context().run, self.execute, snapshot, step) for step in claimed]
             return [future.result() for future in futures]
 
-    def claim(self, run: RunSnapshot) -> tuple[RunSnapshot, list[ClaimedStep]]:
+    def claim(self, run: RunSnapshot, deadline: float = float("inf")) -> tuple[RunSnapshot, list[ClaimedStep]]:
         snapshot: RunSnapshot | None = run
         for _ in range(CLAIM_ROUNDS):
             if snapshot is None:
@@ -110,11 +114,11 @@ class RunExecutor:
             if plan.empty:
                 return snapshot, []
             if self.runs.write_if_unchanged(snapshot.run_id, snapshot.update_time, with_wake(snapshot, plan.patch)):
-                return snapshot, self._accept(snapshot, plan)
+                return snapshot, self._accept(snapshot, plan, deadline)
             fresh = self.runs.get_run(run.run_id)
             if fresh is not None and _claim_landed(fresh, plan):
                 # the commit was retried after it had already landed: the claim is ours after all
-                return snapshot, self._accept(snapshot, plan)
+                return snapshot, self._accept(snapshot, plan, deadline)
             self.log.info("step.claim_conflict", steps=len(plan.claimed), reason="run_changed_since_snapshot")
             snapshot = fresh
         self.log.warning("step.claim_conflict", reason="gave_up_after_rounds", rounds=CLAIM_ROUNDS)
@@ -127,27 +131,43 @@ class RunExecutor:
         nothing claimable gets its ``wakeAt`` recomputed so it stops coming back.
         """
         report = SweepReport()
+        deadline = self.producer.retry.monotonic() + self.policy.work_seconds  # one window for the whole sweep
         for run_id in self.runs.due_runs(self.clock.now(), limit):
-            snapshot = self.runs.get_run(run_id)
-            if snapshot is None:
-                continue
+            if self.producer.retry.monotonic() >= deadline:
+                break  # the rest stay due for the next sweep
             bind_event(None, run_id, None)
-            steps = self.handle(snapshot)
-            report.runs += 1
-            report.steps += len(steps)
-            if not steps:
-                report.repaired += self._repair_wake(snapshot)
+            try:
+                self._sweep_run(run_id, deadline, report)
+            except Exception:  # one broken run must not stop the others
+                self.log.exception("sweep.run_failed")
+                report.failed += 1
         return report
 
-    def _repair_wake(self, run: RunSnapshot) -> int:
-        if run.update_time is None or next_wake(run) == run.wake_at:
-            return 0
-        return int(self.runs.write_if_unchanged(run.run_id, run.update_time, wake_patch(run)))
+    def _sweep_run(self, run_id: str, deadline: float, report: SweepReport) -> None:
+        snapshot = self.runs.get_run(run_id)
+        if snapshot is None:
+            return
+        steps = self.handle(snapshot, deadline)
+        report.runs += 1
+        report.steps += len(steps)
+        if not steps:
+            report.repaired += self._repair_wake(snapshot)
 
-    def _accept(self, snapshot: RunSnapshot, plan: ClaimPlan) -> list[ClaimedStep]:
+    def _repair_wake(self, run: RunSnapshot) -> int:
+        """Recompute a due run's ``wakeAt``; one still due with nothing claimable (a dependency was
+        reset, say) is looked at again a lease later, so it cannot hog the sweeper's query."""
+        now = self.clock.now()
+        wake = next_wake(run)
+        if wake is not None and wake <= now:
+            wake = now + timedelta(seconds=self.policy.lease_seconds)
+        if run.update_time is None or wake == run.wake_at:
+            return 0
+        patch: Patch = {WAKE_AT: wake if wake is not None else Delete.FIELD}
+        return int(self.runs.write_if_unchanged(run.run_id, run.update_time, patch))
+
+    def _accept(self, snapshot: RunSnapshot, plan: ClaimPlan, deadline: float) -> list[ClaimedStep]:
         for step in plan.exhausted:
             self.log.warning("step.failed", stepId=step.step_id, attempt=step.attempt, reason="budget_used")
-        deadline = self.producer.retry.monotonic() + self.policy.work_seconds
         claimed = [ClaimedStep(snapshot.run_id, s, s.attempt + 1, claim, deadline) for s, claim in plan.claimed]
         for item in claimed:
             if item.step.status == StepStatus.RUNNING:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from worker_llm_client.errors import LlmRateLimited
+from worker_llm_client.errors import LlmRateLimited, LlmUnavailable
 
 DEFAULT_COOLDOWN_SECONDS = 1.0
 
@@ -62,16 +62,19 @@ class ModelGate:
             raise LlmRateLimited(f"model '{model}' is cooling down after a 429 for {left:.1f}s", retry_after=left)
         if left > 0:
             self.sleep(left)
-        with self._slots:
+        if not self._slots.acquire(timeout=None if max_wait == float("inf") else max(max_wait - left, 0.0)):
+            self._done()
+            raise LlmUnavailable("no model-call slot of this instance came free in time")
+        try:
             with self._lock:
                 self.inflight += 1
                 stats = GateStats(self.submitted, self.inflight, self.completed)
-            try:
-                yield stats
-            finally:
-                with self._lock:
-                    self.inflight -= 1
-                self._done()
+            yield stats
+        finally:
+            with self._lock:
+                self.inflight -= 1
+            self._slots.release()
+            self._done()
 
     def _done(self) -> None:
         with self._lock:

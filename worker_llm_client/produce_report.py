@@ -194,18 +194,19 @@ class ReportProducer:
 
         Blocked and truncated replies are never repaired; every request's usage is summed.
         """
-        calls_allowed = 1 + production.profile.repair_attempts
+        repairs_allowed, repairs = production.profile.repair_attempts, 0  # transient retries do not count
         while True:
             result = self._call_with_retries(request, production, deadline)
             try:
                 return validate_reply(result, output_schema)
             except InvalidOutput as error:
-                repair = production.llm_calls < calls_allowed
+                repair = repairs < repairs_allowed
                 self.log.warning("output.invalid", code=error.code, reason=error.message, repair=repair)
                 if not repair:
                     raise
+                repairs += 1
                 request = replace(request, contents=(*request.contents, *_repair_turns(result, error)))
-                self.log.info("llm.retry", reason="repair", call=production.llm_calls + 1, of=calls_allowed)
+                self.log.info("llm.retry", reason="repair", repair=repairs, of=repairs_allowed)
 
     def _call_with_retries(self, request: LlmRequest, production: _Production, deadline: float) -> LlmResult:
         """The one retry loop for transient model errors (the SDK's own retries are off), bounded
@@ -218,8 +219,17 @@ class ReportProducer:
             sleep=self.retry.sleep,
             reraise=True,
         )
-        result: LlmResult = retrying(self._call, request, production)
+        result: LlmResult = retrying(self._attempt, request, production, deadline)
         return result
+
+    def _attempt(self, request: LlmRequest, production: _Production, deadline: float) -> LlmResult:
+        """One request, only if the invocation still has time for it, and no longer than that."""
+        left = deadline - self.retry.monotonic()
+        if left <= 0:
+            raise LlmTimeout("no time left in this invocation for another model request")
+        if request.timeout_seconds is None or left < request.timeout_seconds:
+            request = replace(request, timeout_seconds=left) if left != float("inf") else request
+        return self._call(request, production, max_wait=min(self.retry.budget_seconds, left))
 
     def _retry_wait(self, state: tenacity.RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
@@ -238,8 +248,8 @@ class ReportProducer:
             self.log.warning("llm.retry", code=code, gaveUp=reason, retries=state.attempt_number - 1)
         return reason is not None
 
-    def _call(self, request: LlmRequest, production: _Production) -> LlmResult:
-        with self.gate.slot(request.model, max_wait=self.retry.budget_seconds) as queue:
+    def _call(self, request: LlmRequest, production: _Production, max_wait: float) -> LlmResult:
+        with self.gate.slot(request.model, max_wait=max_wait) as queue:
             production.llm_calls += 1  # a request sent counts, whatever comes back
             call = production.llm_calls
             self.log.info("llm.request", model=request.model, provider=request.provider, call=call, **queue.as_log())

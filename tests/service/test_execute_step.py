@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -531,3 +532,44 @@ def test_retries_stop_when_the_invocation_is_running_out_of_time() -> None:
     assert world.slept == [0.5, 1.0]  # the next wait (2 s) no longer fits before the deadline
     assert world.step("s1")["status"] == "RETRY_WAIT"
     assert [e.get("gaveUp") for e in logs if e["event"] == "llm.retry"][-1] == "wait_exceeds_budget"
+
+
+def test_a_transient_retry_does_not_use_up_the_repair_budget() -> None:
+    world = World(_scripted(LlmUnavailable("503"), reply('{"title": 1}')))  # then a valid reply
+    world.executor.handle(world.run({"s1": step_data()}))
+    step = world.step("s1")
+    assert step["status"] == "SUCCEEDED" and step["outputs"]["llmCalls"] == 3  # 503, invalid, repaired
+
+
+def test_no_request_is_sent_once_the_invocation_has_no_time_left() -> None:
+    world = World(FakeLlm(lambda r: LlmUnavailable("503")), work_seconds=1.2)
+    world.executor.handle(world.run({"s1": step_data()}))
+    assert world.slept == [0.5]  # 0.5 fits; after it only 0.7 s is left, less than the next wait
+    assert all(r.timeout_seconds is not None and r.timeout_seconds <= 1.2 for r in world.llm.requests)
+    assert world.step("s1")["status"] == "RETRY_WAIT"
+
+
+def test_a_sweep_shares_one_deadline_and_survives_a_broken_run() -> None:
+    class Flaky(InMemoryRunStore):
+        def get_run(self, run_id: str) -> Any:
+            if run_id == "broken":
+                raise RuntimeError("firestore went away")
+            return super().get_run(run_id)
+
+    world = World(FakeLlm(lambda r: LlmUnavailable("503")), runs=Flaky())
+    for run_id in ("broken", "ok"):
+        world.executor.handle(world.run({"s1": step_data()}, run_id=run_id))
+    world.clock.advance(31)
+    world.llm.respond = lambda r: reply()
+    report = world.executor.sweep(limit=10)
+    assert (report.failed, report.steps) == (1, 1) and world.runs.step("ok", "s1")["status"] == "SUCCEEDED"
+
+
+def test_a_run_due_with_nothing_claimable_is_pushed_back_not_swept_forever() -> None:
+    world = World(FakeLlm(lambda r: LlmUnavailable("503")))
+    world.executor.handle(world.run({"a": step_data(status="SUCCEEDED"), "b": step_data(depends_on=["a"])}))
+    world.runs.docs["r1"]["steps"]["a"]["status"] = "PENDING"  # the orchestrator resets the dependency
+    world.clock.advance(31)
+    assert world.executor.sweep(limit=10).repaired == 1
+    assert world.runs.docs["r1"]["executor"]["wakeAt"] == world.clock.now() + timedelta(seconds=600)
+    assert world.executor.sweep(limit=10).runs == 0

@@ -147,3 +147,10 @@ def test_env_file_renders_governance_for_the_deploy(capsys: pytest.CaptureFixtur
     out = capsys.readouterr().out.splitlines()
     assert 'ALLOWED_MODELS: "gemini-2.5-flash,gemini-2.5-pro"' in out and 'ARTIFACTS_BUCKET: "b"' in out
     assert main(["env-file", "--root", str(ROOT), "--set", "nope"]) == 2
+
+
+def test_the_work_window_stays_inside_the_timeout_and_the_lease() -> None:
+    from worker_llm_client.bootstrap import work_window
+
+    assert work_window(540, 600) == 480  # 60 s kept to upload and finalize
+    assert work_window(540, 3) == 2.25  # a short lease bounds it: never work past the lease

@@ -157,7 +157,8 @@ def test_a_malformed_setting_does_not_break_events_that_do_not_need_it(monkeypat
 
 
 @pytest.mark.parametrize(
-    ("query", "limit"), [("", 200), ("?limit=5", 5), ("?limit=99999", 1000), ("?limit=-3", 200), ("?limit=x", 200)]
+    ("query", "limit"),
+    [("", 200), ("?limit=5", 5), ("?limit=99999", 1000), ("?limit=-3", 200), ("?limit=x", 200), ("?limit=%C2%B2", 200)],
 )
 def test_sweep_entry_point_reports_what_it_did(monkeypatch: pytest.MonkeyPatch, query: str, limit: int) -> None:
     from worker_llm_client.execute_step import SweepReport
@@ -173,4 +174,6 @@ def test_sweep_entry_point_reports_what_it_did(monkeypatch: pytest.MonkeyPatch, 
     app = create_app("sweep_flow_runs", str(ROOT / "main.py"), "http")
     response = app.test_client().post(f"/{query}")
     assert response.status_code == 200
-    assert response.get_json() == {"runs": 2, "steps": 3, "repaired": 1, "limit": limit} and asked == [limit]
+    assert response.get_json() == {"runs": 2, "steps": 3, "repaired": 1, "failed": 0, "limit": limit} and asked == [
+        limit
+    ]

@@ -60,3 +60,12 @@ def test_a_cooldown_longer_than_the_wait_allowed_gives_up_at_once() -> None:
     with pytest.raises(LlmRateLimited) as info, gate.slot("m", max_wait=5):
         pass
     assert info.value.retry_after == 30 and clock.slept == [] and gate.completed == 1
+
+
+def test_waiting_for_a_slot_gives_up_when_the_time_allowed_runs_out() -> None:
+    from worker_llm_client.errors import LlmUnavailable
+
+    gate = ModelGate(capacity=1)
+    with gate.slot("m", max_wait=10), pytest.raises(LlmUnavailable, match="slot"), gate.slot("m", max_wait=0.05):
+        pass
+    assert (gate.inflight, gate.completed) == (0, 2)
