@@ -21,10 +21,10 @@ import yaml
 from google.cloud import firestore
 
 from worker_llm_client.adapters.config_documents import ProfileDoc
+from worker_llm_client.adapters.firestore_store import PROFILES as PROFILES  # re-exported: push targets
+from worker_llm_client.adapters.firestore_store import PROMPTS as PROMPTS
 from worker_llm_client.core.canonical import canonical_json, prompt_sha256, sha256_hex
 
-PROMPTS = "prompts"
-PROFILES = "llm_profiles"
 _BOOKKEEPING = frozenset({"version", "sha256"})
 
 

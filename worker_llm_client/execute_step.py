@@ -19,10 +19,10 @@ from functools import partial
 
 from worker_llm_client.core.retry_policy import after_failure
 from worker_llm_client.core.step_selection import ClaimPlan, plan_claims
-from worker_llm_client.core.transitions import Delete, failed_patch, max_attempts, retry_wait_patch, succeeded_patch
-from worker_llm_client.core.wake import WAKE_AT, next_wake, with_wake
+from worker_llm_client.core.transitions import failed_patch, max_attempts, retry_wait_patch, succeeded_patch
+from worker_llm_client.core.wake import next_wake, wake_field, with_wake
 from worker_llm_client.errors import StepError
-from worker_llm_client.models import DEFAULT_MAX_ATTEMPTS, Claim, ClaimedStep, Patch, RunSnapshot, StepStatus
+from worker_llm_client.models import DEFAULT_MAX_ATTEMPTS, Claim, ClaimedStep, RunSnapshot, StepStatus
 from worker_llm_client.observability import bind_event, bind_step, get_logger
 from worker_llm_client.ports import ArtifactStore, Clock, ConfigStore, LlmClient, RunStore
 from worker_llm_client.produce_report import ModelRetry, ReportProducer
@@ -162,8 +162,7 @@ class RunExecutor:
             wake = now + timedelta(seconds=self.policy.lease_seconds)
         if run.update_time is None or wake == run.wake_at:
             return 0
-        patch: Patch = {WAKE_AT: wake if wake is not None else Delete.FIELD}
-        return int(self.runs.write_if_unchanged(run.run_id, run.update_time, patch))
+        return int(self.runs.write_if_unchanged(run.run_id, run.update_time, wake_field(wake)))
 
     def _accept(self, snapshot: RunSnapshot, plan: ClaimPlan, deadline: float) -> list[ClaimedStep]:
         for step in plan.exhausted:

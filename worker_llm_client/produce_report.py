@@ -17,6 +17,7 @@ from typing import Any
 
 import tenacity
 
+from worker_llm_client.config import DEFAULT_MODEL_RETRY_BUDGET_SECONDS
 from worker_llm_client.core.artifact_naming import artifact_object_name, request_fingerprint
 from worker_llm_client.core.canonical import sha256_hex
 from worker_llm_client.core.output_validation import load_schema, repair_instruction, validate_reply
@@ -50,7 +51,6 @@ from worker_llm_client.observability import get_logger
 from worker_llm_client.ports import ArtifactStore, ConfigStore, LlmClient
 
 MODEL_TRANSIENT = (LlmRateLimited, LlmUnavailable, LlmTimeout)
-DEFAULT_MODEL_RETRY_BUDGET_SECONDS = 120.0
 
 
 @dataclass(frozen=True)

@@ -58,9 +58,13 @@ def apply_patch(run: RunSnapshot, patch: Patch) -> RunSnapshot:
     return run_from_document(run.run_id, data, run.update_time, wake_at=run.wake_at)
 
 
-def wake_patch(run_after: RunSnapshot) -> Patch:
-    wake = next_wake(run_after)
+def wake_field(wake: datetime | None) -> Patch:
+    """``executor.wakeAt`` set to ``wake``, or removed when nothing waits."""
     return {WAKE_AT: wake if wake is not None else Delete.FIELD}
+
+
+def wake_patch(run_after: RunSnapshot) -> Patch:
+    return wake_field(next_wake(run_after))
 
 
 def with_wake(run: RunSnapshot, patch: Patch) -> dict[tuple[str, ...], Any]:
