@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
 .DEFAULT_GOAL := help
 .PHONY: help install prereqs test unit chaos bench lint demo seed seed-dry-run stub lock clean
@@ -34,9 +35,14 @@ test: install prereqs
 unit: install
 	$(PY) -m pytest tests/unit tests/service
 
-# Benchmarks: each figure against a baseline measured in the same run (issue 6: in progress)
-bench: install
+# Benchmarks: each figure against a baseline measured in the same run; regenerates the results
+# section of docs/benchmarks.md, its histogram and the profiles in docs/profiles/ (bench extra).
+bench: install prereqs $(BENCH_STAMP)
 	$(PY) -m benchmarks
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,bench]"
+	@touch $(BENCH_STAMP)
 
 # Fault injection through the real trigger loop; figures in .devstack/chaos-results.json
 chaos: install prereqs

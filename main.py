@@ -9,16 +9,18 @@ from cloudevents.http.event import CloudEvent
 
 from worker_llm_client import bootstrap
 from worker_llm_client.config import settings
-from worker_llm_client.event_handler import handle_firestore_event, handle_sweep
+from worker_llm_client.event_handler import Deliveries, handle_firestore_event, handle_sweep
 from worker_llm_client.observability import configure_logging
 
 configure_logging(settings().log_level)
+DELIVERIES = Deliveries()  # this instance's events in flight and recently handled
 
 
 @functions_framework.cloud_event
 def handle_flow_run_event(event: CloudEvent) -> None:
     """Eventarc ``google.cloud.firestore.document.v1.written`` on ``flow_runs/{runId}``."""
-    handle_firestore_event(event.get_attributes(), event.get_data(), bootstrap.executor, settings().project)
+    attributes = event.get_attributes()
+    handle_firestore_event(attributes, event.get_data(), bootstrap.executor, settings().project, deliveries=DELIVERIES)
 
 
 @functions_framework.http

@@ -1,34 +1,93 @@
-"""``make bench``: run the benchmarks and print each figure against its same-run baseline."""
+"""``make bench``: run the benchmarks and print each figure against its same-run baseline.
+
+``python -m benchmarks [--only light|stack] [--no-docs]``: ``light`` needs no emulator (cold start,
+no-op event, LLM layer), ``stack`` runs on the local stack (per-step overhead, fan-out, duplicate
+storm). Results go to ``.devstack/bench-results.json``; with both parts run (and unless
+``--no-docs``), the histogram ``docs/img/step-latency.png``, the profiles in ``docs/profiles/`` and
+the results section of ``docs/benchmarks.md`` are regenerated.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import platform
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
-from benchmarks.bench_light import ROOT, cold_start, llm_layer, noop_event
+from benchmarks import report
+from benchmarks.measure import ROOT
+
+RESULTS = ROOT / ".devstack" / "bench-results.json"
+DOC = ROOT / "docs" / "benchmarks.md"
+IMAGE = "img/step-latency.png"
 
 
-def main() -> int:
-    results = {
-        "machine": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus": __import__("os").cpu_count(),
-        },
-        "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "coldStart": cold_start(),
-        "noopEvent": noop_event(),
-        "llmLayer": llm_layer(),
+def machine() -> dict[str, Any]:
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    model = next(
+        (line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), platform.processor()
+    )
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "cpuModel": model,
+        "memoryGiB": round(memory, 1),
     }
-    for name, figures in results.items():
-        print(f"{name}: {json.dumps(figures)}", flush=True)
-    out = ROOT / ".devstack" / "bench-results.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"written to {out.relative_to(ROOT)}")
-    return 0
+
+
+def _cpuinfo() -> list[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            return info.read().splitlines()
+    except OSError:
+        return []
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=("light", "stack"), help="run one part only")
+    parser.add_argument("--no-docs", action="store_true", help="do not touch docs/")
+    args = parser.parse_args(argv)
+    results: dict[str, Any] = {"machine": machine(), "at": datetime.now(UTC).isoformat(timespec="seconds")}
+
+    def progress(name: str) -> None:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+
+    if args.only in (None, "light"):
+        from benchmarks.bench_light import cold_start, llm_layer, noop_event
+
+        for name, bench in (("coldStart", cold_start), ("noopEvent", noop_event), ("llmLayer", llm_layer)):
+            progress(name)
+            results[name] = bench()
+    from benchmarks import profiles
+
+    profile = args.only is None and not args.no_docs and profiles.available()
+    if args.only in (None, "stack"):
+        from benchmarks.bench_stack import latency_samples, run_all
+
+        results |= run_all(progress, profile=profile)
+    if profile:
+        progress("coldStartProfile")
+        profiles.cold_start_profile()
+    print()
+    report.print_summary(results)
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    print(f"\nall figures: {RESULTS.relative_to(ROOT)}")
+    if args.only is None and not args.no_docs:
+        drawn = report.histogram(latency_samples(), DOC.parent / IMAGE)
+        report.update_docs(DOC, report.results_markdown(results, IMAGE if drawn else None))
+        print(f"results section: {DOC.relative_to(ROOT)}" + (f", histogram: docs/{IMAGE}" if drawn else ""))
+    if profile:
+        print(f"profiles: {profiles.PROFILES.relative_to(ROOT)}/")
+    failed = report.broken(results)
+    if failed:
+        print(f"\nBROKEN OUTCOME (not a timing): {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -8,27 +8,25 @@ import base64
 import io
 import os
 import site
-import socket
 import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, redirect_stdout
-from pathlib import Path
+from contextlib import redirect_stdout
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.measure import ROOT, counting_connections, percentiles, rounded, timed_us
+
 HEAVY = ("google.cloud.firestore", "google.cloud.storage", "google.genai", "jsonschema", "pydantic")
 
 
-def percentiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
+FLOOR_IMPORT = "import functions_framework; from google.events.cloud.firestore_v1.types import DocumentEventData"
 
-    def at(q: float) -> float:
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
-    return {"p50": at(0.50), "p90": at(0.90), "p95": at(0.95), "p99": at(0.99)}
+def _python(*args: str) -> subprocess.CompletedProcess[str]:
+    # -S and an explicit path: no .pth import hooks (the dev venv's editable-install finder costs
+    # ~27 ms that a deployed function, installed from requirements.txt, does not pay)
+    env = {"PYTHONPATH": os.pathsep.join([str(ROOT), *site.getsitepackages()])}
+    return subprocess.run([sys.executable, "-S", *args], cwd=ROOT, capture_output=True, text=True, check=True, env=env)
 
 
 def _import_seconds(statement: str) -> tuple[float, list[str]]:
@@ -36,54 +34,66 @@ def _import_seconds(statement: str) -> tuple[float, list[str]]:
         "import sys, time; t = time.perf_counter(); " + statement + "; d = time.perf_counter() - t; "
         f"print(d); print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
-    # -S and an explicit path: no .pth import hooks (the dev venv's editable-install finder costs
-    # ~27 ms that a deployed function, installed from requirements.txt, does not pay)
-    env = {"PYTHONPATH": os.pathsep.join([str(ROOT), *site.getsitepackages()])}
-    out = subprocess.run(
-        [sys.executable, "-S", "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True, env=env
-    )
+    out = _python("-c", probe)
     seconds, loaded = out.stdout.splitlines()[:2] if "\n" in out.stdout.strip() else (out.stdout.strip(), "")
     return float(seconds), [m for m in loaded.split(",") if m]
 
 
+def _import_tree(statement: str) -> list[tuple[str, int, int | None]]:
+    """``-X importtime``: (module, microseconds its own body took, index of the module that
+    imported it) in the order the interpreter reports them (children before their parent)."""
+    entries: list[tuple[str, int, int]] = []  # name, self us, nesting level
+    for line in _python("-X", "importtime", "-c", statement).stderr.splitlines():
+        if line.startswith("import time:") and "self [us]" not in line:
+            own, _, field = line.split(":", 1)[1].split("|")
+            entries.append((field.strip(), int(own), (len(field) - len(field.lstrip()) - 1) // 2))
+    parents: dict[int, int] = {}
+    waiting: list[int] = []
+    for index, (_, _, level) in enumerate(entries):
+        while waiting and entries[waiting[-1]][2] > level:
+            parents[waiting.pop()] = index
+        waiting.append(index)
+    return [(name, own, parents.get(index)) for index, (name, own, _) in enumerate(entries)]
+
+
+def _ours(module: str) -> bool:
+    return module == "main" or module.split(".")[0] == "worker_llm_client"
+
+
+def import_gap(rounds: int = 5) -> dict[str, float]:
+    """Where ``import main`` spends its time beyond the floor: the self time of every module the
+    floor does not load, charged to our package or to the third-party package our code imported
+    that pulled it in (asyncio, say, to structlog); medians over ``rounds``, largest first."""
+    by_package: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        floor = {name for name, _, _ in _import_tree(FLOOR_IMPORT)}
+        tree = _import_tree("import main")
+        sums: dict[str, float] = {}
+        for index, (name, own, parent) in enumerate(tree):
+            if name in floor:
+                continue
+            top = index  # climb to the outermost third-party module of the chain that imported it
+            while parent is not None and tree[parent][0] not in floor and not _ours(tree[parent][0]):
+                top, parent = parent, tree[parent][2]
+            package = tree[top][0].split(".")[0]
+            sums[package] = sums.get(package, 0) + own / 1000
+        for package, ms in sums.items():
+            by_package.setdefault(package, []).append(ms)
+    medians = {package: round(statistics.median(values), 1) for package, values in by_package.items()}
+    return dict(sorted(medians.items(), key=lambda item: -item[1]))
+
+
 def cold_start(rounds: int = 15) -> dict[str, Any]:
     """``import main`` against the floor: functions-framework plus google-events' types."""
-    floor_stmt = "import functions_framework; from google.events.cloud.firestore_v1.types import DocumentEventData"
     ours, floor, loaded = [], [], set()
     for _ in range(rounds):  # interleaved, so load on the machine hits both alike
-        floor.append(_import_seconds(floor_stmt)[0])
+        floor.append(_import_seconds(FLOOR_IMPORT)[0])
         seconds, heavy = _import_seconds("import main")
         ours.append(seconds)
         loaded.update(heavy)
     ours_ms, floor_ms = statistics.median(ours) * 1000, statistics.median(floor) * 1000
     return {"mainMs": round(ours_ms, 1), "floorMs": round(floor_ms, 1), "ratio": round(ours_ms / floor_ms, 3),
-            "heavyModulesLoaded": sorted(loaded), "goal": "ratio <= 1.2"}  # fmt: skip
-
-
-@contextmanager
-def counting_connections() -> Iterator[list[int]]:
-    """Counts every outgoing socket connection: an RPC needs one, a no-op must make none."""
-    count = [0]
-    original = socket.socket.connect
-
-    def connect(self: socket.socket, address: Any) -> Any:
-        count[0] += 1
-        return original(self, address)
-
-    socket.socket.connect = connect  # type: ignore[method-assign]
-    try:
-        yield count
-    finally:
-        socket.socket.connect = original  # type: ignore[method-assign]
-
-
-def _timed(fn: Callable[[], Any], rounds: int) -> list[float]:
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1e6)
-    return samples
+            "heavyModulesLoaded": sorted(loaded), "gapByPackageMs": import_gap(), "goal": "ratio <= 1.2"}  # fmt: skip
 
 
 def noop_event(rounds: int = 2000) -> dict[str, Any]:
@@ -97,8 +107,8 @@ def noop_event(rounds: int = 2000) -> dict[str, Any]:
     from worker_llm_client.observability import configure_logging
 
     configure_logging("INFO")
-    leased = {"status": "RUNNING", "attempt": 1, "claim": {"token": "t", "leaseExpiresAt": later(10**8)}}
-    steps = {f"s{i}": step_data(**leased) if i % 2 else step_data(status="SUCCEEDED") for i in range(10)}
+    running = step_data("RUNNING", attempt=1, claim={"token": "t", "leaseExpiresAt": later(10**8)})
+    steps = {f"s{i}": running if i % 2 else step_data("SUCCEEDED") for i in range(10)}
     body = base64.b64encode(document_event_bytes("bench", "run-1", {"status": "RUNNING", "steps": steps}))
     attributes = {"id": "e", "document": "flow_runs/run-1", "type": "google.cloud.firestore.document.v1.written"}
 
@@ -110,20 +120,16 @@ def noop_event(rounds: int = 2000) -> dict[str, Any]:
 
     pb = DocumentEventData.pb()
     with redirect_stdout(io.StringIO()), counting_connections() as connections:
-        ours = _timed(handler, rounds)
-    floor = _timed(lambda: pb.FromString(base64.b64decode(body)), rounds)
+        ours = timed_us(handler, rounds)
+    floor = timed_us(lambda: pb.FromString(base64.b64decode(body)), rounds)
     mine, base = percentiles(ours), percentiles(floor)
     return {
-        "handlerUs": _rounded(mine, 1),
-        "decodeUs": _rounded(base, 1),
+        "handlerUs": rounded(mine, 1),
+        "decodeUs": rounded(base, 1),
         "ratioP50": round(mine["p50"] / base["p50"], 2),
         "connections": connections[0],
         "goal": "0 RPCs",
     }
-
-
-def _rounded(figures: dict[str, float], digits: int, scale: float = 1.0) -> dict[str, float]:
-    return {key: round(value * scale, digits) for key, value in figures.items()}
 
 
 def llm_layer(rounds: int = 300) -> dict[str, Any]:
@@ -135,7 +141,7 @@ def llm_layer(rounds: int = 300) -> dict[str, Any]:
     from worker_llm_client.adapters.gemini_client import GeminiClient
     from worker_llm_client.config import Settings
     from worker_llm_client.devstack.gemini_stub import GeminiStub
-    from worker_llm_client.models import GenerationSettings, LlmRequest, Turn
+    from worker_llm_client.report_models import GenerationSettings, LlmRequest, Turn
 
     schema = json.loads((ROOT / "schemas" / "weekly_report.json").read_text())
     request = LlmRequest("gemini", "gemini-2.5-flash", "Be terse.", (Turn("user", "Weekly report."),), schema,
@@ -156,14 +162,14 @@ def llm_layer(rounds: int = 300) -> dict[str, Any]:
             ours.generate(request), sdk()
         mine, base = [], []
         for _ in range(rounds):
-            mine += _timed(lambda: ours.generate(request), 1)
-            base += _timed(sdk, 1)
+            mine += timed_us(lambda: ours.generate(request), 1)
+            base += timed_us(sdk, 1)
         ours.close()
         direct.close()
     a, b = percentiles(mine), percentiles(base)
     return {
-        "oursMs": _rounded(a, 3, 1e-3),
-        "directMs": _rounded(b, 3, 1e-3),
+        "oursMs": rounded(a, 3, 1e-3),
+        "directMs": rounded(b, 3, 1e-3),
         "diffP50Ms": round((a["p50"] - b["p50"]) / 1000, 3),
         "diffP95Ms": round((a["p95"] - b["p95"]) / 1000, 3),
         "ratioP50": round(a["p50"] / b["p50"], 3),

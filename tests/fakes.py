@@ -12,17 +12,8 @@ from tests.builders import T0
 from worker_llm_client.core.transitions import Delete
 from worker_llm_client.core.wake import with_wake
 from worker_llm_client.errors import ProfileNotFound, PromptNotFound
-from worker_llm_client.models import (
-    LlmRequest,
-    LlmResult,
-    Patch,
-    Profile,
-    Prompt,
-    RunSnapshot,
-    StoredArtifact,
-    Usage,
-    run_from_document,
-)
+from worker_llm_client.models import Patch, RunSnapshot, run_from_document
+from worker_llm_client.report_models import LlmRequest, LlmResult, Profile, Prompt, StoredArtifact, Usage
 
 
 class FakeClock:

@@ -7,6 +7,7 @@ functions, so a cold instance that only sees no-op events never loads them.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,7 @@ from worker_llm_client.config import FINALIZE_MARGIN_SECONDS, Settings, settings
 
 if TYPE_CHECKING:
     from worker_llm_client.execute_step import RunExecutor
+    from worker_llm_client.ports import LlmClient
 
 _lock = threading.Lock()
 _executor: RunExecutor | None = None
@@ -31,7 +33,9 @@ def work_window(function_timeout: float, lease: float) -> float:
     return window - min(FINALIZE_MARGIN_SECONDS, window / 4)
 
 
-def build_executor(config: Settings) -> RunExecutor:
+def build_executor(config: Settings, llm: LlmClient | None = None) -> RunExecutor:
+    """The executor over the real adapters; ``llm`` replaces the Gemini client (benchmarks use a
+    model that answers at once, to measure everything else)."""
     import google.cloud.storage as storage
     from google.cloud import firestore
 
@@ -45,7 +49,10 @@ def build_executor(config: Settings) -> RunExecutor:
     config.require_executor_settings()
     db = firestore.Client(project=config.project, database=config.database)
     gcs = storage.Client(project=config.project)
-    llm = GeminiClient(config)
+    closers: list[Callable[[], object]] = [gcs.close, db.close]
+    if llm is None:
+        gemini = GeminiClient(config)
+        llm, closers = gemini, [gemini.close, *closers]
     return RunExecutor(
         runs=FirestoreRunStore(db),
         configs=CachedConfigStore(FirestoreConfigStore(db), ttl=config.config_cache_seconds),
@@ -60,7 +67,7 @@ def build_executor(config: Settings) -> RunExecutor:
             allowed_models=config.allowed_models,
             work_seconds=work_window(config.function_timeout_seconds, config.lease_seconds),
         ),
-        closers=(llm.close, gcs.close, db.close),
+        closers=tuple(closers),
         retry=ModelRetry(budget_seconds=config.model_retry_budget_seconds),
     )
 

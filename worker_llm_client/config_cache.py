@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from worker_llm_client.errors import PermanentStepError
-from worker_llm_client.models import Profile, Prompt
 from worker_llm_client.ports import ConfigStore
+from worker_llm_client.report_models import Profile, Prompt
 
 MAX_ENTRIES = 512
 T = TypeVar("T")

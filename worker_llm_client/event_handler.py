@@ -7,7 +7,11 @@ making a network call. Only when there is work is the executor built (lazily, on
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -24,14 +28,64 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class Deliveries:
+    """The event ids this instance is handling or has handled successfully in the last ``ttl`` s.
+
+    Eventarc delivers at least once, sometimes many copies at once. A copy that arrives while the
+    first is being handled waits for it and answers as it does: acknowledged if it succeeded, the
+    same error (5xx, so Eventarc redelivers) if it failed. A copy of an event already handled
+    successfully is acknowledged at once. Either way a copy costs no RPC; copies that reach other
+    instances are still safe, since every claim is a precondition write.
+    """
+
+    def __init__(self, ttl: float = 600.0, capacity: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl, self.capacity, self.clock = ttl, capacity, clock
+        self._handled: OrderedDict[str, float] = OrderedDict()  # event id -> when it expires
+        self._running: dict[str, Future[None]] = {}
+        self._lock = threading.Lock()
+
+    def handle_once(self, event_id: str | None, work: Callable[[], list[StepReport]]) -> list[StepReport] | None:
+        """``work()`` for the first delivery of ``event_id``; None for a copy (see the class)."""
+        if not event_id:
+            return work()
+        with self._lock:
+            self._forget_expired()
+            if event_id in self._handled:
+                return None
+            first = self._running.get(event_id)
+            if first is None:
+                running = self._running[event_id] = Future()
+        if first is not None:
+            first.result()  # the first delivery's error, if it failed
+            return None
+        try:
+            reports = work()
+        except BaseException as exc:
+            running.set_exception(exc)
+            raise
+        finally:
+            with self._lock:
+                self._running.pop(event_id, None)
+                if not running.done():
+                    self._handled[event_id] = self.clock() + self.ttl
+        running.set_result(None)
+        return reports
+
+    def _forget_expired(self) -> None:
+        now = self.clock()
+        while self._handled and (len(self._handled) > self.capacity or next(iter(self._handled.values())) <= now):
+            self._handled.popitem(last=False)
+
+
 def handle_firestore_event(
     attributes: Mapping[str, Any],
     data: Any,
     executor: Callable[[], RunExecutor],
     project: str = "",
     now: Callable[[], datetime] = utc_now,
+    deliveries: Deliveries | None = None,
 ) -> list[StepReport]:
-    """Returns the reports of the steps executed (empty for ignored and no-op events)."""
+    """Returns the reports of the steps executed (empty for ignored, no-op and repeated events)."""
     run_id = run_id_from_attributes(attributes)
     bind_event(attributes.get("id"), run_id, trace_resource(project, attributes.get("traceparent")))
     log = get_logger()
@@ -50,7 +104,14 @@ def handle_firestore_event(
     if not runnable_steps(event.snapshot, now()):
         log.info("event.ignored", reason="nothing_runnable")
         return []
-    return executor().handle(event.snapshot)
+    snapshot = event.snapshot
+    if deliveries is None:
+        return executor().handle(snapshot)
+    reports = deliveries.handle_once(attributes.get("id"), lambda: executor().handle(snapshot))
+    if reports is None:
+        log.info("event.ignored", reason="duplicate_delivery")
+        return []
+    return reports
 
 
 DEFAULT_SWEEP_LIMIT = 200

@@ -17,15 +17,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
+from worker_llm_client.core.claim_planning import ClaimPlan, plan_claims
 from worker_llm_client.core.retry_policy import after_failure
-from worker_llm_client.core.step_selection import ClaimPlan, plan_claims
 from worker_llm_client.core.transitions import failed_patch, max_attempts, retry_wait_patch, succeeded_patch
 from worker_llm_client.core.wake import next_wake, wake_field, with_wake
 from worker_llm_client.errors import StepError
-from worker_llm_client.models import DEFAULT_MAX_ATTEMPTS, Claim, ClaimedStep, RunSnapshot, StepStatus
+from worker_llm_client.models import DEFAULT_MAX_ATTEMPTS, RunSnapshot, StepStatus
 from worker_llm_client.observability import bind_event, bind_step, get_logger
 from worker_llm_client.ports import ArtifactStore, Clock, ConfigStore, LlmClient, RunStore
 from worker_llm_client.produce_report import ModelRetry, ReportProducer
+from worker_llm_client.report_models import Claim, ClaimedStep
 
 CLAIM_ROUNDS = 5
 

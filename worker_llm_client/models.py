@@ -1,7 +1,11 @@
-"""Plain values shared by the core, the use case and the adapters. No I/O, no google types.
+"""The run document as plain values: what every event needs. No I/O, no google types.
 
 Field paths are tuples of segments (``("steps", "weekly-report.v2", "status")``); only the
 Firestore adapter turns them into quoted paths, so step ids may contain any character.
+
+Cold start: this is the only models module the no-op event path (``import main``, decode, select)
+loads. The values of doing work (claims, prompts, profiles, LLM requests and results, artifacts)
+live in ``report_models.py``, imported only once there is a step to run.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from typing import Any
 LLM_REPORT = "LLM_REPORT"
 RUN_CANCELLED = "CANCELLED"
 DEFAULT_MAX_ATTEMPTS = 3
-DEFAULT_REPAIR_ATTEMPTS = 1
 
 FieldPathTuple = tuple[str, ...]
 Patch = Mapping[FieldPathTuple, Any]
@@ -65,138 +68,6 @@ class RunSnapshot:
     steps: Mapping[str, Step]
     update_time: datetime | None
     wake_at: datetime | None = None  # executor.wakeAt as stored
-
-
-@dataclass(frozen=True)
-class Claim:
-    token: str
-    worker: str
-    claimed_at: datetime
-    lease_expires_at: datetime
-
-
-@dataclass(frozen=True)
-class ClaimedStep:
-    """A step this invocation holds: the snapshot it was claimed from plus the claim itself."""
-
-    run_id: str
-    step: Step
-    attempt: int
-    claim: Claim
-    deadline: float = float("inf")  # monotonic time by which this invocation must have finalized
-
-
-@dataclass(frozen=True)
-class StepInputs:
-    prompt_id: str
-    prompt_version: int | None
-    llm_profile: str
-    vars: Mapping[str, Any]
-    max_attempts: int
-
-
-@dataclass(frozen=True)
-class Prompt:
-    prompt_id: str
-    version: int
-    sha256: str
-    template: str
-    system_instruction: str
-    output_schema: str
-
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    max_output_tokens: int | None = None
-    seed: int | None = None
-    thinking_budget: int | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if v is not None}
-
-
-@dataclass(frozen=True)
-class SafetySetting:
-    category: str
-    threshold: str
-
-
-@dataclass(frozen=True)
-class Profile:
-    profile_id: str
-    provider: str
-    model: str
-    version: int
-    enabled: bool
-    generation: GenerationSettings = GenerationSettings()
-    safety_settings: tuple[SafetySetting, ...] = ()
-    timeout_seconds: float | None = None
-    repair_attempts: int = DEFAULT_REPAIR_ATTEMPTS
-
-
-@dataclass(frozen=True)
-class Turn:
-    role: str  # "user" | "model"
-    text: str
-
-
-@dataclass(frozen=True)
-class LlmRequest:
-    """Everything sent to the model for one call: the conversation so far and its settings."""
-
-    provider: str
-    model: str
-    system_instruction: str | None
-    contents: tuple[Turn, ...]
-    response_schema: Mapping[str, Any]
-    generation: GenerationSettings
-    safety_settings: tuple[SafetySetting, ...]
-    timeout_seconds: float | None
-
-
-@dataclass(frozen=True)
-class Usage:
-    prompt_tokens: int = 0
-    output_tokens: int = 0
-    thoughts_tokens: int = 0
-    cached_tokens: int = 0
-    total_tokens: int = 0
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(*(a + b for a, b in zip(vars(self).values(), vars(other).values(), strict=True)))
-
-    def as_outputs(self) -> dict[str, int]:
-        return {
-            "promptTokens": self.prompt_tokens,
-            "outputTokens": self.output_tokens,
-            "thoughtsTokens": self.thoughts_tokens,
-            "cachedTokens": self.cached_tokens,
-            "totalTokens": self.total_tokens,
-        }
-
-
-@dataclass(frozen=True)
-class LlmResult:
-    """The model's reply, unclassified: the core decides whether it is a report."""
-
-    text: str | None
-    finish_reason: str | None
-    block_reason: str | None
-    model_version: str | None
-    response_id: str | None
-    usage: Usage
-
-
-@dataclass(frozen=True)
-class StoredArtifact:
-    uri: str
-    sha256: str
-    size_bytes: int
-    metadata: Mapping[str, str]
-    created: bool
 
 
 def run_from_document(

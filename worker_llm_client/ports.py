@@ -6,15 +6,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Protocol
 
-from worker_llm_client.models import (
-    LlmRequest,
-    LlmResult,
-    Patch,
-    Profile,
-    Prompt,
-    RunSnapshot,
-    StoredArtifact,
-)
+from worker_llm_client.models import Patch, RunSnapshot
+from worker_llm_client.report_models import LlmRequest, LlmResult, Profile, Prompt, StoredArtifact
 
 
 class RunStore(Protocol):

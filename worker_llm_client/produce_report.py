@@ -35,20 +35,20 @@ from worker_llm_client.errors import (
     StepError,
 )
 from worker_llm_client.model_gate import ModelGate
-from worker_llm_client.models import (
+from worker_llm_client.models import RunSnapshot
+from worker_llm_client.observability import get_logger
+from worker_llm_client.ports import ArtifactStore, ConfigStore, LlmClient
+from worker_llm_client.report_models import (
     ClaimedStep,
     LlmRequest,
     LlmResult,
     Profile,
     Prompt,
-    RunSnapshot,
     StepInputs,
     StoredArtifact,
     Turn,
     Usage,
 )
-from worker_llm_client.observability import get_logger
-from worker_llm_client.ports import ArtifactStore, ConfigStore, LlmClient
 
 MODEL_TRANSIENT = (LlmRateLimited, LlmUnavailable, LlmTimeout)
 

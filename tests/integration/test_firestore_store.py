@@ -137,3 +137,24 @@ def test_steps_of_one_run_finishing_together_do_not_contend(db: Any, firestore_e
         assert list(pool.map(finish, step_ids)) == [True] * len(step_ids)
     assert {s: _step(db, run_id, s)["status"] for s in step_ids} == dict.fromkeys(step_ids, "SUCCEEDED")
     assert Path(firestore_emulator.log_path).read_text().count("lock timeout") == timeouts_before
+
+
+def test_finalizes_queued_behind_one_in_flight_are_committed_together(db: Any, run_id: str) -> None:
+    from benchmarks.measure import counting_rpcs
+
+    store = FirestoreRunStore(db)
+    step_ids = [f"s{i}" for i in range(8)]
+    _write(db, run_id, {s: step_data(status="RUNNING", claim={"token": s}) for s in step_ids})
+    tokens = {s: ("stolen" if s == "s3" else s) for s in step_ids}  # s3 was taken over meanwhile
+    start = threading.Barrier(len(step_ids))
+
+    def finish(step_id: str) -> bool:
+        start.wait()
+        return store.finalize(run_id, step_id, tokens[step_id], {("steps", step_id, "status"): "SUCCEEDED"})
+
+    with counting_rpcs() as rpcs, ThreadPoolExecutor(len(step_ids)) as pool:
+        results = dict(zip(step_ids, pool.map(finish, step_ids), strict=True))
+    assert results == {s: s != "s3" for s in step_ids}
+    statuses = {s: _step(db, run_id, s)["status"] for s in step_ids}
+    assert statuses == {s: "RUNNING" if s == "s3" else "SUCCEEDED" for s in step_ids}
+    assert rpcs.calls["Commit"] < len(step_ids)  # the steps that queued up shared a transaction

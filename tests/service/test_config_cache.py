@@ -12,7 +12,7 @@ from tests.builders import make_profile, make_prompt
 from tests.fakes import FakeConfigStore
 from worker_llm_client.config_cache import CachedConfigStore
 from worker_llm_client.errors import PromptNotFound
-from worker_llm_client.models import Profile, Prompt
+from worker_llm_client.report_models import Profile, Prompt
 
 
 class CountingStore(FakeConfigStore):

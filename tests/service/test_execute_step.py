@@ -16,8 +16,8 @@ from worker_llm_client.core.artifact_naming import artifact_object_name, request
 from worker_llm_client.core.canonical import sha256_hex
 from worker_llm_client.errors import LlmRateLimited, LlmUnavailable
 from worker_llm_client.execute_step import ExecutorPolicy, RunExecutor
-from worker_llm_client.models import LlmRequest, LlmResult, Turn
 from worker_llm_client.produce_report import ModelRetry
+from worker_llm_client.report_models import LlmRequest, LlmResult, Turn
 
 SECRET_VAR = "var-value-never-logged"
 

@@ -4,7 +4,7 @@ from dataclasses import replace
 
 from tests.builders import REPORT_SCHEMA, make_profile, make_prompt
 from worker_llm_client.core.artifact_naming import artifact_object_name, request_fingerprint
-from worker_llm_client.models import GenerationSettings, LlmRequest, SafetySetting, Turn
+from worker_llm_client.report_models import GenerationSettings, LlmRequest, SafetySetting, Turn
 
 
 def _request(**changes: object) -> LlmRequest:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +21,18 @@ from worker_llm_client import bootstrap
 from worker_llm_client.config import settings
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+# Loaded only once an event has work: a cold instance that sees only no-op events never pays for them.
+WORK_ONLY_MODULES = (
+    "worker_llm_client.report_models",
+    "worker_llm_client.core.claim_planning",
+    "worker_llm_client.execute_step",
+    "worker_llm_client.produce_report",
+    "google.cloud.firestore",
+    "google.cloud.storage",
+    "google.genai",
+    "jsonschema",
+    "pydantic",
+)
 
 
 class RecordingExecutor:
@@ -125,6 +139,17 @@ def test_ignored_events_are_acknowledged_and_build_nothing(
     assert [line["reason"] for line in ignored] == [reason]
 
 
+def test_a_repeated_delivery_of_a_handled_event_is_acknowledged_without_work(
+    client: Any, recorder: RecordingExecutor, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = document_event_bytes("demo", "run-1", READY_RUN)
+    for event_id in ("ev-7", "ev-7", "ev-8"):
+        assert client.post("/", headers=event_headers("run-1", event_id=event_id), data=body).status_code == 200
+    assert len(recorder.snapshots) == 2  # ev-7 once, ev-8 once
+    ignored = [line for line in _logs(capsys) if line["message"] == "event.ignored"]
+    assert [(line["eventId"], line["reason"]) for line in ignored] == [("ev-7", "duplicate_delivery")]
+
+
 def test_log_lines_follow_cloud_loggings_structured_format(
     client: Any, recorder: RecordingExecutor, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -177,3 +202,42 @@ def test_sweep_entry_point_reports_what_it_did(monkeypatch: pytest.MonkeyPatch, 
     assert response.get_json() == {"runs": 2, "steps": 3, "repaired": 1, "failed": 0, "limit": limit} and asked == [
         limit
     ]
+
+
+# In a fresh interpreter: whatever this test session has imported already says nothing.
+_COLD_INSTANCE = """
+import json, sys
+import main
+from cloudevents.http.event import CloudEvent
+from worker_llm_client import bootstrap
+
+after_import = set(sys.modules)
+bootstrap.executor = lambda: sys.exit("no executor may be built for a no-op event")
+main.handle_flow_run_event(CloudEvent(json.loads(sys.argv[1]), sys.stdin.buffer.read()))
+print(json.dumps({"afterImport": sorted(after_import), "afterEvent": sorted(sys.modules)}))
+"""
+
+
+def test_a_cold_instance_loads_no_work_only_module_for_a_noop_event() -> None:
+    attributes = {
+        "type": "google.cloud.firestore.document.v1.written",
+        "source": "//firestore.googleapis.com/projects/demo/databases/(default)",
+        "id": "ev-1",
+        "document": "flow_runs/run-1",
+    }
+    own_write = document_event_bytes(
+        "demo", "run-1", {"status": "RUNNING", "steps": {"b": step_data(status="SUCCEEDED")}}
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", _COLD_INSTANCE, json.dumps(attributes)],
+        cwd=ROOT,
+        input=own_write,
+        capture_output=True,
+        check=True,
+    )
+    *log, modules = result.stdout.decode().splitlines()
+    loaded = json.loads(modules)
+    assert [json.loads(line).get("reason") for line in log if "event.ignored" in line] == ["nothing_runnable"]
+    assert "worker_llm_client.models" in loaded["afterImport"]
+    for stage in ("afterImport", "afterEvent"):
+        assert [m for m in WORK_ONLY_MODULES if m in loaded[stage]] == [], stage

@@ -5,8 +5,9 @@ import itertools
 import pytest
 
 from tests.builders import T0, later, make_run, step_data
-from worker_llm_client.core.step_selection import plan_claims, runnable_steps
-from worker_llm_client.models import Claim
+from worker_llm_client.core.claim_planning import plan_claims
+from worker_llm_client.core.step_selection import runnable_steps
+from worker_llm_client.report_models import Claim
 
 RUNNING_LEASED = {"status": "RUNNING", "attempt": 1, "claim": {"token": "x", "leaseExpiresAt": later(60)}}
 RUNNING_EXPIRED = {"status": "RUNNING", "attempt": 1, "claim": {"token": "x", "leaseExpiresAt": later(-1)}}

@@ -11,13 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
-from worker_llm_client.models import (
-    DEFAULT_REPAIR_ATTEMPTS,
-    GenerationSettings,
-    Profile,
-    Prompt,
-    SafetySetting,
-)
+from worker_llm_client.report_models import DEFAULT_REPAIR_ATTEMPTS, GenerationSettings, Profile, Prompt, SafetySetting
 
 PROVIDERS = ("gemini", "vertex")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import zlib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -24,7 +25,8 @@ from worker_llm_client.adapters.config_documents import parse_profile, parse_pro
 from worker_llm_client.core.transitions import Delete
 from worker_llm_client.core.wake import WAKE_AT, with_wake
 from worker_llm_client.errors import ProfileNotFound, PromptNotFound, StepError, StorageUnavailable
-from worker_llm_client.models import Patch, Profile, Prompt, RunSnapshot, StepStatus, run_from_document
+from worker_llm_client.models import Patch, RunSnapshot, StepStatus, run_from_document
+from worker_llm_client.report_models import Profile, Prompt
 
 RUNS = "flow_runs"
 PROMPTS = "prompts"
@@ -49,15 +51,30 @@ def to_firestore_updates(patch: Patch) -> dict[str, Any]:
     }
 
 
+@dataclass
+class _Finalize:
+    """One step's finalize, waiting to be committed with the others of its run."""
+
+    step_id: str
+    token: str
+    patch: Patch
+    committed: bool | None = None  # None until its batch ran; then whether its token still held
+    error: BaseException | None = None
+
+
 class FirestoreRunStore:
-    """Finalize transactions of one run are serialized per instance: concurrent transactions on
-    the same document lock each other until one times out (seconds), so steps of a run that
-    finish together take turns here instead. Other instances are still safe: it is a transaction.
+    """Finalizes of one run are group-committed per instance: concurrent transactions on the same
+    document lock each other until one times out (seconds), and every write to a run document
+    costs an event. Steps of a run that finish while another finalize of that run is in flight
+    queue up, and the next one to get the run's lock commits them all in one transaction (each
+    guarded by its own claim token). Other instances are still safe: it is a transaction.
     """
 
     def __init__(self, client: firestore.Client) -> None:
         self.client = client
         self._run_locks = [threading.Lock() for _ in range(RUN_LOCK_STRIPES)]
+        self._waiting: dict[str, list[_Finalize]] = {}
+        self._waiting_lock = threading.Lock()
 
     def _ref(self, run_id: str) -> Any:
         return self.client.collection(RUNS).document(run_id)
@@ -77,21 +94,47 @@ class FirestoreRunStore:
         return True
 
     def finalize(self, run_id: str, step_id: str, token: str, patch: Patch) -> bool:
+        mine = _Finalize(step_id, token, patch)
+        with self._waiting_lock:
+            self._waiting.setdefault(run_id, []).append(mine)
+        with self._run_locks[zlib.crc32(run_id.encode()) % RUN_LOCK_STRIPES]:
+            if mine.committed is None and mine.error is None:  # no batch took it yet: lead one
+                with self._waiting_lock:
+                    batch = self._waiting.pop(run_id)
+                self._commit(run_id, batch)
+        if mine.error is not None:
+            raise mine.error
+        return bool(mine.committed)
+
+    def _commit(self, run_id: str, batch: list[_Finalize]) -> None:
+        try:
+            held = self._transact(run_id, batch)
+        except BaseException as exc:  # every finalize of the batch fails alike (the event is redelivered)
+            for item in batch:
+                item.error = exc
+            raise
+        for item, ok in zip(batch, held, strict=True):
+            item.committed = ok
+
+    def _transact(self, run_id: str, batch: list[_Finalize]) -> list[bool]:
+        """One transaction for ``batch``: each patch whose step is still held by its token."""
         ref = self._ref(run_id)
-        lock = self._run_locks[zlib.crc32(run_id.encode()) % RUN_LOCK_STRIPES]
 
         @firestore.transactional
-        def guarded(transaction: Any) -> bool:
+        def guarded(transaction: Any) -> list[bool]:
             snap = ref.get(transaction=transaction)
             data = (snap.to_dict() or {}) if snap.exists else {}
-            if not _held_by((data.get("steps") or {}).get(step_id), token):
-                return False
-            fresh = run_from_document(run_id, data, snap.update_time)
-            transaction.update(ref, to_firestore_updates(with_wake(fresh, patch)))
-            return True
+            steps = data.get("steps") or {}
+            held = [_held_by(steps.get(item.step_id), item.token) for item in batch]
+            patch = {
+                path: value for item, ok in zip(batch, held, strict=True) if ok for path, value in item.patch.items()
+            }
+            if patch:
+                fresh = run_from_document(run_id, data, snap.update_time)
+                transaction.update(ref, to_firestore_updates(with_wake(fresh, patch)))
+            return held
 
-        with lock:
-            return bool(guarded(self.client.transaction()))
+        return list(guarded(self.client.transaction()))
 
     def due_runs(self, now: datetime, limit: int) -> list[str]:
         query = (

@@ -17,7 +17,7 @@ from google.auth import exceptions as auth_errors
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from worker_llm_client.errors import StorageUnavailable
-from worker_llm_client.models import StoredArtifact
+from worker_llm_client.report_models import StoredArtifact
 
 UPLOAD_TIMEOUT_SECONDS = 60.0
 _TRANSIENT = (

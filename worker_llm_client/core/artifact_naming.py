@@ -9,7 +9,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from worker_llm_client.core.canonical import canonical_json, sha256_hex
-from worker_llm_client.models import LlmRequest, Profile, Prompt
+from worker_llm_client.report_models import LlmRequest, Profile, Prompt
 
 
 def request_fingerprint(prompt: Prompt, profile: Profile, request: LlmRequest) -> str:

@@ -16,7 +16,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from worker_llm_client.errors import TemplateError
-from worker_llm_client.models import Prompt
+from worker_llm_client.report_models import Prompt
 
 _MAX_MESSAGE = 200
 

@@ -7,7 +7,8 @@ from typing import Any
 
 from worker_llm_client.core.transitions import max_attempts
 from worker_llm_client.errors import InvalidStep
-from worker_llm_client.models import Step, StepInputs
+from worker_llm_client.models import Step
+from worker_llm_client.report_models import StepInputs
 
 
 def parse_inputs(step: Step, steps: Mapping[str, Step]) -> StepInputs:

@@ -1,22 +1,15 @@
-"""Which steps of a run snapshot may run now, and the single write that claims them."""
+"""Which steps of a run snapshot may run now: the one decision the no-op event path makes.
+
+Claiming them (one precondition write) is ``claim_planning.py``, imported only when there is work.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
-from worker_llm_client.core.transitions import claim_patch, exhausted_patch, is_claimable
-from worker_llm_client.models import (
-    LLM_REPORT,
-    RUN_CANCELLED,
-    Claim,
-    FieldPathTuple,
-    RunSnapshot,
-    Step,
-    StepStatus,
-)
+from worker_llm_client.core.transitions import is_claimable
+from worker_llm_client.models import LLM_REPORT, RUN_CANCELLED, RunSnapshot, Step, StepStatus
 
 
 def dependencies_met(step: Step, steps: Mapping[str, Step]) -> bool:
@@ -44,35 +37,3 @@ def runnable_steps(run: RunSnapshot, now: datetime) -> list[Step]:
         for _, step in sorted(run.steps.items())
         if step.type == LLM_REPORT and is_claimable(step, now) and dependencies_met(step, run.steps)
     ]
-
-
-@dataclass(frozen=True)
-class ClaimPlan:
-    """One precondition write: claimed steps go RUNNING, exhausted re-drives go FAILED."""
-
-    claimed: list[tuple[Step, Claim]] = field(default_factory=list)
-    exhausted: list[Step] = field(default_factory=list)
-    patch: dict[FieldPathTuple, Any] = field(default_factory=dict)
-
-    @property
-    def empty(self) -> bool:
-        return not self.patch
-
-
-def plan_claims(run: RunSnapshot, now: datetime, limit: int, new_claim: Callable[[], Claim]) -> ClaimPlan:
-    """Claim up to ``limit`` runnable steps; the rest stay for the event our write causes."""
-    plan = ClaimPlan()
-    for step in runnable_steps(run, now):
-        failed = exhausted_patch(step, now)
-        if failed is not None:
-            plan.exhausted.append(step)
-            plan.patch.update(failed)
-            continue
-        if len(plan.claimed) >= limit:
-            continue
-        claim = new_claim()
-        patch = claim_patch(step, claim, now)
-        if patch is not None:
-            plan.claimed.append((step, claim))
-            plan.patch.update(patch)
-    return plan

@@ -13,16 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from worker_llm_client.models import (
-    DEFAULT_MAX_ATTEMPTS,
-    Claim,
-    FieldPathTuple,
-    Patch,
-    Step,
-    StepStatus,
-)
+from worker_llm_client.models import DEFAULT_MAX_ATTEMPTS, FieldPathTuple, Patch, Step, StepStatus
+
+if TYPE_CHECKING:  # on the no-op event path: report_models is loaded only when there is work
+    from worker_llm_client.report_models import Claim
 
 
 class Delete(Enum):

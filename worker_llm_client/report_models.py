@@ -1,0 +1,152 @@
+"""Plain values of executing a step: the claim, its inputs, prompt and profile, the LLM call and
+its result, the stored artifact. No I/O, no google types.
+
+Kept apart from ``models.py`` for cold start: each frozen dataclass costs about a millisecond to
+create on import, and a cold instance that only receives no-op events (our own writes re-trigger
+the function) needs none of these. The no-op path (``main.py``, ``event_handler``, event decoding,
+step selection, transitions) imports only ``models.py``, and this module only under
+``TYPE_CHECKING``; ``tests/unit/test_main_entrypoint.py`` checks that ``import main`` leaves it out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from worker_llm_client.models import Step
+
+DEFAULT_REPAIR_ATTEMPTS = 1
+
+
+@dataclass(frozen=True)
+class Claim:
+    token: str
+    worker: str
+    claimed_at: datetime
+    lease_expires_at: datetime
+
+
+@dataclass(frozen=True)
+class ClaimedStep:
+    """A step this invocation holds: the snapshot it was claimed from plus the claim itself."""
+
+    run_id: str
+    step: Step
+    attempt: int
+    claim: Claim
+    deadline: float = float("inf")  # monotonic time by which this invocation must have finalized
+
+
+@dataclass(frozen=True)
+class StepInputs:
+    prompt_id: str
+    prompt_version: int | None
+    llm_profile: str
+    vars: Mapping[str, Any]
+    max_attempts: int
+
+
+@dataclass(frozen=True)
+class Prompt:
+    prompt_id: str
+    version: int
+    sha256: str
+    template: str
+    system_instruction: str
+    output_schema: str
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    max_output_tokens: int | None = None
+    seed: int | None = None
+    thinking_budget: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class SafetySetting:
+    category: str
+    threshold: str
+
+
+@dataclass(frozen=True)
+class Profile:
+    profile_id: str
+    provider: str
+    model: str
+    version: int
+    enabled: bool
+    generation: GenerationSettings = GenerationSettings()
+    safety_settings: tuple[SafetySetting, ...] = ()
+    timeout_seconds: float | None = None
+    repair_attempts: int = DEFAULT_REPAIR_ATTEMPTS
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: str  # "user" | "model"
+    text: str
+
+
+@dataclass(frozen=True)
+class LlmRequest:
+    """Everything sent to the model for one call: the conversation so far and its settings."""
+
+    provider: str
+    model: str
+    system_instruction: str | None
+    contents: tuple[Turn, ...]
+    response_schema: Mapping[str, Any]
+    generation: GenerationSettings
+    safety_settings: tuple[SafetySetting, ...]
+    timeout_seconds: float | None
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    thoughts_tokens: int = 0
+    cached_tokens: int = 0
+    total_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(*(a + b for a, b in zip(vars(self).values(), vars(other).values(), strict=True)))
+
+    def as_outputs(self) -> dict[str, int]:
+        return {
+            "promptTokens": self.prompt_tokens,
+            "outputTokens": self.output_tokens,
+            "thoughtsTokens": self.thoughts_tokens,
+            "cachedTokens": self.cached_tokens,
+            "totalTokens": self.total_tokens,
+        }
+
+
+@dataclass(frozen=True)
+class LlmResult:
+    """The model's reply, unclassified: the core decides whether it is a report."""
+
+    text: str | None
+    finish_reason: str | None
+    block_reason: str | None
+    model_version: str | None
+    response_id: str | None
+    usage: Usage
+
+
+@dataclass(frozen=True)
+class StoredArtifact:
+    uri: str
+    sha256: str
+    size_bytes: int
+    metadata: Mapping[str, str]
+    created: bool
