@@ -8,10 +8,12 @@ import base64
 import io
 import os
 import site
+import socket
 import statistics
 import subprocess
 import sys
-from contextlib import redirect_stdout
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stdout
 from typing import Any
 
 from benchmarks.measure import ROOT, counting_connections, percentiles, rounded, timed_us
@@ -132,7 +134,28 @@ def noop_event(rounds: int = 2000) -> dict[str, Any]:
     }
 
 
-def llm_layer(rounds: int = 300) -> dict[str, Any]:
+@contextmanager
+def stub_process() -> Iterator[str]:
+    """The Gemini stub in a process of its own (in this one, its threads would take the GIL from
+    the client being measured); yields its base URL."""
+    from worker_llm_client.devstack.services import ManagedProcess, free_port, wait_until
+
+    port = free_port()
+    command = [sys.executable, "-m", "worker_llm_client.devstack.gemini_stub", "--port", str(port)]
+    stub = ManagedProcess("bench-gemini-stub", ROOT / ".devstack" / "bench-logs", command, cwd=ROOT).start()
+    try:
+        wait_until(lambda: _accepts(port), 30, what="the Gemini stub")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stub.stop()
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def llm_layer(rounds: int = 500) -> dict[str, Any]:
     """Our Gemini adapter against a direct google-genai call, same stub, same request."""
     import json
 
@@ -140,7 +163,6 @@ def llm_layer(rounds: int = 300) -> dict[str, Any]:
 
     from worker_llm_client.adapters.gemini_client import GeminiClient
     from worker_llm_client.config import Settings
-    from worker_llm_client.devstack.gemini_stub import GeminiStub
     from worker_llm_client.report_models import GenerationSettings, LlmRequest, Turn
 
     schema = json.loads((ROOT / "schemas" / "weekly_report.json").read_text())
@@ -151,9 +173,9 @@ def llm_layer(rounds: int = 300) -> dict[str, Any]:
         temperature=0.2, automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
         automatic_continuation=False, http_options=types.HttpOptions(timeout=30000),
     )  # fmt: skip
-    with GeminiStub() as stub:
-        ours = GeminiClient(Settings(project="bench", gemini_api_key="k", gemini_base_url=stub.base_url))
-        direct = Client(api_key="k", http_options=types.HttpOptions(base_url=stub.base_url, api_version="v1beta"))
+    with stub_process() as base_url:
+        ours = GeminiClient(Settings(project="bench", gemini_api_key="k", gemini_base_url=base_url))
+        direct = Client(api_key="k", http_options=types.HttpOptions(base_url=base_url, api_version="v1beta"))
 
         def sdk() -> Any:
             return direct.models.generate_content(model="gemini-2.5-flash", contents="Weekly report.", config=config)

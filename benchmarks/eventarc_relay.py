@@ -1,11 +1,17 @@
 """Eventarc's delivery model between the Firestore emulator's trigger and the function instances.
 
 The emulator POSTs each event and waits for the answer before sending the next: one event at a
-time, whatever the instance count. Eventarc in production accepts the event and pushes it to the
-service with as much concurrency as its instances offer, retrying failures with backoff. The relay
-listens where the emulator delivers, acknowledges at once, and forwards every event (headers and
-body untouched) to the instances round robin from ``concurrency`` threads; a failed push (no
-answer or not 2xx) is retried after ``retry_seconds``, up to ``attempts`` times, like Eventarc.
+time, whatever the instance count; and an event whose POST fails is dropped, never retried (seen
+when functions-framework's gunicorn closes the idle keep-alive connection the emulator reuses:
+"Failed to publish v2 event ... Unexpected end of file from server"). Eventarc in production pushes
+to the service with as much concurrency as its instances offer and retries failures with backoff.
+
+The relay listens where the emulator delivers and forwards every event (headers and body untouched)
+to the instances round robin; a failed push (no answer or not 2xx) is retried after
+``retry_seconds``, up to ``attempts`` times, like Eventarc. ``serial=False``: it acknowledges at once
+and pushes from ``concurrency`` threads (Eventarc's concurrency). ``serial=True``: it answers the
+emulator only once the push succeeded, so events still go one at a time, in the emulator's order
+(the emulator's own pacing, without its dropped events).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import itertools
 import queue
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,8 +39,10 @@ class EventarcRelay:
         attempts: int = 5,
         retry_seconds: float = 0.5,
         host: str = "127.0.0.1",
+        serial: bool = False,
     ) -> None:
-        self.targets, self.attempts, self.retry_seconds = targets, attempts, retry_seconds
+        self.targets, self.attempts, self.retry_seconds, self.serial = targets, attempts, retry_seconds, serial
+        self._serial_lock = threading.Lock()
         self._next_target = itertools.cycle(targets)
         self._queue: queue.Queue[tuple[dict[str, str], bytes, int] | None] = queue.Queue()
         self._lock = threading.Lock()
@@ -60,7 +69,17 @@ class EventarcRelay:
     def accept(self, headers: dict[str, str], body: bytes) -> None:
         with self._lock:
             self.received += 1
-        self._queue.put((headers, body, 1))
+        if not self.serial:
+            self._queue.put((headers, body, 1))
+            return
+        with self._serial_lock:  # one at a time, retried in place, answered once pushed
+            for attempt in range(1, self.attempts + 1):
+                if self._push_once(headers, body):
+                    return
+                if attempt < self.attempts:
+                    time.sleep(self.retry_seconds)
+            with self._lock:
+                self.dropped += 1
 
     def idle(self) -> bool:
         """Nothing queued, being pushed or waiting to be retried."""
@@ -75,19 +94,22 @@ class EventarcRelay:
             finally:
                 self._queue.task_done()
 
-    def _push(self, headers: dict[str, str], body: bytes, attempt: int) -> None:
+    def _push_once(self, headers: dict[str, str], body: bytes) -> bool:
         with self._lock:
             target = next(self._next_target)
         request = urllib.request.Request(f"{target}/", data=body, method="POST", headers=headers)
         try:
             with _OPENER.open(request, timeout=600) as response:
-                ok = 200 <= response.status < 300
+                ok = bool(200 <= response.status < 300)
         except (urllib.error.URLError, OSError):
             ok = False
         with self._lock:
             self.pushed += ok
             self.failed_pushes += not ok
-        if ok:
+        return ok
+
+    def _push(self, headers: dict[str, str], body: bytes, attempt: int) -> None:
+        if self._push_once(headers, body):
             return
         if attempt >= self.attempts:
             with self._lock:

@@ -51,6 +51,8 @@ def _fanout(f: dict[str, Any]) -> tuple[str, bool]:
         f"p50/p95/p99 {lat['p50']:.0f}/{lat['p95']:.0f}/{lat['p99']:.0f} ms; peak RSS {f['peakRssMiB']} MiB; "
         f"CPU {f['cpuSeconds']} s; exactly once: {f['exactlyOnce']}"
     )
+    if f.get("unsettledSteps"):
+        text += f" ({f['unsettledSteps']} steps never settled: a lost event)"
     return text, bool(f["exactlyOnce"])
 
 

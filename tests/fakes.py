@@ -11,7 +11,7 @@ from typing import Any
 from tests.builders import T0
 from worker_llm_client.core.transitions import Delete
 from worker_llm_client.core.wake import with_wake
-from worker_llm_client.errors import ProfileNotFound, PromptNotFound
+from worker_llm_client.errors import PermanentStepError, ProfileNotFound, PromptNotFound, permanent_or
 from worker_llm_client.models import Patch, RunSnapshot, run_from_document
 from worker_llm_client.report_models import LlmRequest, LlmResult, Profile, Prompt, StoredArtifact, Usage
 
@@ -112,6 +112,14 @@ class FakeConfigStore:
         if profile_id not in self.profiles:
             raise ProfileNotFound(f"llm profile '{profile_id}' does not exist")
         return self.profiles[profile_id]
+
+    def get_prompt_and_profile(
+        self, prompt_id: str, version: int | None, profile_id: str
+    ) -> tuple[Prompt | PermanentStepError, Profile | PermanentStepError]:
+        return (
+            permanent_or(lambda: self.get_prompt(prompt_id, version)),
+            permanent_or(lambda: self.get_profile(profile_id)),
+        )
 
 
 class InMemoryArtifactStore:

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from worker_llm_client.errors import PermanentStepError
+from worker_llm_client.errors import PermanentStepError, permanent_or
 from worker_llm_client.ports import ConfigStore
 from worker_llm_client.report_models import Profile, Prompt
 
@@ -30,29 +30,43 @@ class CachedConfigStore:
         self._lock = threading.Lock()
 
     def get_prompt(self, prompt_id: str, version: int | None) -> Prompt:
-        if version is None:
-            return self._cached(("prompt", prompt_id), self.ttl, lambda: self.inner.get_prompt(prompt_id, None))
-        pinned = ("prompt", prompt_id, str(version))
-        return self._cached(pinned, float("inf"), lambda: self.inner.get_prompt(prompt_id, version))
+        return self._cached(
+            *_prompt_key(prompt_id, version, self.ttl), lambda: self.inner.get_prompt(prompt_id, version)
+        )
 
     def get_profile(self, profile_id: str) -> Profile:
         return self._cached(("profile", profile_id), self.ttl, lambda: self.inner.get_profile(profile_id))
+
+    def get_prompt_and_profile(
+        self, prompt_id: str, version: int | None, profile_id: str
+    ) -> tuple[Prompt | PermanentStepError, Profile | PermanentStepError]:
+        """From the cache; when both are missing, one read of both (a cold step costs one RPC)."""
+        prompt_key, prompt_ttl = _prompt_key(prompt_id, version, self.ttl)
+        profile_key = ("profile", profile_id)
+        first, second = sorted((prompt_key, profile_key))  # one order for every caller: no deadlock
+        with self._key_lock(first), self._key_lock(second):
+            prompt, profile = self._fresh(prompt_key), self._fresh(profile_key)
+            if prompt is None and profile is None:
+                prompt, profile = self.inner.get_prompt_and_profile(prompt_id, version, profile_id)
+                self._store(prompt_key, prompt_ttl, prompt)
+                self._store(profile_key, self.ttl, profile)
+            elif prompt is None:
+                prompt = permanent_or(lambda: self.inner.get_prompt(prompt_id, version))
+                self._store(prompt_key, prompt_ttl, prompt)
+            elif profile is None:
+                profile = permanent_or(lambda: self.inner.get_profile(profile_id))
+                self._store(profile_key, self.ttl, profile)
+        return _own(prompt), _own(profile)
 
     def _cached(self, key: tuple[str, ...], ttl: float, load: Callable[[], T]) -> T:
         with self._key_lock(key):
             hit = self._fresh(key)
             if hit is None:
-                hit = self._load(load)
+                hit = permanent_or(load)  # a definite answer (not found, malformed) is cached too
                 self._store(key, ttl, hit)
         if isinstance(hit, PermanentStepError):
-            raise type(hit)(hit.message)  # a fresh instance per caller: threads share the cache
+            raise _own(hit)
         return cast(T, hit)
-
-    def _load(self, load: Callable[[], Any]) -> Any:
-        try:
-            return load()
-        except PermanentStepError as error:  # a definite answer (not found, malformed): cache it too
-            return error
 
     def _key_lock(self, key: tuple[str, ...]) -> threading.Lock:
         with self._lock:
@@ -73,3 +87,18 @@ class CachedConfigStore:
             while len(self._entries) > MAX_ENTRIES:
                 evicted, _ = self._entries.popitem(last=False)
                 self._key_locks.pop(evicted, None)
+
+
+def _prompt_key(prompt_id: str, version: int | None, ttl: float) -> tuple[tuple[str, ...], float]:
+    """The current prompt is cached for ``ttl``; a pinned version is immutable: until evicted."""
+    if version is None:
+        return ("prompt", prompt_id), ttl
+    return ("prompt", prompt_id, str(version)), float("inf")
+
+
+def _own(value: T) -> T:
+    """A cached error as a fresh instance per caller (threads share the cache; raising one
+    instance from several threads would tangle their tracebacks)."""
+    if isinstance(value, PermanentStepError):
+        return cast(T, type(value)(value.message))
+    return value

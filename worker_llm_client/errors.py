@@ -35,7 +35,10 @@ values or model output.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Callable
+from typing import ClassVar, TypeVar
+
+T = TypeVar("T")
 
 
 class WorkerError(Exception):
@@ -65,6 +68,15 @@ class StepError(WorkerError):
 
 class PermanentStepError(StepError):
     retryable = False
+
+
+def permanent_or(load: Callable[[], T]) -> T | PermanentStepError:
+    """``load()``'s value, or the permanent step error it raised (a definite answer, e.g. "does
+    not exist", that a cache may keep and a caller may raise later); other errors propagate."""
+    try:
+        return load()
+    except PermanentStepError as error:
+        return error
 
 
 class RetryableStepError(StepError):

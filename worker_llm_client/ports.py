@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Protocol
 
+from worker_llm_client.errors import PermanentStepError
 from worker_llm_client.models import Patch, RunSnapshot
 from worker_llm_client.report_models import LlmRequest, LlmResult, Profile, Prompt, StoredArtifact
 
@@ -31,6 +32,13 @@ class ConfigStore(Protocol):
     def get_prompt(self, prompt_id: str, version: int | None) -> Prompt: ...
 
     def get_profile(self, profile_id: str) -> Profile: ...
+
+    def get_prompt_and_profile(
+        self, prompt_id: str, version: int | None, profile_id: str
+    ) -> tuple[Prompt | PermanentStepError, Profile | PermanentStepError]:
+        """Both in one read where the store can. A missing or malformed document is returned as its
+        permanent error (the caller decides which to raise first); an outage is raised."""
+        ...
 
 
 class ArtifactStore(Protocol):

@@ -31,6 +31,7 @@ from worker_llm_client.errors import (
     LlmTruncated,
     LlmUnavailable,
     ModelNotAllowed,
+    PermanentStepError,
     ProfileNotAllowed,
     StepError,
 )
@@ -97,8 +98,7 @@ class ReportProducer:
     def produce(self, run: RunSnapshot, claimed: ClaimedStep) -> dict[str, Any]:
         """The contract's ``outputs`` for a claimed step, or a ``StepError`` saying why not."""
         inputs = parse_inputs(claimed.step, run.steps)
-        profile = self._governed_profile(inputs.llm_profile)
-        prompt = self.configs.get_prompt(inputs.prompt_id, inputs.prompt_version)
+        profile, prompt = self._resolve(inputs)
         output_schema = load_schema(prompt.output_schema)
         rendered = render(prompt, inputs.vars)
         request = LlmRequest(
@@ -171,18 +171,29 @@ class ReportProducer:
             return error
         return _with_location(error, kept.uri)
 
-    def _governed_profile(self, profile_id: str) -> Profile:
+    def _resolve(self, inputs: StepInputs) -> tuple[Profile, Prompt]:
+        """The governed profile and the prompt, read together; the profile's problems come first
+        (nothing is read for a profile outside the allowlist)."""
+        profile_id = inputs.llm_profile
         if profile_id not in self.allowed_llm_profiles:
             self._violation(profile_id, None, "profile_not_in_allowlist")
             raise ProfileNotAllowed(f"llm profile '{profile_id}' is not in ALLOWED_LLM_PROFILES")
-        profile = self.configs.get_profile(profile_id)
+        prompt, profile = self.configs.get_prompt_and_profile(inputs.prompt_id, inputs.prompt_version, profile_id)
+        if isinstance(profile, PermanentStepError):
+            raise profile
+        self._govern(profile)
+        if isinstance(prompt, PermanentStepError):
+            raise prompt
+        return profile, prompt
+
+    def _govern(self, profile: Profile) -> None:
+        profile_id = profile.profile_id
         if not profile.enabled:
             self._violation(profile_id, profile.model, "profile_disabled")
             raise ProfileNotAllowed(f"llm profile '{profile_id}' is disabled")
         if profile.model not in self.allowed_models:
             self._violation(profile_id, profile.model, "model_not_in_allowlist")
             raise ModelNotAllowed(f"model '{profile.model}' of profile '{profile_id}' is not in ALLOWED_MODELS")
-        return profile
 
     def _violation(self, profile_id: str, model: str | None, reason: str) -> None:
         self.log.warning("governance.violation", profile=profile_id, model=model, reason=reason)

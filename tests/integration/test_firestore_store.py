@@ -15,6 +15,7 @@ from worker_llm_client.adapters.firestore_store import FirestoreConfigStore, Fir
 from worker_llm_client.config_push import PROFILES, PROMPTS, load_prompts, push
 from worker_llm_client.core.transitions import Delete
 from worker_llm_client.errors import ProfileNotFound, PromptNotFound
+from worker_llm_client.report_models import Profile, Prompt
 
 pytestmark = pytest.mark.integration
 
@@ -120,6 +121,24 @@ def test_config_store_profiles(db: Any) -> None:
         store.get_profile("it-broken")
     with pytest.raises(ProfileNotFound, match="does not exist"):
         store.get_profile("nope")
+
+
+def test_prompt_and_profile_are_read_in_one_request_and_problems_returned_not_raised(db: Any) -> None:
+    from benchmarks.measure import counting_rpcs
+
+    store = FirestoreConfigStore(db)
+    push(db, PROMPTS, "it-both", load_prompts(ROOT / "prompts", ROOT / "schemas")["weekly_report"])
+    db.collection(PROFILES).document("it-both-broken").set({"provider": "openai", "model": "x", "version": 1})
+    with counting_rpcs() as rpcs:
+        prompt, profile = store.get_prompt_and_profile("it-both", None, "flash-json")
+    assert rpcs.calls == {"BatchGetDocuments": 1}
+    assert isinstance(prompt, Prompt) and prompt.prompt_id == "it-both"
+    assert isinstance(profile, Profile) and profile.model == "gemini-2.5-flash"
+    pinned, _ = store.get_prompt_and_profile("it-both", prompt.version, "flash-json")
+    assert isinstance(pinned, Prompt) and pinned.version == prompt.version
+    missing, broken = store.get_prompt_and_profile("nope", 7, "it-both-broken")
+    assert isinstance(missing, PromptNotFound) and "version 7 does not exist" in missing.message
+    assert isinstance(broken, ProfileNotFound) and "malformed: provider" in broken.message
 
 
 def test_steps_of_one_run_finishing_together_do_not_contend(db: Any, firestore_emulator: Any, run_id: str) -> None:

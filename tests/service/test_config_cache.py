@@ -11,7 +11,7 @@ import pytest
 from tests.builders import make_profile, make_prompt
 from tests.fakes import FakeConfigStore
 from worker_llm_client.config_cache import CachedConfigStore
-from worker_llm_client.errors import PromptNotFound
+from worker_llm_client.errors import PermanentStepError, PromptNotFound, permanent_or
 from worker_llm_client.report_models import Profile, Prompt
 
 
@@ -32,6 +32,15 @@ class CountingStore(FakeConfigStore):
     def get_profile(self, profile_id: str) -> Profile:
         self.reads += 1
         return super().get_profile(profile_id)
+
+    def get_prompt_and_profile(
+        self, prompt_id: str, version: int | None, profile_id: str
+    ) -> tuple[Prompt | PermanentStepError, Profile | PermanentStepError]:
+        self.reads += 1  # one request for both
+        return (
+            permanent_or(lambda: FakeConfigStore.get_prompt(self, prompt_id, version)),
+            permanent_or(lambda: FakeConfigStore.get_profile(self, profile_id)),
+        )
 
 
 class Clock:
@@ -94,3 +103,37 @@ def test_ttl_zero_disables_caching() -> None:
     cache.get_prompt("weekly", None)
     cache.get_prompt("weekly", None)
     assert inner.reads == 2
+
+
+def test_a_cold_step_reads_its_prompt_and_profile_in_one_request_then_none() -> None:
+    inner, clock = CountingStore(), Clock()
+    cache = CachedConfigStore(inner, ttl=30, clock=clock)
+    for _ in range(3):
+        prompt, profile = cache.get_prompt_and_profile("weekly", None, "fast")
+        assert isinstance(prompt, Prompt) and prompt.version == 2
+        assert isinstance(profile, Profile) and profile.model == "gemini-2.5-flash"
+    assert inner.reads == 1
+    clock.now += 31
+    cache.get_prompt_and_profile("weekly", None, "fast")
+    assert inner.reads == 2
+
+
+def test_only_what_is_not_cached_is_read() -> None:
+    inner = CountingStore()
+    cache = CachedConfigStore(inner, ttl=30)
+    cache.get_prompt("weekly", 1)  # a pin, cached for good
+    cache.get_prompt_and_profile("weekly", 1, "fast")  # reads only the profile
+    cache.get_prompt_and_profile("weekly", 1, "fast")
+    assert inner.reads == 2
+
+
+def test_a_missing_prompt_comes_back_as_its_error_cached_and_fresh_per_caller() -> None:
+    inner = CountingStore()
+    cache = CachedConfigStore(inner, ttl=30)
+    first, profile = cache.get_prompt_and_profile("ghost", None, "fast")
+    second, _ = cache.get_prompt_and_profile("ghost", None, "fast")
+    assert isinstance(first, PromptNotFound) and isinstance(second, PromptNotFound) and first is not second
+    assert isinstance(profile, Profile) and inner.reads == 1
+    with pytest.raises(PromptNotFound):
+        cache.get_prompt("ghost", None)  # the same cache entry
+    assert inner.reads == 1

@@ -23,10 +23,18 @@ class _Outage:
     def get(self, **kwargs: Any) -> None:
         raise gexc.RetryError("deadline exceeded while retrying", gexc.ServiceUnavailable("unavailable"))
 
+    def get_all(self, refs: Any, **kwargs: Any) -> None:
+        self.get()
 
-@pytest.mark.parametrize("read", ["prompt", "profile"])
+
+@pytest.mark.parametrize("read", ["prompt", "profile", "both"])
 def test_an_outage_while_reading_config_is_retryable_storage_unavailable(read: str) -> None:
     store = FirestoreConfigStore(_Outage())  # type: ignore[arg-type]
+    reads = {
+        "prompt": lambda: store.get_prompt("p", None),
+        "profile": lambda: store.get_profile("f"),
+        "both": lambda: store.get_prompt_and_profile("p", None, "f"),
+    }
     with pytest.raises(StorageUnavailable, match="RetryError") as info:
-        store.get_prompt("p", None) if read == "prompt" else store.get_profile("f")
+        reads[read]()
     assert info.value.retryable

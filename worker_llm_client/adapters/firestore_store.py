@@ -24,7 +24,13 @@ from pydantic import ValidationError
 from worker_llm_client.adapters.config_documents import parse_profile, parse_prompt, validation_summary
 from worker_llm_client.core.transitions import Delete
 from worker_llm_client.core.wake import WAKE_AT, with_wake
-from worker_llm_client.errors import ProfileNotFound, PromptNotFound, StepError, StorageUnavailable
+from worker_llm_client.errors import (
+    PermanentStepError,
+    ProfileNotFound,
+    PromptNotFound,
+    StorageUnavailable,
+    permanent_or,
+)
 from worker_llm_client.models import Patch, RunSnapshot, StepStatus, run_from_document
 from worker_llm_client.report_models import Profile, Prompt
 
@@ -158,25 +164,59 @@ class FirestoreConfigStore:
     def __init__(self, client: firestore.Client) -> None:
         self.client = client
 
-    def get_prompt(self, prompt_id: str, version: int | None) -> Prompt:
+    def _prompt(self, prompt_id: str, version: int | None) -> tuple[Any, str, Callable[[dict[str, Any]], Prompt]]:
         ref = self.client.collection(PROMPTS).document(prompt_id)
         if version is not None:
             ref = ref.collection("versions").document(str(version))
         label = f"prompt '{prompt_id}'" + (f" version {version}" if version is not None else "")
-        return _read(ref, label, PromptNotFound, lambda data: parse_prompt(prompt_id, data))
+        return ref, label, lambda data: parse_prompt(prompt_id, data)
+
+    def _profile(self, profile_id: str) -> tuple[Any, str, Callable[[dict[str, Any]], Profile]]:
+        ref = self.client.collection(PROFILES).document(profile_id)
+        return ref, f"llm profile '{profile_id}'", lambda data: parse_profile(profile_id, data)
+
+    def get_prompt(self, prompt_id: str, version: int | None) -> Prompt:
+        return _read_one(*self._prompt(prompt_id, version), PromptNotFound)
 
     def get_profile(self, profile_id: str) -> Profile:
-        ref = self.client.collection(PROFILES).document(profile_id)
-        return _read(ref, f"llm profile '{profile_id}'", ProfileNotFound, lambda data: parse_profile(profile_id, data))
+        return _read_one(*self._profile(profile_id), ProfileNotFound)
+
+    def get_prompt_and_profile(
+        self, prompt_id: str, version: int | None, profile_id: str
+    ) -> tuple[Prompt | PermanentStepError, Profile | PermanentStepError]:
+        """One BatchGetDocuments for both documents."""
+        prompt_ref, prompt_label, parse_prompt_data = self._prompt(prompt_id, version)
+        profile_ref, profile_label, parse_profile_data = self._profile(profile_id)
+        refs = [prompt_ref, profile_ref]
+        label = f"{prompt_label} and {profile_label}"
+        snaps = _fetch(
+            label, lambda: self.client.get_all(refs, retry=CONFIG_READ_RETRY, timeout=CONFIG_READ_TIMEOUT_SECONDS)
+        )
+        by_path = {snap.reference.path: snap for snap in snaps}
+        return (
+            permanent_or(lambda: _parsed(by_path[prompt_ref.path], prompt_label, PromptNotFound, parse_prompt_data)),
+            permanent_or(
+                lambda: _parsed(by_path[profile_ref.path], profile_label, ProfileNotFound, parse_profile_data)
+            ),
+        )
 
 
-def _read(ref: Any, label: str, missing: type[StepError], parse: Callable[[dict[str, Any]], T]) -> T:
-    """Read one config document; absent or malformed is the step error ``missing``; an outage is
-    STORAGE_UNAVAILABLE (retryable), so the step waits instead of the event being redelivered."""
+def _read_one(ref: Any, label: str, parse: Callable[[dict[str, Any]], T], missing: type[PermanentStepError]) -> T:
+    [snap] = _fetch(label, lambda: [ref.get(retry=CONFIG_READ_RETRY, timeout=CONFIG_READ_TIMEOUT_SECONDS)])
+    return _parsed(snap, label, missing, parse)
+
+
+def _fetch(label: str, read: Callable[[], Any]) -> list[Any]:
+    """The snapshots ``read()`` returns; an outage is STORAGE_UNAVAILABLE (retryable), so the step
+    waits instead of the event being redelivered."""
     try:
-        snap = ref.get(retry=CONFIG_READ_RETRY, timeout=CONFIG_READ_TIMEOUT_SECONDS)
+        return list(read())
     except TRANSIENT_FIRESTORE as exc:
         raise StorageUnavailable(f"reading {label} from Firestore failed: {type(exc).__name__}") from exc
+
+
+def _parsed(snap: Any, label: str, missing: type[PermanentStepError], parse: Callable[[dict[str, Any]], T]) -> T:
+    """A config document's value; absent or malformed is the step error ``missing``."""
     if not snap.exists:
         raise missing(f"{label} does not exist")
     try:
