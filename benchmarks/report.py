@@ -37,7 +37,7 @@ def _per_step(f: dict[str, Any]) -> tuple[str, bool]:
 
 def _llm(f: dict[str, Any]) -> tuple[str, bool]:
     text = (
-        f"ratio {f['ratioP50']:.3f} at p50: +{f['diffP50Ms']} ms p50, +{f['diffP95Ms']} ms p95 over the direct SDK "
+        f"ratio {f['ratioP50']:.3f} at p50: {f['diffP50Ms']:+} ms p50, {f['diffP95Ms']:+} ms p95 over the direct SDK "
         f"(p50 {f['directMs']['p50']} ms) (goal < 2 ms at p95)"
     )
     return text, f["diffP95Ms"] < 2
