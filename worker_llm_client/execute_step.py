@@ -2,8 +2,8 @@
 
 ``RunExecutor.handle(snapshot)`` claims every runnable step of a run in one precondition write
 (re-reading and deciding again on conflict), runs the claimed steps concurrently and finalizes
-each in a transaction guarded by its claim token. The clock is read once per decision; every
-outside effect goes through a port.
+each guarded by its claim token (a read, then a precondition write). The clock is read once per
+decision; every outside effect goes through a port.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ class RunStore(Protocol):
         ...
 
     def finalize(self, run_id: str, step_id: str, token: str, patch: Patch) -> bool:
-        """In a transaction: write ``patch`` (plus the run's new ``executor.wakeAt``) only if the
+        """Atomically: write ``patch`` (plus the run's new ``executor.wakeAt``) only if the
         step is RUNNING under ``token``."""
         ...
 

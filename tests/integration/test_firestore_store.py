@@ -176,4 +176,43 @@ def test_finalizes_queued_behind_one_in_flight_are_committed_together(db: Any, r
     assert results == {s: s != "s3" for s in step_ids}
     statuses = {s: _step(db, run_id, s)["status"] for s in step_ids}
     assert statuses == {s: "RUNNING" if s == "s3" else "SUCCEEDED" for s in step_ids}
-    assert rpcs.calls["Commit"] < len(step_ids)  # the steps that queued up shared a transaction
+    assert rpcs.calls["Commit"] < len(step_ids)  # the steps that queued up shared a write
+    assert "BeginTransaction" not in rpcs.calls  # a read and a precondition write: no transaction
+
+
+def test_two_instances_finalizing_steps_of_one_run_at_once_both_land(db: Any, run_id: str) -> None:
+    stores = [FirestoreRunStore(db), FirestoreRunStore(db)]  # two instances: no shared lock or queue
+    step_ids = [f"s{i}" for i in range(8)]
+    _write(db, run_id, {s: step_data(status="RUNNING", claim={"token": s}) for s in step_ids})
+    start = threading.Barrier(len(step_ids))
+
+    def finish(n: int) -> bool:
+        start.wait()
+        step_id = step_ids[n]
+        return stores[n % 2].finalize(run_id, step_id, step_id, {("steps", step_id, "status"): "SUCCEEDED"})
+
+    with ThreadPoolExecutor(len(step_ids)) as pool:
+        assert list(pool.map(finish, range(len(step_ids)))) == [True] * len(step_ids)
+    assert {s: _step(db, run_id, s)["status"] for s in step_ids} == dict.fromkeys(step_ids, "SUCCEEDED")
+
+
+def test_a_finalize_whose_write_landed_but_was_retried_still_counts(
+    db: Any, run_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from google.api_core import exceptions as gexc
+    from google.cloud.firestore_v1.document import DocumentReference
+
+    real_update = DocumentReference.update
+    calls: list[int] = []
+
+    def update_then_lose_the_answer(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        result = real_update(self, *args, **kwargs)
+        if len(calls) == 1:  # the commit landed; the client retried it and its precondition failed
+            raise gexc.FailedPrecondition("the stored version does not match the required base version")
+        return result
+
+    _write(db, run_id, {"s1": step_data(status="RUNNING", claim={"token": "mine"})})
+    monkeypatch.setattr(DocumentReference, "update", update_then_lose_the_answer)
+    assert FirestoreRunStore(db).finalize(run_id, "s1", "mine", {("steps", "s1", "status"): "SUCCEEDED"}) is True
+    assert len(calls) == 1 and _step(db, run_id, "s1")["status"] == "SUCCEEDED"

@@ -39,6 +39,7 @@ PROMPTS = "prompts"
 PROFILES = "llm_profiles"
 T = TypeVar("T")
 RUN_LOCK_STRIPES = 64
+FINALIZE_ROUNDS = 10  # reads-and-writes of one finalize batch before it gives up (the event is redelivered)
 CONFIG_READ_TIMEOUT_SECONDS = 20.0
 CONFIG_READ_RETRY = gretry.Retry(
     predicate=gretry.if_exception_type(gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError),
@@ -69,11 +70,15 @@ class _Finalize:
 
 
 class FirestoreRunStore:
-    """Finalizes of one run are group-committed per instance: concurrent transactions on the same
-    document lock each other until one times out (seconds), and every write to a run document
-    costs an event. Steps of a run that finish while another finalize of that run is in flight
-    queue up, and the next one to get the run's lock commits them all in one transaction (each
-    guarded by its own claim token). Other instances are still safe: it is a transaction.
+    """Every write to a run is a precondition write on the ``update_time`` it was decided from.
+
+    A finalize reads the run, keeps the patches whose steps are still RUNNING under their claim
+    tokens, and writes them only if the run is unchanged since that read; on conflict it reads
+    again. That is a single-document transaction in two RPCs and without locks (a Firestore
+    transaction costs three, and concurrent ones on one document lock each other until one times
+    out). Finalizes of one run are group-committed per instance: steps that finish while another
+    finalize of their run is in flight queue up, and the next one to get the run's lock writes
+    them all at once (one write, one event, each patch still guarded by its own token).
     """
 
     def __init__(self, client: firestore.Client) -> None:
@@ -114,7 +119,7 @@ class FirestoreRunStore:
 
     def _commit(self, run_id: str, batch: list[_Finalize]) -> None:
         try:
-            held = self._transact(run_id, batch)
+            held = self._write_held(run_id, batch)
         except BaseException as exc:  # every finalize of the batch fails alike (the event is redelivered)
             for item in batch:
                 item.error = exc
@@ -122,25 +127,35 @@ class FirestoreRunStore:
         for item, ok in zip(batch, held, strict=True):
             item.committed = ok
 
-    def _transact(self, run_id: str, batch: list[_Finalize]) -> list[bool]:
-        """One transaction for ``batch``: each patch whose step is still held by its token."""
+    def _write_held(self, run_id: str, batch: list[_Finalize]) -> list[bool]:
+        """Which patches of ``batch`` were written: those whose steps are still held by their
+        tokens. A write the client retried after it had landed fails its own precondition; the
+        next read shows the steps as that write left them, and it counts as written."""
         ref = self._ref(run_id)
-
-        @firestore.transactional
-        def guarded(transaction: Any) -> list[bool]:
-            snap = ref.get(transaction=transaction)
+        sent = [False] * len(batch)
+        for _ in range(FINALIZE_ROUNDS):
+            snap = ref.get()
             data = (snap.to_dict() or {}) if snap.exists else {}
             steps = data.get("steps") or {}
+            if any(sent) and all(_landed(steps.get(i.step_id), i) for i, was in zip(batch, sent, strict=True) if was):
+                return sent
             held = [_held_by(steps.get(item.step_id), item.token) for item in batch]
             patch = {
                 path: value for item, ok in zip(batch, held, strict=True) if ok for path, value in item.patch.items()
             }
-            if patch:
-                fresh = run_from_document(run_id, data, snap.update_time)
-                transaction.update(ref, to_firestore_updates(with_wake(fresh, patch)))
+            if not patch:
+                return held
+            fresh = run_from_document(run_id, data, snap.update_time)
+            option = self.client.write_option(last_update_time=snap.update_time)
+            try:
+                ref.update(to_firestore_updates(with_wake(fresh, patch)), option=option)
+            except gexc.FailedPrecondition:
+                sent = held  # the run changed since the read (or this very write landed): read again
+                continue
+            except gexc.NotFound:
+                return [False] * len(batch)
             return held
-
-        return list(guarded(self.client.transaction()))
+        raise StorageUnavailable(f"finalizing steps of run '{run_id}' conflicted {FINALIZE_ROUNDS} times in a row")
 
     def due_runs(self, now: datetime, limit: int) -> list[str]:
         query = (
@@ -151,6 +166,17 @@ class FirestoreRunStore:
             .select([WAKE_FIELD])
         )
         return [snap.id for snap in query.stream()]
+
+
+def _landed(step: Any, item: _Finalize) -> bool:
+    """``step`` is as ``item``'s patch left it: still its claim, the status it wrote."""
+    if not isinstance(step, Mapping) or not isinstance(step.get("claim"), Mapping):
+        return False
+    return bool(step["claim"].get("token") == item.token and step.get("status") == _status_of(item))
+
+
+def _status_of(item: _Finalize) -> Any:
+    return item.patch.get(("steps", item.step_id, "status"))
 
 
 def _held_by(step: Any, token: str) -> bool:
