@@ -27,6 +27,16 @@ class FakeClock:
         self.current += timedelta(seconds=seconds)
 
 
+class Monotonic:
+    """A ``time.monotonic`` stand-in: ``now`` seconds, moved by the test."""
+
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 class InMemoryRunStore:
     """Documents with a Firestore-like update_time that moves on every write."""
 

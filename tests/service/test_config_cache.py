@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from tests.builders import make_profile, make_prompt
-from tests.fakes import FakeConfigStore
+from tests.fakes import FakeConfigStore, Monotonic
 from worker_llm_client.config_cache import CachedConfigStore
 from worker_llm_client.errors import PermanentStepError, PromptNotFound, permanent_or
 from worker_llm_client.report_models import Profile, Prompt
@@ -43,14 +43,6 @@ class CountingStore(FakeConfigStore):
         )
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_burst_of_concurrent_steps_costs_one_read() -> None:
     inner = CountingStore()
     inner.release.clear()  # hold the first read open so the others pile up behind it
@@ -64,7 +56,7 @@ def test_a_burst_of_concurrent_steps_costs_one_read() -> None:
 
 
 def test_an_edit_is_picked_up_after_the_ttl() -> None:
-    inner, clock = CountingStore(), Clock()
+    inner, clock = CountingStore(), Monotonic()
     cache = CachedConfigStore(inner, ttl=30, clock=clock)
     assert cache.get_prompt("weekly", None).version == 2
     inner.prompts[("weekly", 3)] = replace(make_prompt(version=3), template="v3")
@@ -77,7 +69,7 @@ def test_an_edit_is_picked_up_after_the_ttl() -> None:
 
 
 def test_pinned_versions_never_expire_and_profiles_are_cached() -> None:
-    inner, clock = CountingStore(), Clock()
+    inner, clock = CountingStore(), Monotonic()
     cache = CachedConfigStore(inner, ttl=30, clock=clock)
     for _ in range(3):
         assert cache.get_prompt("weekly", 1).version == 1
@@ -87,7 +79,7 @@ def test_pinned_versions_never_expire_and_profiles_are_cached() -> None:
 
 
 def test_not_found_is_cached_for_the_ttl_and_raised_afresh() -> None:
-    inner, clock = CountingStore(), Clock()
+    inner, clock = CountingStore(), Monotonic()
     cache = CachedConfigStore(inner, ttl=30, clock=clock)
     errors = []
     for _ in range(2):
@@ -106,7 +98,7 @@ def test_ttl_zero_disables_caching() -> None:
 
 
 def test_a_cold_step_reads_its_prompt_and_profile_in_one_request_then_none() -> None:
-    inner, clock = CountingStore(), Clock()
+    inner, clock = CountingStore(), Monotonic()
     cache = CachedConfigStore(inner, ttl=30, clock=clock)
     for _ in range(3):
         prompt, profile = cache.get_prompt_and_profile("weekly", None, "fast")

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.fakes import Monotonic
 from worker_llm_client.event_handler import Deliveries
 
 
@@ -24,14 +25,6 @@ class Work:
         if self.error is not None:
             raise self.error
         return self.result
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_a_copy_of_a_handled_event_is_acknowledged_without_work() -> None:
@@ -73,7 +66,7 @@ def test_when_the_first_fails_its_copies_fail_too_and_a_redelivery_works_again()
 
 
 def test_handled_events_are_forgotten_after_the_ttl_and_beyond_the_capacity() -> None:
-    clock, work = Clock(), Work()
+    clock, work = Monotonic(0.0), Work()
     deliveries = Deliveries(ttl=60, capacity=2, clock=clock)
     deliveries.handle_once("e1", work)
     clock.now = 59
