@@ -43,6 +43,7 @@ class EventarcRelay:
     ) -> None:
         self.targets, self.attempts, self.retry_seconds, self.serial = targets, attempts, retry_seconds, serial
         self._serial_lock = threading.Lock()
+        self._timers: list[threading.Timer] = []
         self._next_target = itertools.cycle(targets)
         self._queue: queue.Queue[tuple[dict[str, str], bytes, int] | None] = queue.Queue()
         self._lock = threading.Lock()
@@ -59,6 +60,10 @@ class EventarcRelay:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            timers, self._timers = self._timers, []
+        for timer in timers:  # retries not yet due are dropped with the relay
+            timer.cancel()
         for _ in self._threads[1:]:
             self._queue.put(None)
         self._server.shutdown()
@@ -82,7 +87,8 @@ class EventarcRelay:
                 self.dropped += 1
 
     def idle(self) -> bool:
-        """Nothing queued, being pushed or waiting to be retried."""
+        """Concurrent mode: nothing queued, being pushed or waiting to be retried. (In serial mode
+        the emulator waits for each push, so it knows when the relay is done.)"""
         with self._lock:
             return self._queue.unfinished_tasks == 0 and self._retrying == 0
 
@@ -117,7 +123,10 @@ class EventarcRelay:
             return
         with self._lock:
             self._retrying += 1
-        threading.Timer(self.retry_seconds, self._requeue, (headers, body, attempt + 1)).start()
+        timer = threading.Timer(self.retry_seconds, self._requeue, (headers, body, attempt + 1))
+        with self._lock:
+            self._timers.append(timer)
+        timer.start()
 
     def _requeue(self, headers: dict[str, str], body: bytes, attempt: int) -> None:
         self._queue.put((headers, body, attempt))

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from worker_llm_client.errors import PermanentStepError, permanent_or
+from worker_llm_client.errors import PermanentStepError, RetryableStepError, StepError, permanent_or
 from worker_llm_client.ports import ConfigStore
 from worker_llm_client.report_models import Profile, Prompt
 
@@ -39,8 +39,10 @@ class CachedConfigStore:
 
     def get_prompt_and_profile(
         self, prompt_id: str, version: int | None, profile_id: str
-    ) -> tuple[Prompt | PermanentStepError, Profile | PermanentStepError]:
-        """From the cache; when both are missing, one read of both (a cold step costs one RPC)."""
+    ) -> tuple[Prompt | StepError, Profile | PermanentStepError]:
+        """From the cache; when both are missing, one read of both (a cold step costs one RPC).
+        With the profile at hand, an outage reading the prompt is returned too, not raised: the
+        caller governs the profile first, and a profile it refuses fails the step for that."""
         prompt_key, prompt_ttl = _prompt_key(prompt_id, version, self.ttl)
         profile_key = ("profile", profile_id)
         first, second = sorted((prompt_key, profile_key))  # one order for every caller: no deadlock
@@ -51,7 +53,10 @@ class CachedConfigStore:
                 self._store(prompt_key, prompt_ttl, prompt)
                 self._store(profile_key, self.ttl, profile)
             elif prompt is None:
-                prompt = permanent_or(lambda: self.inner.get_prompt(prompt_id, version))
+                try:
+                    prompt = permanent_or(lambda: self.inner.get_prompt(prompt_id, version))
+                except RetryableStepError as outage:  # not cached: the next step reads again
+                    return outage, _own(profile)
                 self._store(prompt_key, prompt_ttl, prompt)
             elif profile is None:
                 profile = permanent_or(lambda: self.inner.get_profile(profile_id))
@@ -81,6 +86,8 @@ class CachedConfigStore:
             return entry[1]
 
     def _store(self, key: tuple[str, ...], ttl: float, value: Any) -> None:
+        if isinstance(value, PermanentStepError):  # "not found" holds for the TTL, even for a pin
+            ttl = min(ttl, self.ttl)
         with self._lock:
             self._entries[key] = (self.clock() + ttl, value)
             self._entries.move_to_end(key)

@@ -6,6 +6,7 @@ at the edge with ``raise ... from exc``; the core and the use case never see a g
     WorkerError                      anything the executor raises on purpose
     ├── EventDecodeError             the CloudEvent cannot be turned into a run snapshot (acked)
     ├── ConfigurationError           the function's own environment is unusable (fail loudly)
+    ├── DeliveryInFlight             a copy of an event whose first delivery failed or still runs (5xx)
     └── StepError                    recorded on the step as error {code, message, retryable}
         ├── PermanentStepError       FAILED at once, never retried
         │   ├── InvalidStep              INVALID_STEP
@@ -51,6 +52,11 @@ class EventDecodeError(WorkerError):
 
 class ConfigurationError(WorkerError):
     """The function's environment is missing or malformed."""
+
+
+class DeliveryInFlight(WorkerError):
+    """A copy of an event whose first delivery failed or is still running: answered 5xx so that
+    Eventarc redelivers it."""
 
 
 class StepError(WorkerError):

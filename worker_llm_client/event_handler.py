@@ -12,12 +12,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from worker_llm_client.adapters.cloudevent_decoding import decode_event, run_id_from_attributes
 from worker_llm_client.core.step_selection import runnable_steps
-from worker_llm_client.errors import EventDecodeError
+from worker_llm_client.errors import DeliveryInFlight, EventDecodeError
 from worker_llm_client.observability import bind_event, get_logger, trace_resource
 
 if TYPE_CHECKING:
@@ -32,14 +33,21 @@ class Deliveries:
     """The event ids this instance is handling or has handled successfully in the last ``ttl`` s.
 
     Eventarc delivers at least once, sometimes many copies at once. A copy that arrives while the
-    first is being handled waits for it and answers as it does: acknowledged if it succeeded, the
-    same error (5xx, so Eventarc redelivers) if it failed. A copy of an event already handled
-    successfully is acknowledged at once. Either way a copy costs no RPC; copies that reach other
-    instances are still safe, since every claim is a precondition write.
+    first is being handled waits for it (up to ``wait`` s) and answers as it does: acknowledged if
+    it succeeded, an error (5xx, so Eventarc redelivers) if it failed or is still running. A copy
+    of an event already handled successfully is acknowledged at once. Either way a copy costs no
+    RPC; copies that reach other instances are still safe, since every claim is a precondition
+    write.
     """
 
-    def __init__(self, ttl: float = 600.0, capacity: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
-        self.ttl, self.capacity, self.clock = ttl, capacity, clock
+    def __init__(
+        self,
+        ttl: float = 600.0,
+        capacity: int = 10_000,
+        wait: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl, self.capacity, self.wait, self.clock = ttl, capacity, wait, clock
         self._handled: OrderedDict[str, float] = OrderedDict()  # event id -> when it expires
         self._running: dict[str, Future[None]] = {}
         self._lock = threading.Lock()
@@ -56,20 +64,35 @@ class Deliveries:
             if first is None:
                 running = self._running[event_id] = Future()
         if first is not None:
-            first.result()  # the first delivery's error, if it failed
+            self._await(event_id, first)
             return None
+        failure: BaseException | None = None
         try:
-            reports = work()
+            return work()
         except BaseException as exc:
-            running.set_exception(exc)
+            failure = exc
             raise
-        finally:
+        finally:  # settle the copies whatever happened
             with self._lock:
                 self._running.pop(event_id, None)
-                if not running.done():
+                if failure is None:
                     self._handled[event_id] = self.clock() + self.ttl
-        running.set_result(None)
-        return reports
+            if failure is None:
+                running.set_result(None)
+            else:
+                running.set_exception(failure)
+
+    def _await(self, event_id: str, first: Future[None]) -> None:
+        """Return when the first delivery succeeded; raise a fresh error (never the first's own
+        object, which its thread is raising) when it failed or is still running after ``wait``."""
+        try:
+            first.result(timeout=self.wait)
+        except FutureTimeout:
+            raise DeliveryInFlight(
+                f"event {event_id} is still being handled; answering 5xx to be redelivered"
+            ) from None
+        except BaseException as exc:
+            raise DeliveryInFlight(f"the first delivery of event {event_id} failed: {type(exc).__name__}") from exc
 
     def _forget_expired(self) -> None:
         now = self.clock()

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Protocol
 
-from worker_llm_client.errors import PermanentStepError
+from worker_llm_client.errors import PermanentStepError, StepError
 from worker_llm_client.models import Patch, RunSnapshot
 from worker_llm_client.report_models import LlmRequest, LlmResult, Profile, Prompt, StoredArtifact
 
@@ -35,9 +35,10 @@ class ConfigStore(Protocol):
 
     def get_prompt_and_profile(
         self, prompt_id: str, version: int | None, profile_id: str
-    ) -> tuple[Prompt | PermanentStepError, Profile | PermanentStepError]:
+    ) -> tuple[Prompt | StepError, Profile | PermanentStepError]:
         """Both in one read where the store can. A missing or malformed document is returned as its
-        permanent error (the caller decides which to raise first); an outage is raised."""
+        permanent error (the caller decides which to raise first); an outage is raised, except
+        one reading only the prompt while the profile is at hand (a cache), which is returned."""
         ...
 
 

@@ -182,7 +182,7 @@ class ReportProducer:
         if isinstance(profile, PermanentStepError):
             raise profile
         self._govern(profile)
-        if isinstance(prompt, PermanentStepError):
+        if isinstance(prompt, StepError):
             raise prompt
         return profile, prompt
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from tests.builders import T0, later, step_data
 from tests.conftest import ROOT
 from worker_llm_client.adapters.firestore_store import FirestoreConfigStore, FirestoreRunStore
 from worker_llm_client.config_push import PROFILES, PROMPTS, load_prompts, push
-from worker_llm_client.core.transitions import Delete
+from worker_llm_client.core.transitions import Delete, failed_patch, succeeded_patch
 from worker_llm_client.errors import ProfileNotFound, PromptNotFound
 from worker_llm_client.report_models import Profile, Prompt
 
@@ -214,5 +215,26 @@ def test_a_finalize_whose_write_landed_but_was_retried_still_counts(
 
     _write(db, run_id, {"s1": step_data(status="RUNNING", claim={"token": "mine"})})
     monkeypatch.setattr(DocumentReference, "update", update_then_lose_the_answer)
-    assert FirestoreRunStore(db).finalize(run_id, "s1", "mine", {("steps", "s1", "status"): "SUCCEEDED"}) is True
+    patch = succeeded_patch("s1", {"gcs_uri": "gs://b/o"}, datetime.now(UTC))
+    assert FirestoreRunStore(db).finalize(run_id, "s1", "mine", patch) is True
     assert len(calls) == 1 and _step(db, run_id, "s1")["status"] == "SUCCEEDED"
+
+
+def test_a_step_failed_by_another_writer_under_our_token_is_not_taken_for_our_write(
+    db: Any, run_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from google.cloud.firestore_v1.document import DocumentReference
+
+    real_update = DocumentReference.update
+    _write(db, run_id, {"s1": step_data(status="RUNNING", attempt=3, claim={"token": "mine"})})
+    other = later(0)  # e.g. another instance failing the step as LEASE_EXPIRED: claim untouched
+
+    def another_writer_first(self: Any, *args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(DocumentReference, "update", real_update)
+        self.update({"steps.s1.status": "FAILED", "steps.s1.finishedAt": other})  # our precondition now fails
+        return real_update(self, *args, **kwargs)
+
+    monkeypatch.setattr(DocumentReference, "update", another_writer_first)
+    patch = failed_patch("s1", {"code": "LLM_BAD_REQUEST", "message": "m", "retryable": False}, datetime.now(UTC))
+    assert FirestoreRunStore(db).finalize(run_id, "s1", "mine", patch) is False
+    assert _step(db, run_id, "s1")["finishedAt"] == other and "error" not in _step(db, run_id, "s1")

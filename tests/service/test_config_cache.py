@@ -129,3 +129,34 @@ def test_a_missing_prompt_comes_back_as_its_error_cached_and_fresh_per_caller() 
     with pytest.raises(PromptNotFound):
         cache.get_prompt("ghost", None)  # the same cache entry
     assert inner.reads == 1
+
+
+def test_a_missing_pinned_version_is_looked_up_again_after_the_ttl() -> None:
+    inner, clock = CountingStore(), Monotonic()
+    cache = CachedConfigStore(inner, ttl=30, clock=clock)
+    with pytest.raises(PromptNotFound):
+        cache.get_prompt("weekly", 9)
+    inner.prompts[("weekly", 9)] = replace(make_prompt(version=9), template="v9")  # pushed since
+    clock.now += 31
+    assert cache.get_prompt("weekly", 9).version == 9
+
+
+def test_an_outage_reading_the_prompt_is_returned_beside_a_cached_profile_and_not_cached() -> None:
+    from worker_llm_client.errors import StorageUnavailable
+
+    class PromptOutage(CountingStore):
+        down = True
+
+        def get_prompt(self, prompt_id: str, version: int | None) -> Prompt:
+            if self.down:
+                raise StorageUnavailable("reading prompt 'weekly' from Firestore failed: RetryError")
+            return super().get_prompt(prompt_id, version)
+
+    inner = PromptOutage()
+    cache = CachedConfigStore(inner, ttl=30)
+    cache.get_profile("fast")
+    prompt, profile = cache.get_prompt_and_profile("weekly", None, "fast")
+    assert isinstance(prompt, StorageUnavailable) and isinstance(profile, Profile)
+    inner.down = False
+    prompt, _ = cache.get_prompt_and_profile("weekly", None, "fast")
+    assert isinstance(prompt, Prompt)  # the outage was not cached

@@ -238,6 +238,22 @@ def test_bad_configuration_fails_permanently_without_a_model_call(steps: dict, c
         assert any(e["event"] == "governance.violation" for e in logs)
 
 
+def test_a_refused_profile_fails_the_step_even_while_its_prompt_cannot_be_read() -> None:
+    from worker_llm_client.config_cache import CachedConfigStore
+    from worker_llm_client.errors import StorageUnavailable
+
+    class PromptOutage(FakeConfigStore):
+        def get_prompt(self, prompt_id: str, version: int | None) -> Any:
+            raise StorageUnavailable(f"reading prompt '{prompt_id}' from Firestore failed: RetryError")
+
+    cache = CachedConfigStore(PromptOutage([make_prompt()], [make_profile("off", enabled=False)]), ttl=30)
+    cache.get_profile("off")  # an earlier step of this instance read it
+    world = World(configs=cache, allowed_llm_profiles=frozenset({"off"}))  # type: ignore[arg-type]
+    world.executor.handle(world.run({"s1": step_data(profile="off")}))
+    assert world.step("s1")["status"] == "FAILED"
+    assert world.step("s1")["error"]["code"] == "PROFILE_NOT_ALLOWED"  # governance, not the outage
+
+
 def test_profile_missing_from_the_store() -> None:
     world = World(allowed_llm_profiles=frozenset({"fast", "gone"}))
     world.executor.handle(world.run({"s1": step_data(profile="gone")}))

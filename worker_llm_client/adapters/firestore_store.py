@@ -7,7 +7,9 @@ point, which answers 5xx so Eventarc redelivers.
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -110,17 +112,20 @@ class FirestoreRunStore:
             self._waiting.setdefault(run_id, []).append(mine)
         with self._run_locks[zlib.crc32(run_id.encode()) % RUN_LOCK_STRIPES]:
             if mine.committed is None and mine.error is None:  # no batch took it yet: lead one
-                with self._waiting_lock:
-                    batch = self._waiting.pop(run_id)
-                self._commit(run_id, batch)
-        if mine.error is not None:
-            raise mine.error
+                self._commit(run_id)  # raises what failed the batch
+        if mine.error is not None:  # a batch another finalize led failed: this one failed with it
+            message = f"finalizing step '{step_id}' of run '{run_id}' failed: {type(mine.error).__name__}"
+            raise StorageUnavailable(message) from mine.error
         return bool(mine.committed)
 
-    def _commit(self, run_id: str, batch: list[_Finalize]) -> None:
+    def _commit(self, run_id: str) -> None:
+        """Write every finalize of ``run_id`` waiting now; each one is settled whatever happens."""
+        batch: list[_Finalize] = []
         try:
+            with self._waiting_lock:
+                batch = self._waiting.pop(run_id, [])
             held = self._write_held(run_id, batch)
-        except BaseException as exc:  # every finalize of the batch fails alike (the event is redelivered)
+        except BaseException as exc:  # the whole batch fails alike (the event is redelivered)
             for item in batch:
                 item.error = exc
             raise
@@ -130,15 +135,18 @@ class FirestoreRunStore:
     def _write_held(self, run_id: str, batch: list[_Finalize]) -> list[bool]:
         """Which patches of ``batch`` were written: those whose steps are still held by their
         tokens. A write the client retried after it had landed fails its own precondition; the
-        next read shows the steps as that write left them, and it counts as written."""
+        next read shows what that write left (its status and timestamps, under our tokens), and
+        it counts as written. Conflicts are read again after a short, growing, jittered pause."""
         ref = self._ref(run_id)
         sent = [False] * len(batch)
-        for _ in range(FINALIZE_ROUNDS):
+        for conflicts in range(FINALIZE_ROUNDS + 1):
             snap = ref.get()
             data = (snap.to_dict() or {}) if snap.exists else {}
             steps = data.get("steps") or {}
-            if any(sent) and all(_landed(steps.get(i.step_id), i) for i, was in zip(batch, sent, strict=True) if was):
-                return sent
+            if any(_landed(steps.get(i.step_id), i) for i, was in zip(batch, sent, strict=True) if was):
+                return sent  # one write carried them all: if one landed, all did
+            if conflicts == FINALIZE_ROUNDS:
+                break
             held = [_held_by(steps.get(item.step_id), item.token) for item in batch]
             patch = {
                 path: value for item, ok in zip(batch, held, strict=True) if ok for path, value in item.patch.items()
@@ -151,6 +159,7 @@ class FirestoreRunStore:
                 ref.update(to_firestore_updates(with_wake(fresh, patch)), option=option)
             except gexc.FailedPrecondition:
                 sent = held  # the run changed since the read (or this very write landed): read again
+                time.sleep(min(1.0, 0.02 * 2**conflicts) * (0.5 + random.random() / 2))
                 continue
             except gexc.NotFound:
                 return [False] * len(batch)
@@ -168,15 +177,19 @@ class FirestoreRunStore:
         return [snap.id for snap in query.stream()]
 
 
+LANDED_MARKS = ("status", "finishedAt", "retryAt")  # together, what only our own write leaves behind
+
+
 def _landed(step: Any, item: _Finalize) -> bool:
-    """``step`` is as ``item``'s patch left it: still its claim, the status it wrote."""
+    """``step`` is as ``item``'s patch left it: still under its claim token, with the status and
+    the timestamps (``finishedAt``/``retryAt``, to the microsecond) it wrote. Another writer
+    failing the step under our token (a lease taken as expired) leaves its own timestamp."""
     if not isinstance(step, Mapping) or not isinstance(step.get("claim"), Mapping):
         return False
-    return bool(step["claim"].get("token") == item.token and step.get("status") == _status_of(item))
-
-
-def _status_of(item: _Finalize) -> Any:
-    return item.patch.get(("steps", item.step_id, "status"))
+    if step["claim"].get("token") != item.token:
+        return False
+    marks = {path[-1]: value for path, value in item.patch.items() if len(path) == 3 and path[-1] in LANDED_MARKS}
+    return len(marks) > 1 and all(step.get(field) == value for field, value in marks.items())
 
 
 def _held_by(step: Any, token: str) -> bool:
