@@ -19,8 +19,9 @@ DELIVERIES = Deliveries()  # this instance's events in flight and recently handl
 @functions_framework.cloud_event
 def handle_flow_run_event(event: CloudEvent) -> None:
     """Eventarc ``google.cloud.firestore.document.v1.written`` on ``flow_runs/{runId}``."""
-    attributes = event.get_attributes()
-    handle_firestore_event(attributes, event.get_data(), bootstrap.executor, settings().project, deliveries=DELIVERIES)
+    handle_firestore_event(
+        event.get_attributes(), event.get_data(), bootstrap.executor, settings().project, deliveries=DELIVERIES
+    )
 
 
 @functions_framework.http

@@ -225,8 +225,5 @@ class RunExecutor:
 def _claim_landed(fresh: RunSnapshot, plan: ClaimPlan) -> bool:
     """True when ``fresh`` shows every step of ``plan`` RUNNING under the claim we tried to write."""
     return bool(plan.claimed) and all(
-        (now := fresh.steps.get(step.step_id)) is not None
-        and now.status == StepStatus.RUNNING
-        and now.claim_token == claim.token
-        for step, claim in plan.claimed
+        (now := fresh.steps.get(step.step_id)) is not None and now.held_by(claim.token) for step, claim in plan.claimed
     )

@@ -58,6 +58,10 @@ class Step:
         token = self.claim.get("token")
         return token if isinstance(token, str) else None
 
+    def held_by(self, token: str) -> bool:
+        """RUNNING under the claim ``token``: only that claim's holder may finalize it."""
+        return self.status == StepStatus.RUNNING and self.claim_token == token
+
 
 @dataclass(frozen=True)
 class RunSnapshot:

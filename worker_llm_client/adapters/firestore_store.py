@@ -11,7 +11,7 @@ import random
 import threading
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -33,7 +33,7 @@ from worker_llm_client.errors import (
     StorageUnavailable,
     permanent_or,
 )
-from worker_llm_client.models import Patch, RunSnapshot, StepStatus, run_from_document
+from worker_llm_client.models import Patch, RunSnapshot, Step, run_from_document
 from worker_llm_client.report_models import Profile, Prompt
 
 RUNS = "flow_runs"
@@ -137,33 +137,25 @@ class FirestoreRunStore:
         tokens. A write the client retried after it had landed fails its own precondition; the
         next read shows what that write left (its status and timestamps, under our tokens), and
         it counts as written. Conflicts are read again after a short, growing, jittered pause."""
-        ref = self._ref(run_id)
         sent = [False] * len(batch)
         for conflicts in range(FINALIZE_ROUNDS + 1):
-            snap = ref.get()
-            data = (snap.to_dict() or {}) if snap.exists else {}
-            steps = data.get("steps") or {}
-            if any(_landed(steps.get(i.step_id), i) for i, was in zip(batch, sent, strict=True) if was):
+            run = self.get_run(run_id)
+            if run is None or run.update_time is None:
+                return [False] * len(batch)  # the run is gone: nothing is held
+            if any(_landed(run.steps.get(i.step_id), i) for i, was in zip(batch, sent, strict=True) if was):
                 return sent  # one write carried them all: if one landed, all did
             if conflicts == FINALIZE_ROUNDS:
                 break
-            held = [_held_by(steps.get(item.step_id), item.token) for item in batch]
+            held = [(step := run.steps.get(item.step_id)) is not None and step.held_by(item.token) for item in batch]
             patch = {
                 path: value for item, ok in zip(batch, held, strict=True) if ok for path, value in item.patch.items()
             }
             if not patch:
                 return held
-            fresh = run_from_document(run_id, data, snap.update_time)
-            option = self.client.write_option(last_update_time=snap.update_time)
-            try:
-                ref.update(to_firestore_updates(with_wake(fresh, patch)), option=option)
-            except gexc.FailedPrecondition:
-                sent = held  # the run changed since the read (or this very write landed): read again
-                time.sleep(min(1.0, 0.02 * 2**conflicts) * (0.5 + random.random() / 2))
-                continue
-            except gexc.NotFound:
-                return [False] * len(batch)
-            return held
+            if self.write_if_unchanged(run_id, run.update_time, with_wake(run, patch)):
+                return held
+            sent = held  # the run changed or went since the read (or this very write landed): read again
+            time.sleep(min(1.0, 0.02 * 2**conflicts) * (0.5 + random.random() / 2))
         raise StorageUnavailable(f"finalizing steps of run '{run_id}' conflicted {FINALIZE_ROUNDS} times in a row")
 
     def due_runs(self, now: datetime, limit: int) -> list[str]:
@@ -180,23 +172,14 @@ class FirestoreRunStore:
 LANDED_MARKS = ("status", "finishedAt", "retryAt")  # together, what only our own write leaves behind
 
 
-def _landed(step: Any, item: _Finalize) -> bool:
+def _landed(step: Step | None, item: _Finalize) -> bool:
     """``step`` is as ``item``'s patch left it: still under its claim token, with the status and
     the timestamps (``finishedAt``/``retryAt``, to the microsecond) it wrote. Another writer
     failing the step under our token (a lease taken as expired) leaves its own timestamp."""
-    if not isinstance(step, Mapping) or not isinstance(step.get("claim"), Mapping):
-        return False
-    if step["claim"].get("token") != item.token:
+    if step is None or step.claim_token != item.token:
         return False
     marks = {path[-1]: value for path, value in item.patch.items() if len(path) == 3 and path[-1] in LANDED_MARKS}
-    return len(marks) > 1 and all(step.get(field) == value for field, value in marks.items())
-
-
-def _held_by(step: Any, token: str) -> bool:
-    if not isinstance(step, Mapping) or step.get("status") != StepStatus.RUNNING:
-        return False
-    claim = step.get("claim")
-    return isinstance(claim, Mapping) and claim.get("token") == token
+    return len(marks) > 1 and all(step.data.get(field) == value for field, value in marks.items())
 
 
 class FirestoreConfigStore:
