@@ -8,7 +8,6 @@ import base64
 import io
 import os
 import site
-import socket
 import statistics
 import subprocess
 import sys
@@ -138,21 +137,16 @@ def noop_event(rounds: int = 2000) -> dict[str, Any]:
 def stub_process() -> Iterator[str]:
     """The Gemini stub in a process of its own (in this one, its threads would take the GIL from
     the client being measured); yields its base URL."""
-    from worker_llm_client.devstack.services import ManagedProcess, free_port, wait_until
+    from worker_llm_client.devstack.services import ManagedProcess, accepts_tcp, free_port, wait_until
 
     port = free_port()
     command = [sys.executable, "-m", "worker_llm_client.devstack.gemini_stub", "--port", str(port)]
     stub = ManagedProcess("bench-gemini-stub", ROOT / ".devstack" / "bench-logs", command, cwd=ROOT).start()
     try:
-        wait_until(lambda: _accepts(port), 30, what="the Gemini stub")
+        wait_until(lambda: accepts_tcp("127.0.0.1", port), 30, what="the Gemini stub")
         yield f"http://127.0.0.1:{port}"
     finally:
         stub.stop()
-
-
-def _accepts(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def llm_layer(rounds: int = 500) -> dict[str, Any]:

@@ -14,7 +14,6 @@ import math
 import statistics
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +28,6 @@ from benchmarks.stack import PROFILE, PROMPT, BenchStack, bench_stack, object_co
 
 STUB_LATENCY = 0.2
 MAX_PARALLEL_STEPS = 8  # the deployed default, set explicitly so the ideal below matches it
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 # -- 3. per-step overhead -------------------------------------------------------------------------
@@ -201,7 +199,7 @@ def fanout(
     end_to_end = [(step["finishedAt"] - written[run_id]).total_seconds() * 1000 for run_id, step in done]
     execution = [(step["finishedAt"] - step["startedAt"]).total_seconds() * 1000 for _, step in done]
     usage, emulator_usage = fn.usage(), emu.usage()
-    lines = _log_lines(functions)
+    lines = [line for function in functions for line in function.json_log_lines()]
     once = [s for _, s in done if s.get("attempt") == 1 and s["outputs"].get("llmCalls") == 1]
     figures = {
         "delivery": delivery,
@@ -278,15 +276,6 @@ def _settle(db: Any, written: dict[str, datetime]) -> dict[str, dict[str, Any]]:
         time.sleep(0.5)
 
 
-def _log_lines(functions: list[Any]) -> list[dict[str, Any]]:
-    lines = []
-    for function in functions:
-        for line in function.log_path.read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("{"):
-                lines.append(json.loads(line))
-    return lines
-
-
 # -- 6. duplicate storm ---------------------------------------------------------------------------
 
 
@@ -294,7 +283,7 @@ def duplicate_storm(stack: BenchStack, deliveries: int = 100, instances: int = 2
     """One event delivered ``deliveries`` times at once, spread over ``instances`` processes (its
     project has no trigger: only these deliveries reach them), against one delivery of the same
     kind of event. The model must be called once; every delivery must be acknowledged (2xx)."""
-    from tests.events import document_event_bytes, event_headers
+    from tests.events import deliver, document_event_bytes
 
     project = "bench-storm"
     db = stack.db(project)
@@ -306,25 +295,21 @@ def duplicate_storm(stack: BenchStack, deliveries: int = 100, instances: int = 2
         written = db.collection("flow_runs").document(run_id).set(data)
         return run_id, document_event_bytes(project, run_id, data, when=written.update_time)
 
-    def deliver(url: str, run_id: str, body: bytes) -> tuple[int, float]:
-        headers = event_headers(run_id, event_id=f"{run_id}-write")
-        request = urllib.request.Request(f"{url}/", data=body, method="POST", headers=headers)
+    def timed_delivery(url: str, run_id: str, body: bytes) -> tuple[int, float]:
         start = time.perf_counter()
-        with _OPENER.open(request, timeout=120) as response:
-            return int(response.status), (time.perf_counter() - start) * 1000
+        status = deliver(url, run_id, body, f"{run_id}-write", timeout=120)
+        return status, (time.perf_counter() - start) * 1000
 
     for function in functions:  # warm: each instance has built its clients
-        deliver(function.url, *fresh_event())
-    single = [deliver(functions[0].url, *fresh_event())[1] for _ in range(5)]
+        timed_delivery(function.url, *fresh_event())
+    single = [timed_delivery(functions[0].url, *fresh_event())[1] for _ in range(5)]
     stack.stub.reset()
     run_id, body = fresh_event()
     gate = threading.Barrier(deliveries)
 
     def storm(i: int) -> tuple[int, float]:
         gate.wait()
-        start = time.perf_counter()
-        status, _ = deliver(functions[i % len(functions)].url, run_id, body)
-        return status, (time.perf_counter() - start) * 1000
+        return timed_delivery(functions[i % len(functions)].url, run_id, body)
 
     with ThreadPoolExecutor(deliveries) as pool:
         started = time.perf_counter()

@@ -7,7 +7,6 @@ serving ``main.py`` with the environment a deployed function would have. Logs go
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -15,15 +14,20 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.measure import ROOT
+from worker_llm_client.devstack.demo import function_env
 from worker_llm_client.devstack.gemini_stub import GeminiStub
-from worker_llm_client.devstack.services import FakeGcs, FirestoreEmulator, FunctionsFramework, free_port
+from worker_llm_client.devstack.services import (
+    FakeGcs,
+    FirestoreEmulator,
+    FunctionsFramework,
+    free_port,
+    scoped_environ,
+)
 
 LOG_DIR = ROOT / ".devstack" / "bench-logs"
 BUCKET = "bench-artifacts"
 PROFILE = "flash-json"
 PROMPT = "weekly_report"
-MODELS = "gemini-2.5-flash,gemini-2.5-pro"
-PROFILES = "flash-json,flash-json-vertex,pro-json"
 
 
 def report_step(team: str) -> dict[str, Any]:
@@ -44,22 +48,15 @@ class BenchStack:
     functions: list[FunctionsFramework] = field(default_factory=list)
 
     def env(self, project: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
-        """What a deployed function of ``project`` would be configured with (defaults elsewhere)."""
-        env = {
-            "GOOGLE_CLOUD_PROJECT": project,
-            "FIRESTORE_EMULATOR_HOST": self.emulator.host_port,
-            "STORAGE_EMULATOR_HOST": self.gcs.url,
-            "ARTIFACTS_BUCKET": BUCKET,
-            "ALLOWED_LLM_PROFILES": PROFILES,
-            "ALLOWED_MODELS": MODELS,
-            "GEMINI_API_KEY": "stub-key",
-            "GEMINI_BASE_URL": self.stub.base_url,
-        }
-        return env | dict(overrides or {})
+        """What a function of ``project`` on this stack is configured with: the demo's (the
+        governance allowlists, the emulators, the stub), defaults elsewhere, then ``overrides``."""
+        return function_env(project, self.emulator.host_port, self.gcs.url, self.stub.base_url, BUCKET) | dict(
+            overrides or {}
+        )
 
     def client_env(self) -> contextlib.AbstractContextManager[None]:
         """The emulator hosts, set while a client is built (clients read them then)."""
-        return _environ(FIRESTORE_EMULATOR_HOST=self.emulator.host_port, STORAGE_EMULATOR_HOST=self.gcs.url)
+        return scoped_environ(FIRESTORE_EMULATOR_HOST=self.emulator.host_port, STORAGE_EMULATOR_HOST=self.gcs.url)
 
     def db(self, project: str) -> Any:
         """A Firestore client for ``project`` with prompts and profiles pushed."""
@@ -116,21 +113,6 @@ def bench_stack(name: str, project: str, stub_latency: float = 0.0) -> Iterator[
                 process.stop()
             for client in stack.clients:
                 client.close()
-
-
-@contextlib.contextmanager
-def _environ(**values: str) -> Iterator[None]:
-    """Set environment variables for the duration, then put back what was there."""
-    previous = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def step_ids(count: int) -> list[str]:

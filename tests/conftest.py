@@ -25,16 +25,14 @@ MODEL_RETRY_BUDGET_SECONDS = 5  # in-invocation retries stay within seconds in t
 
 
 def function_env(project: str, emulator: Any, gcs: Any, stub: Any, **overrides: str) -> dict[str, str]:
-    """The environment of a function process of the e2e and chaos stacks, for ``project``."""
-    env = {
-        "GOOGLE_CLOUD_PROJECT": project,
-        "FIRESTORE_EMULATOR_HOST": emulator.host_port,
-        "STORAGE_EMULATOR_HOST": gcs.url,
-        "ARTIFACTS_BUCKET": BUCKET,
+    """The environment of a function process of the e2e and chaos stacks, for ``project``: the
+    demo's, with the test profiles allowed and the test stacks' short cache and retry budget."""
+    from worker_llm_client.devstack.demo import function_env as stack_env
+
+    env = stack_env(project, emulator.host_port, gcs.url, stub.base_url, bucket=BUCKET)
+    env |= {
         "ALLOWED_LLM_PROFILES": ALLOWED_PROFILES,
         "ALLOWED_MODELS": ALLOWED_MODELS,
-        "GEMINI_API_KEY": "stub-key",
-        "GEMINI_BASE_URL": stub.base_url,
         "CONFIG_CACHE_SECONDS": str(CONFIG_CACHE_SECONDS),
         "MODEL_RETRY_BUDGET_SECONDS": str(MODEL_RETRY_BUDGET_SECONDS),
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,3 +56,14 @@ def event_headers(
     }
     headers.update({f"ce-{k}": v for k, v in extra.items()})
     return headers
+
+
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # everything is on loopback
+
+
+def deliver(url: str, run_id: str, body: bytes, event_id: str, timeout: float = 60.0) -> int:
+    """POST a Firestore CloudEvent the way Eventarc (and the emulator) does; the HTTP status."""
+    headers = event_headers(run_id, event_id=event_id)
+    request = urllib.request.Request(f"{url}/", data=body, method="POST", headers=headers)
+    with _OPENER.open(request, timeout=timeout) as response:
+        return int(response.status)

@@ -11,7 +11,6 @@ never sees their runs and nothing else re-drives them. The figures each test rec
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -26,11 +25,6 @@ from tests.e2e.conftest import Stack
 CHAOS_RESULTS = ROOT / ".devstack" / "chaos-results.json"
 E2E_TRIGGER = "flow-runs-e2e"  # tests/e2e's id: registering it again replaces it, never doubles delivery
 PASSED = pytest.StashKey[bool]()
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture(scope="session")
@@ -59,13 +53,13 @@ def stack(
     from google.cloud import firestore
 
     from worker_llm_client.config_push import push_all
-    from worker_llm_client.devstack.services import FunctionsFramework
+    from worker_llm_client.devstack.services import FunctionsFramework, accepts_tcp
 
     env = function_env(E2E_PROJECT, firestore_emulator, fake_gcs, gemini_stub_server)
     function = FunctionsFramework(
         "handle_flow_run_event", ROOT / "main.py", "cloudevent", env, devstack_logs, port=functions_port
     )
-    owned = not _listening(functions_port)
+    owned = not accepts_tcp("127.0.0.1", functions_port)
     if owned:
         function.start()
     db = firestore.Client(project=E2E_PROJECT)

@@ -19,7 +19,6 @@ import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +26,7 @@ from google.cloud.firestore_v1.field_path import FieldPath
 
 from tests.builders import step_data
 from tests.e2e.conftest import Stack
-from tests.events import document_event_bytes, event_headers
+from tests.events import deliver, document_event_bytes
 from worker_llm_client.devstack.gemini_stub import Reply
 from worker_llm_client.devstack.services import wait_until
 
@@ -54,14 +53,6 @@ def put_run(db: Any, run_id: str, steps: Steps) -> bytes:
     return base64.b64encode(document_event_bytes(db.project, run_id, data, when=written.update_time))
 
 
-def deliver(url: str, run_id: str, body: bytes, event_id: str, timeout: float = 60.0) -> int:
-    """POST a Firestore CloudEvent the way Eventarc (and the emulator) does; the HTTP status."""
-    headers = event_headers(run_id, event_id=event_id)
-    request = urllib.request.Request(f"{url}/", data=body, method="POST", headers=headers)
-    with _OPENER.open(request, timeout=timeout) as response:
-        return int(response.status)
-
-
 def sweep(sweeper: Any) -> dict[str, int]:
     """What Cloud Scheduler does every few minutes."""
     request = urllib.request.Request(f"{sweeper.url}/?limit=100", data=b"", method="POST")
@@ -71,10 +62,7 @@ def sweep(sweeper: Any) -> dict[str, int]:
 
 
 def logs_of(*processes: Any) -> list[dict[str, Any]]:
-    lines: list[str] = []
-    for process in processes:
-        lines += Path(process.log_path).read_text(encoding="utf-8", errors="replace").splitlines()
-    return [json.loads(line) for line in lines if line.startswith("{")]
+    return [line for process in processes for line in process.json_log_lines()]
 
 
 def run_lines(lines: list[dict[str, Any]], run_id: str, *messages: str) -> list[dict[str, Any]]:

@@ -24,8 +24,7 @@ class Stack:
     bucket: Any
 
     def logs(self) -> list[dict[str, Any]]:
-        lines = Path(self.function.log_path).read_text(encoding="utf-8", errors="replace").splitlines()
-        return [json.loads(line) for line in lines if line.startswith("{")]
+        return self.function.json_log_lines()  # type: ignore[no-any-return]
 
     def wait_for_log(self, done: Callable[[dict[str, Any]], bool], timeout: float = 10.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -17,6 +16,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from tests.conftest import ROOT
+from worker_llm_client.devstack.services import accepts_tcp
 
 pytestmark = pytest.mark.e2e
 
@@ -41,14 +41,6 @@ def _demo(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 def _stub_env() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key not in NOT_INHERITED}
-
-
-def _accepts(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1.0):
-            return True
-    except OSError:
-        return False
 
 
 def _artifact(output: str, step_id: str) -> object:
@@ -83,7 +75,7 @@ def test_demo_runs_the_three_reports_to_succeeded_and_leaves_nothing_running() -
     assert "DEMO OK" in output and output.rstrip().endswith("all services stopped")
     addresses = SERVICE_ADDRESSES.findall(output)
     assert len(addresses) == 3, output
-    assert [f"{host}:{port}" for host, port in addresses if _accepts(host, int(port))] == []
+    assert [f"{host}:{port}" for host, port in addresses if accepts_tcp(host, int(port))] == []
     if shutil.which("pgrep"):
         for _, port in addresses:
             leftover = subprocess.run(

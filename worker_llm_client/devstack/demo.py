@@ -28,7 +28,13 @@ from typing import Any, TextIO
 
 from worker_llm_client.devstack import services
 from worker_llm_client.devstack.gemini_stub import GeminiStub
-from worker_llm_client.devstack.services import FakeGcs, FirestoreEmulator, FunctionsFramework, PrerequisiteMissing
+from worker_llm_client.devstack.services import (
+    FakeGcs,
+    FirestoreEmulator,
+    FunctionsFramework,
+    PrerequisiteMissing,
+    scoped_environ,
+)
 
 Service = services.ManagedProcess
 
@@ -90,7 +96,7 @@ def run_demo(out: TextIO = sys.stdout, latency: float = 0.3, keep_running: bool 
     except KeyboardInterrupt:
         return 130
     code = 1
-    with _sigterm_as_interrupt(), _scoped_environ(), contextlib.ExitStack() as cleanup:
+    with _sigterm_as_interrupt(), scoped_environ(), contextlib.ExitStack() as cleanup:
         cleanup.callback(_say, out, "all services stopped")
         try:
             stack, code = _demo(cleanup, out, backend, latency)
@@ -160,7 +166,7 @@ def _start_services(cleanup: contextlib.ExitStack, out: TextIO, backend: Backend
         stub = GeminiStub(latency=latency)
         cleanup.callback(stub.stop)
         _say(out, f"  {'gemini stub':<20}{stub.start().base_url}  (in-process, replies after {latency:g}s)")
-    env = _function_env(backend.project, emulator.host_port, gcs.url, None if stub is None else stub.base_url)
+    env = function_env(backend.project, emulator.host_port, gcs.url, None if stub is None else stub.base_url)
     main_py = ROOT / "main.py"
     function = FunctionsFramework("handle_flow_run_event", main_py, "cloudevent", env, LOG_DIR, port=function_port)
     _start(started, out, "function", function, function.url)
@@ -183,7 +189,11 @@ def _stop_together(started: list[Service]) -> None:
         list(pool.map(lambda service: service.stop(), started))
 
 
-def _function_env(project: str, firestore_host: str, gcs_url: str, stub_url: str | None) -> dict[str, str]:
+def function_env(
+    project: str, firestore_host: str, gcs_url: str, stub_url: str | None, bucket: str = BUCKET
+) -> dict[str, str]:
+    """A function process's environment on the local stack: the governance allowlists, the
+    emulators, and the stub (``stub_url``) or real Gemini (None)."""
     from worker_llm_client.config_push import load_governance
 
     governance = load_governance(ROOT / "governance.yaml")
@@ -191,7 +201,7 @@ def _function_env(project: str, firestore_host: str, gcs_url: str, stub_url: str
         "GOOGLE_CLOUD_PROJECT": project,
         "FIRESTORE_EMULATOR_HOST": firestore_host,
         "STORAGE_EMULATOR_HOST": gcs_url,
-        "ARTIFACTS_BUCKET": BUCKET,
+        "ARTIFACTS_BUCKET": bucket,
         "ALLOWED_LLM_PROFILES": ",".join(sorted(governance["allowedLlmProfiles"])),
         "ALLOWED_MODELS": ",".join(sorted(governance["allowedModels"])),
         "GEMINI_BASE_URL": "",  # an inherited override must not redirect real Gemini
@@ -328,17 +338,6 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
-def _scoped_environ() -> Iterator[None]:
-    """The emulator switches set for this process's clients are undone afterwards."""
-    saved = dict(os.environ)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def _plural(count: int, noun: str) -> str:

@@ -41,8 +41,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 GCLOUD_FIX = "install the Google Cloud CLI: https://cloud.google.com/sdk/docs/install"
 EMULATOR_FIX = (
@@ -102,12 +103,26 @@ def _answers_200(url: str) -> bool:
     return True
 
 
-def _accepts_tcp(host: str, port: int) -> bool:
+def accepts_tcp(host: str, port: int) -> bool:
+    """Whether something listens on ``host:port`` (a connection is accepted within 1 s)."""
     try:
         with socket.create_connection((host, port), timeout=1.0):
             return True
     except OSError:
         return False
+
+
+@contextlib.contextmanager
+def scoped_environ(**values: str) -> Iterator[None]:
+    """Set ``values`` in this process's environment (and whatever the block sets), then put the
+    whole environment back: the emulator switches clients read stay scoped."""
+    saved = dict(os.environ)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 class ManagedProcess:
@@ -215,6 +230,11 @@ class ManagedProcess:
     def kill(self) -> None:
         """SIGKILL the whole group at once (e.g. to simulate a crashed worker)."""
         self._end(signal.SIGKILL, 5.0)
+
+    def json_log_lines(self) -> list[dict[str, Any]]:
+        """The structured (one JSON object per line) lines of this process's log, parsed."""
+        text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
     def log_tail(self, n_lines: int = 40) -> str:
         """The last ``n_lines`` lines of this process's log, for error messages."""
@@ -434,7 +454,7 @@ class FunctionsFramework(ManagedProcess):
         return [*_functions_framework_argv(self.python), *args]
 
     def _is_ready(self) -> bool:
-        return _accepts_tcp(self.host, self.port)
+        return accepts_tcp(self.host, self.port)
 
     def start(self, timeout: float = 30.0) -> FunctionsFramework:
         super().start(timeout)
