@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
     profile = args.only is None and not args.no_docs and profiles.available()
     if args.only in (None, "stack"):
-        from benchmarks.bench_stack import latency_samples, run_all
+        from benchmarks.bench_stack import run_all
 
         results |= run_all(progress, profile=profile)
     if profile:
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
     print(f"\nall figures: {RESULTS.relative_to(ROOT)}")
     if args.only is None and not args.no_docs:
-        drawn = report.histogram(latency_samples(), DOC.parent / IMAGE)
+        drawn = report.histogram(results, DOC.parent / IMAGE)
         report.update_docs(DOC, report.results_markdown(results, IMAGE if drawn else None))
         print(f"results section: {DOC.relative_to(ROOT)}" + (f", histogram: docs/{IMAGE}" if drawn else ""))
     if profile:

@@ -230,15 +230,8 @@ def fanout(
         "goal": "every step SUCCEEDED exactly once",
     }  # fmt: skip
     figures["exactlyOnce"] = figures["succeededExactlyOnce"] == total == model_calls == figures["artifacts"]
-    _SAMPLES[delivery] = {"endToEndMs": end_to_end, "executionMs": execution}
+    figures["samplesMs"] = {"endToEndMs": end_to_end, "executionMs": execution}  # for the histogram
     return figures
-
-
-_SAMPLES: dict[str, dict[str, list[float]]] = {}  # raw latencies for the histogram
-
-
-def latency_samples() -> dict[str, dict[str, list[float]]]:
-    return _SAMPLES
 
 
 def _write_runs(db: Any, tag: str, runs: int, steps_per_run: int) -> dict[str, datetime]:

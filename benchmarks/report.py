@@ -65,6 +65,7 @@ def _storm(f: dict[str, Any]) -> tuple[str, bool]:
     return text, _storm_correct(f)
 
 
+FANOUTS = ("fanoutEmulator", "fanoutEventarc")
 FIGURES: list[tuple[str, str, Callable[[dict[str, Any]], tuple[str, bool]]]] = [
     ("coldStart", "1. cold start", _cold_start),
     ("noopEvent", "2. no-op event", _noop),
@@ -111,8 +112,9 @@ def print_summary(results: dict[str, Any]) -> None:
         print(f"{title:<31} {'met ' if met else 'MISS'}  {text}", flush=True)
 
 
-def histogram(samples: dict[str, dict[str, list[float]]], path: Path) -> bool:
+def histogram(results: dict[str, Any], path: Path) -> bool:
     """Step latency histograms of the fan-out runs, p50/p90/p95/p99 marked; False without matplotlib."""
+    samples = {f["delivery"]: f["samplesMs"] for key in FANOUTS if (f := results.get(key))}
     try:
         import matplotlib
     except ImportError:
