@@ -26,7 +26,8 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only
+from worker_llm_client.devstack.services import LOOPBACK_OPENER
+
 FORWARDED = ("content-type",)
 
 
@@ -105,7 +106,7 @@ class EventarcRelay:
             target = next(self._next_target)
         request = urllib.request.Request(f"{target}/", data=body, method="POST", headers=headers)
         try:
-            with _OPENER.open(request, timeout=600) as response:
+            with LOOPBACK_OPENER.open(request, timeout=600) as response:
                 ok = bool(200 <= response.status < 300)
         except (urllib.error.URLError, OSError):
             ok = False

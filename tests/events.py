@@ -10,6 +10,8 @@ from google.cloud.firestore_v1 import _helpers
 from google.events.cloud.firestore_v1.types import DocumentEventData
 from google.protobuf import timestamp_pb2
 
+from worker_llm_client.devstack.services import LOOPBACK_OPENER
+
 Pb: Any = DocumentEventData.pb()
 
 
@@ -58,12 +60,9 @@ def event_headers(
     return headers
 
 
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # everything is on loopback
-
-
 def deliver(url: str, run_id: str, body: bytes, event_id: str, timeout: float = 60.0) -> int:
     """POST a Firestore CloudEvent the way Eventarc (and the emulator) does; the HTTP status."""
     headers = event_headers(run_id, event_id=event_id)
     request = urllib.request.Request(f"{url}/", data=body, method="POST", headers=headers)
-    with _OPENER.open(request, timeout=timeout) as response:
+    with LOOPBACK_OPENER.open(request, timeout=timeout) as response:
         return int(response.status)

@@ -28,14 +28,13 @@ from tests.builders import step_data
 from tests.e2e.conftest import Stack
 from tests.events import deliver, document_event_bytes
 from worker_llm_client.devstack.gemini_stub import Reply
-from worker_llm_client.devstack.services import wait_until
+from worker_llm_client.devstack.services import LOOPBACK_OPENER, wait_until
 
 pytestmark = pytest.mark.e2e
 VARS = {"team": "payments", "week": "2026-W47", "notes": ["cut p95 by 30%"]}
 RETRY_PROJECT = "chaos-retry"  # no trigger registered: only our own processes touch these runs
 CRASH_PROJECT = "chaos-crash"
 LEASE_SECONDS = 3
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # everything is on loopback
 Steps = dict[str, Any]
 
 
@@ -56,7 +55,7 @@ def put_run(db: Any, run_id: str, steps: Steps) -> bytes:
 def sweep(sweeper: Any) -> dict[str, int]:
     """What Cloud Scheduler does every few minutes."""
     request = urllib.request.Request(f"{sweeper.url}/?limit=100", data=b"", method="POST")
-    with _OPENER.open(request, timeout=60) as response:
+    with LOOPBACK_OPENER.open(request, timeout=60) as response:
         summary: dict[str, int] = json.loads(response.read())
         return summary
 

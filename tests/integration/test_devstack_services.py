@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import textwrap
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from google.cloud import firestore
 from google.cloud.storage import Client as StorageClient  # type: ignore[import-untyped,unused-ignore]
 
 from worker_llm_client.devstack.services import (
+    LOOPBACK_OPENER,
     FakeGcs,
     FirestoreEmulator,
     FunctionsFramework,
@@ -27,7 +27,6 @@ from worker_llm_client.devstack.services import (
 pytestmark = pytest.mark.integration
 
 PROJECT = "demo-test"
-NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 RECORDER_SOURCE = textwrap.dedent(
     """
@@ -147,7 +146,7 @@ def test_fake_gcs_upload_honours_if_generation_match(gcs: FakeGcs, monkeypatch: 
 def test_kill_removes_whole_process_group(recorder_source: Path, tmp_path: Path) -> None:
     fn = FunctionsFramework("hello", recorder_source, "http", {}, tmp_path / "logs").start()
     try:
-        with NO_PROXY.open(fn.url, timeout=10) as response:
+        with LOOPBACK_OPENER.open(fn.url, timeout=10) as response:
             assert response.read() == b"hello"
         pgid = fn.pid
         assert pgid is not None

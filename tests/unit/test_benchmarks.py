@@ -17,7 +17,7 @@ from benchmarks import report
 from benchmarks.bench_light import _import_tree, noop_event
 from benchmarks.eventarc_relay import EventarcRelay
 from benchmarks.measure import GroupSampler, counting_connections, percentiles
-from worker_llm_client.devstack.services import free_port, wait_until
+from worker_llm_client.devstack.services import LOOPBACK_OPENER, free_port, wait_until
 
 
 def test_a_noop_event_opens_no_connection() -> None:
@@ -93,8 +93,7 @@ def test_the_relay_acknowledges_at_once_forwards_untouched_and_retries_failures(
 
         headers = {"ce-id": "e1", "ce-type": "t", "Content-Type": "application/protobuf", "X-Other": "dropped"}
         request = urllib.request.Request(f"http://127.0.0.1:{port}/p", data=b"\x01\x02", headers=headers)
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(request, timeout=10) as response:
+        with LOOPBACK_OPENER.open(request, timeout=10) as response:
             assert response.status == 204
         wait_until(lambda: relay.pushed == 1 and relay.idle(), 10, what="the relay to push")
     target.shutdown()

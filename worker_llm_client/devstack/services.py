@@ -55,7 +55,7 @@ EMULATOR_RELPATH = Path("platform/cloud-firestore-emulator/cloud_firestore_emula
 MIN_JAVA = 11  # the emulator jar's class files target Java 11; we run it on 17+
 WRITTEN_EVENT = "google.cloud.firestore.document.v1.written"
 # Ignore HTTP(S)_PROXY from the environment: every service here is on loopback.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+LOOPBACK_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class PrerequisiteMissing(RuntimeError):
@@ -85,7 +85,7 @@ def _request(method: str, url: str, body: object = None, ok: Sequence[int] = (20
     headers = {} if data is None else {"Content-Type": "application/json"}
     request = urllib.request.Request(url, data, headers, method=method)
     try:
-        with _OPENER.open(request, timeout=10.0) as response:
+        with LOOPBACK_OPENER.open(request, timeout=10.0) as response:
             status, payload = int(response.status), bytes(response.read())
     except urllib.error.HTTPError as err:
         status, payload = err.code, err.read()
