@@ -32,9 +32,10 @@ PROMPT = "weekly_report"
 
 def report_step(team: str) -> dict[str, Any]:
     """One READY LLM_REPORT step; ``team`` makes its request (and artifact) unique."""
-    inputs = {"promptId": PROMPT, "llm": {"llmProfile": PROFILE}}
-    inputs["vars"] = {"team": team, "week": "2026-W47", "notes": ["cut p95 by 30%", "one incident"]}
-    return {"type": "LLM_REPORT", "status": "READY", "inputs": inputs}
+    from tests.builders import step_data
+
+    variables = {"team": team, "week": "2026-W47", "notes": ["cut p95 by 30%", "one incident"]}
+    return step_data(prompt_id=PROMPT, profile=PROFILE, vars=variables)
 
 
 @dataclass
