@@ -150,11 +150,13 @@ def _group_members(pgid: int) -> list[int]:
     return members
 
 
-def _rss_and_cpu(pid: int) -> tuple[int, float]:
+def _rss_and_cpu(pid: int) -> tuple[int, float] | None:
+    """RSS bytes and CPU seconds so far; None once the process is gone (reaped between listing
+    the group and reading it)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return 0, 0.0
+        return None
     utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5), from 0 after the name
     rss_pages = int(fields[21])
     return rss_pages * PAGE_BYTES, (utime + stime) / CLOCK_TICKS
@@ -163,7 +165,8 @@ def _rss_and_cpu(pid: int) -> tuple[int, float]:
 class GroupSampler:
     """Samples the summed RSS and CPU time of a process group (a functions-framework server and its
     gunicorn worker) every ``interval`` seconds in a thread; ``usage()`` gives the peak RSS seen and
-    the CPU seconds spent since ``start``."""
+    the CPU seconds spent inside the ``with`` block: from the first reading for a process already
+    in the group on entry, from its start for one that joined later (all its CPU is inside)."""
 
     def __init__(self, pgids: list[int], interval: float = 0.05) -> None:
         self.pgids, self.interval = pgids, interval
@@ -173,15 +176,19 @@ class GroupSampler:
         self._cpu_last: dict[int, float] = {}
         self._peak = 0
         self._pids: set[int] = set()
+        self._entered = False
 
     def _sample(self) -> None:
         rss_total = 0
         for pgid in self.pgids:
             for pid in _group_members(pgid):
-                rss, cpu = _rss_and_cpu(pid)
+                reading = _rss_and_cpu(pid)
+                if reading is None:  # gone: its last reading stands, not a zero
+                    continue
+                rss, cpu = reading
                 rss_total += rss
                 self._pids.add(pid)
-                self._cpu_start.setdefault(pid, cpu)
+                self._cpu_start.setdefault(pid, cpu if not self._entered else 0.0)
                 self._cpu_last[pid] = cpu
         self._peak = max(self._peak, rss_total)
 
@@ -191,6 +198,7 @@ class GroupSampler:
 
     def __enter__(self) -> GroupSampler:
         self._sample()
+        self._entered = True
         self._thread.start()
         return self
 

@@ -4,6 +4,7 @@ the counters count, the relay delivers like Eventarc, a figure's goal is judged 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
@@ -56,7 +57,8 @@ def test_the_group_sampler_sees_a_process_group_use_memory_and_cpu() -> None:
     burn = "import time; x = bytearray(64 << 20); t = time.process_time()\nwhile time.process_time() - t < 0.3: pass"
     child = subprocess.Popen([sys.executable, "-c", burn], start_new_session=True)
     with GroupSampler([child.pid], interval=0.01) as sampler:
-        child.wait()
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped: the last reading sees it all
+    child.wait()
     usage = sampler.usage()
     assert usage.processes == 1
     assert usage.peak_rss_bytes > 64 << 20
