@@ -26,5 +26,7 @@ def handle_flow_run_event(event: CloudEvent) -> None:
 
 @functions_framework.http
 def sweep_flow_runs(request: Any) -> tuple[dict[str, int], int]:
-    """Cloud Scheduler, every few minutes: re-drive retries that are due and expired leases."""
-    return handle_sweep(request.args, bootstrap.executor), 200
+    """Cloud Scheduler, every few minutes: re-drive retries that are due and expired leases.
+    Answers 500 when a run raised (it was logged and pushed back), so that the job records it."""
+    summary = handle_sweep(request.args, bootstrap.executor)
+    return summary, 500 if summary.get("failed") else 200

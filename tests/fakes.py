@@ -9,9 +9,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from tests.builders import T0
+from worker_llm_client.core.document_size import document_size
 from worker_llm_client.core.transitions import Delete
 from worker_llm_client.core.wake import with_wake
-from worker_llm_client.errors import PermanentStepError, ProfileNotFound, PromptNotFound, permanent_or
+from worker_llm_client.errors import PermanentStepError, ProfileNotFound, PromptNotFound, RunTooLarge, permanent_or
 from worker_llm_client.models import Patch, RunSnapshot, run_from_document
 from worker_llm_client.report_models import LlmRequest, LlmResult, Profile, Prompt, StoredArtifact, Usage
 
@@ -38,13 +39,20 @@ class Monotonic:
 
 
 class InMemoryRunStore:
-    """Documents with a Firestore-like update_time that moves on every write."""
+    """Documents with a Firestore-like update_time that moves on every write.
 
-    def __init__(self) -> None:
+    ``faults`` scripts what the next finalizes raise (one exception each, in order), and
+    ``max_document_bytes`` makes a write that would grow a document past it raise RunTooLarge,
+    as Firestore's 1 MiB limit does.
+    """
+
+    def __init__(self, clock: Callable[[], datetime] = lambda: T0, max_document_bytes: int | None = None) -> None:
         self.docs: dict[str, dict[str, Any]] = {}
         self.update_times: dict[str, datetime] = {}
         self.writes = 0
         self.reads = 0
+        self.clock, self.max_document_bytes = clock, max_document_bytes
+        self.faults: list[Exception] = []
         self._lock = threading.Lock()
         self._tick = 0
 
@@ -78,10 +86,12 @@ class InMemoryRunStore:
 
     def finalize(self, run_id: str, step_id: str, token: str, patch: Patch) -> bool:
         with self._lock:
+            if self.faults:
+                raise self.faults.pop(0)
             step = self.docs.get(run_id, {}).get("steps", {}).get(step_id, {})
             if step.get("status") != "RUNNING" or step.get("claim", {}).get("token") != token:
                 return False
-            self._apply(run_id, with_wake(self._snapshot(run_id), patch))
+            self._apply(run_id, with_wake(self._snapshot(run_id), patch, self.clock()))
             return True
 
     def due_runs(self, now: datetime, limit: int) -> list[str]:
@@ -94,16 +104,24 @@ class InMemoryRunStore:
             return [run_id for _, run_id in sorted(due)[:limit]]
 
     def _apply(self, run_id: str, patch: Patch) -> None:
+        doc = copy.deepcopy(self.docs[run_id])
+        self._patch(doc, patch)
+        if self.max_document_bytes is not None and document_size(("flow_runs", run_id), doc) > self.max_document_bytes:
+            raise RunTooLarge(f"run '{run_id}' cannot hold this write: Firestore's document limits")
+        self.docs[run_id] = doc
         self.writes += 1
+        self._touch(run_id)
+
+    @staticmethod
+    def _patch(doc: dict[str, Any], patch: Patch) -> None:
         for path, value in patch.items():
-            node = self.docs[run_id]
+            node = doc
             for key in path[:-1]:
                 node = node.setdefault(key, {})
             if value is Delete.FIELD:
                 node.pop(path[-1], None)
             else:
                 node[path[-1]] = copy.deepcopy(value)
-        self._touch(run_id)
 
 
 class FakeConfigStore:

@@ -30,7 +30,15 @@ def work_window(function_timeout: float, lease: float) -> float:
     """How long a claimed step may work in one invocation: within the function's timeout and its
     own lease (past the lease another worker may take it over), less room to upload and finalize."""
     window = min(function_timeout, lease)
-    return window - min(FINALIZE_MARGIN_SECONDS, window / 4)
+    return window - finalize_margin(function_timeout, lease)
+
+
+def finalize_margin(function_timeout: float, lease: float) -> float:
+    """What is kept at the end of the window to upload the report and finalize the step."""
+    return min(FINALIZE_MARGIN_SECONDS, min(function_timeout, lease) / 4)
+
+
+FINALIZE_SHARE = 0.9  # of the margin, for finalize retries: the rest is slack before the timeout
 
 
 def build_executor(config: Settings, llm: LlmClient | None = None) -> RunExecutor:
@@ -54,7 +62,7 @@ def build_executor(config: Settings, llm: LlmClient | None = None) -> RunExecuto
         gemini = GeminiClient(config)
         llm, closers = gemini, [gemini.close, *closers]
     return RunExecutor(
-        runs=FirestoreRunStore(db),
+        runs=FirestoreRunStore(db, clock=SystemClock().now),
         configs=CachedConfigStore(FirestoreConfigStore(db), ttl=config.config_cache_seconds),
         artifacts=GcsArtifactStore(gcs, config.artifacts_bucket),
         llm=llm,
@@ -66,6 +74,7 @@ def build_executor(config: Settings, llm: LlmClient | None = None) -> RunExecuto
             allowed_llm_profiles=config.allowed_llm_profiles,
             allowed_models=config.allowed_models,
             work_seconds=work_window(config.function_timeout_seconds, config.lease_seconds),
+            finalize_seconds=FINALIZE_SHARE * finalize_margin(config.function_timeout_seconds, config.lease_seconds),
         ),
         closers=tuple(closers),
         retry=ModelRetry(budget_seconds=config.model_retry_budget_seconds),

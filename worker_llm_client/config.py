@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from worker_llm_client.errors import ConfigurationError
@@ -33,7 +33,7 @@ class Settings:
     artifacts_bucket: str = ""
     allowed_llm_profiles: frozenset[str] = frozenset()
     allowed_models: frozenset[str] = frozenset()
-    gemini_api_key: str | None = None
+    gemini_api_key: str | None = field(default=None, repr=False)  # a secret: never in a repr or a log
     location: str = DEFAULT_LOCATION
     gemini_base_url: str | None = None
     lease_seconds: int = DEFAULT_LEASE_SECONDS

@@ -7,6 +7,7 @@ at the edge with ``raise ... from exc``; the core and the use case never see a g
     ├── EventDecodeError             the CloudEvent cannot be turned into a run snapshot (acked)
     ├── ConfigurationError           the function's own environment is unusable (fail loudly)
     ├── DeliveryInFlight             a copy of an event whose first delivery failed or still runs (5xx)
+    ├── RunStoreUnavailable          the run document cannot be read or written now (5xx, or retried)
     └── StepError                    recorded on the step as error {code, message, retryable}
         ├── PermanentStepError       FAILED at once, never retried
         │   ├── InvalidStep              INVALID_STEP
@@ -20,6 +21,9 @@ at the edge with ``raise ... from exc``; the core and the use case never see a g
         │   ├── LlmBadRequest            LLM_BAD_REQUEST
         │   ├── LlmBlocked               LLM_BLOCKED
         │   ├── LlmTruncated             LLM_TRUNCATED
+        │   ├── StorageForbidden         STORAGE_FORBIDDEN   (the bucket is missing or not ours to write)
+        │   ├── RunTooLarge              RUN_TOO_LARGE       (the run document cannot hold the step's result)
+        │   ├── Internal                 INTERNAL            (anything unforeseen: its type, never its text)
         │   └── InvalidOutput            (carries ``feedback`` for a repair turn: sent, never logged)
         │       ├── OutputNotJson            OUTPUT_NOT_JSON
         │       └── OutputSchemaMismatch     OUTPUT_SCHEMA_MISMATCH
@@ -57,6 +61,11 @@ class ConfigurationError(WorkerError):
 class DeliveryInFlight(WorkerError):
     """A copy of an event whose first delivery failed or is still running: answered 5xx so that
     Eventarc redelivers it."""
+
+
+class RunStoreUnavailable(WorkerError):
+    """Firestore failed transiently (or kept conflicting) reading or writing a run: a claim answers
+    5xx so that Eventarc redelivers; a finalize is retried within the invocation."""
 
 
 class StepError(WorkerError):
@@ -135,6 +144,25 @@ class LlmBlocked(PermanentStepError):
 
 class LlmTruncated(PermanentStepError):
     code = "LLM_TRUNCATED"
+
+
+class StorageForbidden(PermanentStepError):
+    code = "STORAGE_FORBIDDEN"
+
+
+class RunTooLarge(PermanentStepError):
+    code = "RUN_TOO_LARGE"
+
+
+class Internal(PermanentStepError):
+    """An exception outside this tree. Its message names the exception's type only: the text of a
+    foreign exception may quote model output, prompt text or variable values."""
+
+    code = "INTERNAL"
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, where: str) -> Internal:
+        return cls(f"unexpected {type(exc).__module__}.{type(exc).__qualname__} while {where}")
 
 
 class InvalidOutput(PermanentStepError):

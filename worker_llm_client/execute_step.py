@@ -4,11 +4,19 @@
 (re-reading and deciding again on conflict), runs the claimed steps concurrently and finalizes
 each guarded by its claim token (a read, then a precondition write). The clock is read once per
 decision; every outside effect goes through a port.
+
+Every claimed step ends in a recorded outcome within the invocation: a ``StepError`` is recorded
+as itself, anything else as ``INTERNAL`` (its type in the message, the traceback in the log), and
+a finalize that meets a transient Firestore failure or keeps conflicting is retried until the
+invocation's finalize window closes. Only then does the step wait for its lease; its re-claim
+reuses the report it left in GCS (a salvage claim, on the last attempt).
 """
 
 from __future__ import annotations
 
 import contextvars
+import itertools
+import random
 import time
 import uuid
 from collections.abc import Callable
@@ -16,19 +24,24 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 
-from worker_llm_client.core.claim_planning import ClaimPlan, plan_claims
-from worker_llm_client.core.retry_policy import after_failure
+from worker_llm_client.core.claim_planning import ClaimPlan, PlannedClaim, plan_claims
+from worker_llm_client.core.retry_policy import after_failure, error_record
 from worker_llm_client.core.transitions import failed_patch, max_attempts, retry_wait_patch, succeeded_patch
-from worker_llm_client.core.wake import next_wake, wake_field, with_wake
-from worker_llm_client.errors import StepError
-from worker_llm_client.models import DEFAULT_MAX_ATTEMPTS, RunSnapshot, StepStatus
-from worker_llm_client.observability import bind_event, bind_step, get_logger
+from worker_llm_client.core.wake import with_wake
+from worker_llm_client.errors import Internal, RunStoreUnavailable, RunTooLarge, StepError
+from worker_llm_client.models import DEFAULT_MAX_ATTEMPTS, Patch, RunSnapshot, StepStatus
+from worker_llm_client.observability import bind_step, get_logger
 from worker_llm_client.ports import ArtifactStore, Clock, ConfigStore, LlmClient, RunStore
 from worker_llm_client.produce_report import ModelRetry, ReportProducer
 from worker_llm_client.report_models import Claim, ClaimedStep
+from worker_llm_client.step_slots import StepSlots
 
 CLAIM_ROUNDS = 5
+DEFAULT_FINALIZE_SECONDS = 60.0
+FINALIZE_BACKOFF_CAP_SECONDS = 4.0
+FINALIZE_MAX_TRIES = 30  # a backstop for an unbounded window: about 100 s of trying
 
 
 @dataclass(frozen=True)
@@ -39,6 +52,7 @@ class ExecutorPolicy:
     allowed_llm_profiles: frozenset[str]
     allowed_models: frozenset[str]
     work_seconds: float = float("inf")  # how long a claimed step may take in this invocation
+    finalize_seconds: float = DEFAULT_FINALIZE_SECONDS  # then how long its finalize may keep trying
 
 
 @dataclass
@@ -46,7 +60,8 @@ class SweepReport:
     runs: int = 0  # due runs looked at
     steps: int = 0  # steps re-driven (claimed, executed and finalized)
     repaired: int = 0  # runs whose stale wakeAt was recomputed
-    failed: int = 0  # runs that raised (logged); the sweep went on
+    failed: int = 0  # runs that raised (logged, pushed back); the sweep went on
+    deferred: int = 0  # due runs left for the next sweep: too little of its window was left
 
 
 @dataclass(frozen=True)
@@ -82,6 +97,8 @@ class RunExecutor:
             retry=retry,
             max_inflight=policy.max_parallel_steps,
         )
+        self.retry = self.producer.retry
+        self.slots = StepSlots(policy.max_parallel_steps)
         self.closers = closers
         self.log = get_logger()
 
@@ -90,88 +107,79 @@ class RunExecutor:
         for close in self.closers:
             close()
 
-    def handle(self, run: RunSnapshot, deadline: float | None = None) -> list[StepReport]:
-        """Claim what is runnable in ``run`` (or its fresher self) and execute it, finishing before
-        ``deadline`` (monotonic; by default this invocation's work window from now)."""
+    def handle(self, run: RunSnapshot, deadline: float | None = None, limit: int | None = None) -> list[StepReport]:
+        """Claim what is runnable in ``run`` (or its fresher self), at most ``limit`` steps, and
+        execute it, finishing before ``deadline`` (monotonic; by default this invocation's work
+        window from now)."""
         if deadline is None:
-            deadline = self.producer.retry.monotonic() + self.policy.work_seconds
-        snapshot, claimed = self.claim(run, deadline)
+            deadline = self.retry.monotonic() + self.policy.work_seconds
+        snapshot, claimed = self.claim(run, deadline, limit or self.policy.max_parallel_steps)
         if len(claimed) <= 1:
             return [self.execute(snapshot, step) for step in claimed]
         with ThreadPoolExecutor(max_workers=len(claimed), thread_name_prefix="step") as pool:
             futures = [pool.submit(contextvars.copy_context().run, self.execute, snapshot, step) for step in claimed]
             return [future.result() for future in futures]
 
-    def claim(self, run: RunSnapshot, deadline: float = float("inf")) -> tuple[RunSnapshot, list[ClaimedStep]]:
+    def claim(
+        self, run: RunSnapshot, deadline: float = float("inf"), limit: int | None = None
+    ) -> tuple[RunSnapshot, list[ClaimedStep]]:
+        limit = limit or self.policy.max_parallel_steps
         snapshot: RunSnapshot | None = run
-        for _ in range(CLAIM_ROUNDS):
+        for conflicts in range(CLAIM_ROUNDS):
+            if conflicts:
+                self._back_off(conflicts)
             if snapshot is None:
                 return run, []
             if snapshot.update_time is None:
                 snapshot = self.runs.get_run(run.run_id)
                 continue
             now = self.clock.now()
-            plan = plan_claims(snapshot, now, self.policy.max_parallel_steps, partial(self._new_claim, now))
+            plan = plan_claims(snapshot, now, limit, partial(self._new_claim, now))
             if plan.empty:
                 return snapshot, []
-            if self.runs.write_if_unchanged(snapshot.run_id, snapshot.update_time, with_wake(snapshot, plan.patch)):
-                return snapshot, self._accept(snapshot, plan, deadline)
+            if self._write_claim(snapshot, plan, now):
+                return snapshot, self._accept(snapshot, plan.claimed, plan, deadline)
             fresh = self.runs.get_run(run.run_id)
-            if fresh is not None and _claim_landed(fresh, plan):
-                # the commit was retried after it had already landed: the claim is ours after all
-                return snapshot, self._accept(snapshot, plan, deadline)
+            landed = _claims_landed(fresh, plan) if fresh is not None else []
+            if landed:  # the commit was retried after it had already landed: those claims are ours
+                return snapshot, self._accept(snapshot, landed, plan, deadline)
             self.log.info("step.claim_conflict", steps=len(plan.claimed), reason="run_changed_since_snapshot")
             snapshot = fresh
         self.log.warning("step.claim_conflict", reason="gave_up_after_rounds", rounds=CLAIM_ROUNDS)
         return run, []
 
+    def _write_claim(self, snapshot: RunSnapshot, plan: ClaimPlan, now: datetime) -> bool:
+        assert snapshot.update_time is not None
+        try:
+            return self.runs.write_if_unchanged(
+                snapshot.run_id, snapshot.update_time, with_wake(snapshot, plan.patch, now)
+            )
+        except RunTooLarge as error:  # not even the claim fits: nothing can be recorded on this run
+            self.log.error("step.claim_conflict", reason="run_document_full", detail=error.message)
+            return False
+
+    def _back_off(self, conflicts: int) -> None:
+        self.retry.sleep(min(1.0, 0.02 * 2**conflicts) * (0.5 + random.random() / 2))
+
     def sweep(self, limit: int) -> SweepReport:
-        """Re-drive runs whose ``executor.wakeAt`` has come (retries due, leases expired).
+        """Re-drive runs whose ``executor.wakeAt`` has come; see ``sweep_runs.py``."""
+        from worker_llm_client.sweep_runs import Sweeper
 
-        Safe to run concurrently and repeatedly: every claim is a precondition write. A run with
-        nothing claimable gets its ``wakeAt`` recomputed so it stops coming back.
-        """
-        report = SweepReport()
-        deadline = self.producer.retry.monotonic() + self.policy.work_seconds  # one window for the whole sweep
-        for run_id in self.runs.due_runs(self.clock.now(), limit):
-            if self.producer.retry.monotonic() >= deadline:
-                break  # the rest stay due for the next sweep
-            bind_event(None, run_id, None)
-            try:
-                self._sweep_run(run_id, deadline, report)
-            except Exception:  # one broken run must not stop the others
-                self.log.exception("sweep.run_failed")
-                report.failed += 1
-        return report
+        return Sweeper(self).sweep(limit)
 
-    def _sweep_run(self, run_id: str, deadline: float, report: SweepReport) -> None:
-        snapshot = self.runs.get_run(run_id)
-        if snapshot is None:
-            return
-        steps = self.handle(snapshot, deadline)
-        report.runs += 1
-        report.steps += len(steps)
-        if not steps:
-            report.repaired += self._repair_wake(snapshot)
-
-    def _repair_wake(self, run: RunSnapshot) -> int:
-        """Recompute a due run's ``wakeAt``; one still due with nothing claimable (a dependency was
-        reset, say) is looked at again a lease later, so it cannot hog the sweeper's query."""
-        now = self.clock.now()
-        wake = next_wake(run)
-        if wake is not None and wake <= now:
-            wake = now + timedelta(seconds=self.policy.lease_seconds)
-        if run.update_time is None or wake == run.wake_at:
-            return 0
-        return int(self.runs.write_if_unchanged(run.run_id, run.update_time, wake_field(wake)))
-
-    def _accept(self, snapshot: RunSnapshot, plan: ClaimPlan, deadline: float) -> list[ClaimedStep]:
+    def _accept(
+        self, snapshot: RunSnapshot, claims: list[PlannedClaim], plan: ClaimPlan, deadline: float
+    ) -> list[ClaimedStep]:
         for step in plan.exhausted:
             self.log.warning("step.failed", stepId=step.step_id, attempt=step.attempt, reason="budget_used")
-        claimed = [ClaimedStep(snapshot.run_id, s, s.attempt + 1, claim, deadline) for s, claim in plan.claimed]
+        for step, error in plan.refused:
+            self.log.warning("step.failed", stepId=step.step_id, code=error.code, reason=error.message)
+        claimed = [ClaimedStep(snapshot.run_id, c.step, c.attempt, c.claim, deadline, c.salvage) for c in claims]
         for item in claimed:
             if item.step.status == StepStatus.RUNNING:
-                self.log.warning("step.lease_expired", stepId=item.step.step_id, attempt=item.step.attempt)
+                self.log.warning(
+                    "step.lease_expired", stepId=item.step.step_id, attempt=item.step.attempt, salvage=item.salvage
+                )
             self.log.info("step.claimed", stepId=item.step.step_id, attempt=item.attempt)
         return claimed
 
@@ -180,21 +188,25 @@ class RunExecutor:
         return Claim(self.new_token(), self.policy.worker_id, now, expires)
 
     def execute(self, run: RunSnapshot, claimed: ClaimedStep) -> StepReport:
-        step_id = claimed.step.step_id
-        bind_step(step_id, claimed.attempt)
+        """Produce the step's report and record the outcome, whatever happens on the way."""
+        bind_step(claimed.step.step_id, claimed.attempt)
         try:
             outputs = self.producer.produce(run, claimed)
         except StepError as error:
             return self._finalize_error(claimed, error)
-        patch = succeeded_patch(step_id, outputs, self.clock.now())
-        finalized = self.runs.finalize(claimed.run_id, step_id, claimed.claim.token, patch)
+        except Exception as exc:  # produce() turns everything into a StepError; this is the backstop
+            return self._finalize_error(claimed, self._internal(exc, "producing the report"))
+        patch = succeeded_patch(claimed.step.step_id, outputs, self.clock.now())
+        finalized = self._finalize(claimed, patch)
         if finalized:
             self.log.info(
                 "step.succeeded", gcsUri=outputs["gcs_uri"], llmCalls=outputs["llmCalls"], cached=outputs["cached"]
             )
-        else:
-            self._log_discarded()
-        return StepReport(step_id, "SUCCEEDED", None, finalized)
+        return StepReport(claimed.step.step_id, "SUCCEEDED", None, finalized)
+
+    def _internal(self, exc: BaseException, where: str) -> Internal:
+        self.log.error("step.internal_error", where=where, exc_info=exc)
+        return Internal.from_exception(exc, where)
 
     def _finalize_error(self, claimed: ClaimedStep, error: StepError) -> StepReport:
         step_id = claimed.step.step_id
@@ -204,26 +216,59 @@ class RunExecutor:
             patch = failed_patch(step_id, outcome.error, self.clock.now())
         else:
             patch = retry_wait_patch(step_id, outcome.error, outcome.retry_at)
-        finalized = self.runs.finalize(claimed.run_id, step_id, claimed.claim.token, patch)
-        if not finalized:
-            self._log_discarded()
-        elif outcome.retry_at is None:
-            self.log.warning(
-                "step.failed", code=error.code, retryable=error.retryable, llmCalls=error.llm_calls, usage=error.usage
-            )
-        else:
-            retry_at = outcome.retry_at.isoformat()
-            self.log.warning(
-                "step.retry_scheduled", code=error.code, retryAt=retry_at, llmCalls=error.llm_calls, usage=error.usage
-            )
+        finalized = self._finalize(claimed, patch)
+        cost = {"llmCalls": error.llm_calls, "usage": error.usage}
+        if finalized and outcome.retry_at is None:
+            self.log.warning("step.failed", code=error.code, retryable=error.retryable, **cost)
+        elif finalized and outcome.retry_at is not None:
+            self.log.warning("step.retry_scheduled", code=error.code, retryAt=outcome.retry_at.isoformat(), **cost)
         return StepReport(step_id, "FAILED" if outcome.failed else "RETRY_WAIT", error.code, finalized)
 
-    def _log_discarded(self) -> None:
-        self.log.warning("step.claim_conflict", reason="finalize_discarded_step_no_longer_held")
+    def _finalize(self, claimed: ClaimedStep, patch: Patch) -> bool:
+        """Write ``patch`` if the step is still ours, retrying transient failures and conflicts
+        until the finalize window closes. A result the document cannot hold is recorded as
+        RUN_TOO_LARGE instead; anything unforeseen as INTERNAL. False: not written (the step is no
+        longer ours, or the window closed: then its lease and the sweeper take over)."""
+        step_id, token = claimed.step.step_id, claimed.claim.token
+        give_up_at = claimed.deadline + self.policy.finalize_seconds
+        for tries in itertools.count(1):
+            try:
+                if self.runs.finalize(claimed.run_id, step_id, token, patch):
+                    return True
+                self.log.warning("step.claim_conflict", reason="finalize_discarded_step_no_longer_held")
+                return False
+            except RunStoreUnavailable as error:
+                wait = min(FINALIZE_BACKOFF_CAP_SECONDS, 0.1 * 2 ** min(tries, 16)) * (0.5 + random.random() / 2)
+                if self.retry.monotonic() + wait >= give_up_at or tries >= FINALIZE_MAX_TRIES:
+                    self.log.error("step.finalize_failed", reason="window_closed", tries=tries, detail=str(error))
+                    return False
+                self.log.warning("step.finalize_retry", tries=tries, waitSeconds=round(wait, 3), detail=str(error))
+                self.retry.sleep(wait)
+            except RunTooLarge as error:
+                if _is_failure_of(patch, error.code):
+                    self.log.error("step.finalize_failed", reason="run_document_full", detail=error.message)
+                    return False
+                patch = self._failure_patch(claimed, error)
+            except Exception as exc:
+                if _is_failure_of(patch, Internal.code):
+                    self.log.error("step.finalize_failed", reason="internal_error", errorType=type(exc).__name__)
+                    return False
+                patch = self._failure_patch(claimed, self._internal(exc, "finalizing the step"))
+        return False
+
+    def _failure_patch(self, claimed: ClaimedStep, error: StepError) -> Patch:
+        self.log.warning("step.finalize_replaced", code=error.code)
+        return failed_patch(claimed.step.step_id, error_record(error, claimed.attempt), self.clock.now())
 
 
-def _claim_landed(fresh: RunSnapshot, plan: ClaimPlan) -> bool:
-    """True when ``fresh`` shows every step of ``plan`` RUNNING under the claim we tried to write."""
-    return bool(plan.claimed) and all(
-        (now := fresh.steps.get(step.step_id)) is not None and now.held_by(claim.token) for step, claim in plan.claimed
-    )
+def _is_failure_of(patch: Patch, code: str) -> bool:
+    errors: list[Any] = [value for path, value in patch.items() if path[-1] == "error"]
+    return any(isinstance(e, dict) and e.get("code") == code for e in errors)
+
+
+def _claims_landed(fresh: RunSnapshot, plan: ClaimPlan) -> list[PlannedClaim]:
+    """The claims of ``plan`` that ``fresh`` shows RUNNING under the token we tried to write: a
+    write that landed shows all of them, unless a step changed since (that one is not ours)."""
+    return [
+        c for c in plan.claimed if (now := fresh.steps.get(c.step.step_id)) is not None and now.held_by(c.claim.token)
+    ]

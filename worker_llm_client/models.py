@@ -72,6 +72,8 @@ class RunSnapshot:
     steps: Mapping[str, Step]
     update_time: datetime | None
     wake_at: datetime | None = None  # executor.wakeAt as stored
+    sweep_failures: int = 0  # executor.sweepFailures: sweeps in a row that raised on this run
+    document: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)  # every field, as read
 
 
 def run_from_document(
@@ -90,7 +92,9 @@ def run_from_document(
                 data=body,
             )
     status = data.get("status")
-    executor = data.get("executor")
-    stored = executor.get("wakeAt") if isinstance(executor, Mapping) else None
+    raw_executor = data.get("executor")
+    executor: Mapping[str, Any] = raw_executor if isinstance(raw_executor, Mapping) else {}
+    stored, failures = executor.get("wakeAt"), executor.get("sweepFailures")
     wake = stored if isinstance(stored, datetime) else wake_at
-    return RunSnapshot(run_id, status if isinstance(status, str) else "", steps, update_time, wake)
+    failures = failures if isinstance(failures, int) and not isinstance(failures, bool) and failures > 0 else 0
+    return RunSnapshot(run_id, status if isinstance(status, str) else "", steps, update_time, wake, failures, data)

@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
+import traceback
 from collections.abc import MutableMapping
+from types import TracebackType
 from typing import Any
 
 import structlog
+
+from worker_llm_client.errors import WorkerError
 
 LABEL_KEYS = ("runId", "stepId")
 _SEVERITY = {
@@ -27,6 +32,49 @@ _SEVERITY = {
     "critical": "CRITICAL",
 }
 _configured = False
+MAX_TRACEBACK_FRAMES = 40  # the innermost ones; a RecursionError has a thousand
+MAX_CHAINED = 5
+
+
+def safe_exception(exc: BaseException) -> str:
+    """A traceback that cannot leak: frames (file, line, function) and exception types only.
+
+    A foreign exception's text may quote what it was given (pydantic prints ``input_value=...``,
+    json and jinja2 quote the document): only our own ``WorkerError`` messages, which are written
+    to be safe, are kept.
+    """
+    parts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(parts) < MAX_CHAINED:
+        seen.add(id(current))
+        name = f"{type(current).__module__}.{type(current).__qualname__}"
+        text = f"{name}: {current}" if isinstance(current, WorkerError) else f"{name} (message withheld)"
+        parts.append(_frames(current.__traceback__) + text)
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    return "\nwhich was raised while handling, or directly caused by:\n".join(reversed(parts))
+
+
+def _frames(tb: TracebackType | None) -> str:
+    frames = traceback.extract_tb(tb)
+    cut = len(frames) - MAX_TRACEBACK_FRAMES
+    shown = frames[cut:] if cut > 0 else frames
+    lines = [f'  File "{f.filename}", line {f.lineno}, in {f.name}' for f in shown]
+    head = "Traceback (most recent call last):\n" + (f"  ... {cut} frames above left out\n" if cut > 0 else "")
+    return head + "".join(line + "\n" for line in lines)
+
+
+def _safe_exc_info(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog's ``format_exc_info``, rendering tracebacks with ``safe_exception``."""
+    exc_info = event.pop("exc_info", None)
+    if exc_info:
+        if exc_info is True:
+            exc_info = sys.exc_info()
+        exc = exc_info if isinstance(exc_info, BaseException) else exc_info[1]
+        if exc is not None:
+            event["exception"] = safe_exception(exc)
+            event.setdefault("errorType", type(exc).__name__)
+    return event
 
 
 def _cloud_logging_fields(_: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -47,7 +95,7 @@ def configure_logging(level: str = "INFO") -> None:
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
-            structlog.processors.format_exc_info,
+            _safe_exc_info,
             _cloud_logging_fields,
             structlog.processors.JSONRenderer(serializer=_dumps),
         ],

@@ -24,7 +24,9 @@ from worker_llm_client.core.output_validation import load_schema, repair_instruc
 from worker_llm_client.core.prompt_rendering import render
 from worker_llm_client.core.retry_policy import give_up, model_retry_wait
 from worker_llm_client.core.step_inputs import parse_inputs
+from worker_llm_client.core.transitions import lease_expired_error
 from worker_llm_client.errors import (
+    Internal,
     InvalidOutput,
     LlmRateLimited,
     LlmTimeout,
@@ -96,7 +98,17 @@ class ReportProducer:
         self.log = get_logger()
 
     def produce(self, run: RunSnapshot, claimed: ClaimedStep) -> dict[str, Any]:
-        """The contract's ``outputs`` for a claimed step, or a ``StepError`` saying why not."""
+        """The contract's ``outputs`` for a claimed step, or a ``StepError`` saying why not (an
+        exception outside the tree becomes ``Internal``: nothing else leaves this method)."""
+        try:
+            return self._produce(run, claimed)
+        except StepError:
+            raise
+        except Exception as exc:
+            self.log.error("step.internal_error", where="preparing the request", exc_info=exc)
+            raise Internal.from_exception(exc, "preparing the request") from exc
+
+    def _produce(self, run: RunSnapshot, claimed: ClaimedStep) -> dict[str, Any]:
         inputs = parse_inputs(claimed.step, run.steps)
         profile, prompt = self._resolve(inputs)
         output_schema = load_schema(prompt.output_schema)
@@ -117,11 +129,18 @@ class ReportProducer:
         if existing is not None:
             self.log.info("artifact.reused", gcsUri=existing.uri, reason="identical_request_replayed")
             return _outputs(existing, inputs, production, cached=True)
+        if claimed.salvage:  # the last attempt's worker died before writing a report: nothing to salvage
+            raise lease_expired_error(claimed.attempt)
         try:
             return self._report(name, claimed, inputs, request, production, output_schema)
         except StepError as error:
             error.llm_calls, error.usage = production.llm_calls, production.usage.as_outputs()
             raise
+        except Exception as exc:  # outside our error tree: recorded as INTERNAL, the attempt's cost kept
+            self.log.error("step.internal_error", where="producing the report", exc_info=exc)
+            internal = Internal.from_exception(exc, "producing the report")
+            internal.llm_calls, internal.usage = production.llm_calls, production.usage.as_outputs()
+            raise internal from exc
 
     def _report(
         self,

@@ -36,7 +36,8 @@ class ClaimedStep:
     step: Step
     attempt: int
     claim: Claim
-    deadline: float = float("inf")  # monotonic time by which this invocation must have finalized
+    deadline: float = float("inf")  # monotonic time by which the step's work must be done
+    salvage: bool = False  # the last attempt's lease expired: only its finished report may be used
 
 
 @dataclass(frozen=True)

@@ -11,63 +11,14 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.builders import T0, make_profile, make_prompt, step_data
-from tests.fakes import FakeClock, FakeConfigStore, FakeLlm, InMemoryArtifactStore, InMemoryRunStore, reply
+from tests.fakes import FakeConfigStore, FakeLlm, InMemoryRunStore, reply
+from tests.world import World
 from worker_llm_client.core.artifact_naming import artifact_object_name, request_fingerprint
 from worker_llm_client.core.canonical import sha256_hex
 from worker_llm_client.errors import LlmRateLimited, LlmUnavailable
-from worker_llm_client.execute_step import ExecutorPolicy, RunExecutor
-from worker_llm_client.produce_report import ModelRetry
 from worker_llm_client.report_models import LlmRequest, LlmResult, Turn
 
 SECRET_VAR = "var-value-never-logged"
-
-
-class World:
-    def __init__(
-        self,
-        llm: FakeLlm | None = None,
-        configs: FakeConfigStore | None = None,
-        runs: InMemoryRunStore | None = None,
-        **policy: Any,
-    ) -> None:
-        self.runs = runs or InMemoryRunStore()
-        self.configs = configs or FakeConfigStore(
-            [make_prompt(), make_prompt("other", template="Other {{ team }}")],
-            [make_profile(), make_profile("pro", model="gemini-2.5-pro")],
-        )
-        self.artifacts = InMemoryArtifactStore()
-        self.llm = llm or FakeLlm()
-        self.clock = FakeClock()
-        defaults: dict[str, Any] = {
-            "worker_id": "w1",
-            "lease_seconds": 600,
-            "max_parallel_steps": 8,
-            "allowed_llm_profiles": frozenset({"fast", "pro"}),
-            "allowed_models": frozenset({"gemini-2.5-flash"}),
-        }
-        defaults.update(policy)
-        tokens = iter(f"token-{i}" for i in range(1000))
-        self.slept: list[float] = []
-        retry = ModelRetry(sleep=self._sleep, monotonic=lambda: sum(self.slept), jitter=lambda: 0.0)
-        self.executor = RunExecutor(
-            self.runs,
-            self.configs,
-            self.artifacts,
-            self.llm,
-            self.clock,
-            ExecutorPolicy(**defaults),
-            new_token=lambda: next(tokens),
-            retry=retry,
-        )
-
-    def _sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-
-    def run(self, steps: dict[str, dict[str, Any]], run_id: str = "r1", status: str = "RUNNING") -> Any:
-        return self.runs.put(run_id, {"status": status, "steps": steps})
-
-    def step(self, step_id: str, run_id: str = "r1") -> dict[str, Any]:
-        return self.runs.step(run_id, step_id)
 
 
 def test_ready_step_succeeds_with_the_contract_outputs() -> None:

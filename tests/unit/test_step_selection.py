@@ -58,7 +58,7 @@ def test_plan_claims_moves_each_runnable_step_to_running_in_one_patch() -> None:
     counter = _claims()
     run = make_run({"a": step_data(), "b": step_data(), "c": step_data(status="PENDING")})
     plan = plan_claims(run, T0, 8, lambda: Claim(f"tok{next(counter)}", "w", T0, later(600)))
-    assert [s.step_id for s, _ in plan.claimed] == ["a", "b"]
+    assert [c.step.step_id for c in plan.claimed] == ["a", "b"]
     assert plan.patch[("steps", "a", "status")] == "RUNNING"
     assert plan.patch[("steps", "a", "attempt")] == 1
     assert plan.patch[("steps", "a", "claim")]["token"] == "tok1"
@@ -70,7 +70,7 @@ def test_plan_claims_moves_each_runnable_step_to_running_in_one_patch() -> None:
 def test_plan_claims_respects_the_parallel_limit() -> None:
     run = make_run({f"s{i}": step_data() for i in range(5)})
     plan = plan_claims(run, T0, 2, lambda: Claim("t", "w", T0, later(600)))
-    assert [s.step_id for s, _ in plan.claimed] == ["s0", "s1"]
+    assert [c.step.step_id for c in plan.claimed] == ["s0", "s1"]
 
 
 def test_plan_fails_a_redrive_past_its_budget_with_the_last_error() -> None:
@@ -83,8 +83,9 @@ def test_plan_fails_a_redrive_past_its_budget_with_the_last_error() -> None:
     assert plan.patch[("steps", "a", "error")] == {**last, "retryable": True, "attempt": 3}
 
 
-def test_plan_fails_an_expired_lease_past_its_budget_as_lease_expired() -> None:
-    run = make_run({"a": step_data(maxAttempts=1, **RUNNING_EXPIRED)})
+def test_plan_fails_an_expired_salvage_lease_as_lease_expired() -> None:
+    expired = {**RUNNING_EXPIRED, "claim": {**RUNNING_EXPIRED["claim"], "salvage": True}}
+    run = make_run({"a": step_data(maxAttempts=1, **expired)})
     plan = plan_claims(run, T0, 8, lambda: Claim("t", "w", T0, later(600)))
     assert plan.patch[("steps", "a", "error")]["code"] == "LEASE_EXPIRED"
     assert plan.patch[("steps", "a", "error")]["retryable"] is True
@@ -95,11 +96,10 @@ def test_plan_is_empty_for_our_own_writes() -> None:
     assert plan_claims(run, T0, 8, lambda: Claim("t", "w", T0, later(600))).empty
 
 
-def test_a_dead_worker_past_the_budget_fails_as_lease_expired_not_with_an_older_error() -> None:
+def test_a_dead_salvage_worker_fails_as_lease_expired_not_with_an_older_error() -> None:
     older = {"code": "LLM_RATE_LIMITED", "message": "429", "retryable": True, "attempt": 2}
-    run = make_run(
-        {"a": step_data(status="RUNNING", attempt=3, error=older, claim={"token": "x", "leaseExpiresAt": later(-1)})}
-    )
+    claim = {"token": "x", "leaseExpiresAt": later(-1), "salvage": True}
+    run = make_run({"a": step_data(status="RUNNING", attempt=3, error=older, claim=claim)})
     plan = plan_claims(run, T0, 8, lambda: Claim("t", "w", T0, later(600)))
     assert plan.patch[("steps", "a", "error")]["code"] == "LEASE_EXPIRED"
     assert plan.patch[("steps", "a", "error")]["attempt"] == 3

@@ -28,7 +28,8 @@ CLAIM = Claim("tok", "worker-1", T0, later(600))
         ({"status": "RETRY_WAIT", "retryAt": T0}, True),
         ({"status": "RUNNING", "claim": {"leaseExpiresAt": later(1)}}, False),
         ({"status": "RUNNING", "claim": {"leaseExpiresAt": later(-1)}}, True),
-        ({"status": "RUNNING", "attempt": 3, "claim": {"leaseExpiresAt": later(-1)}}, False),  # budget used
+        ({"status": "RUNNING", "attempt": 3, "claim": {"leaseExpiresAt": later(-1)}}, True),  # salvage of the last
+        ({"status": "RUNNING", "attempt": 3, "claim": {"leaseExpiresAt": later(-1), "salvage": True}}, False),
         ({"status": "READY", "attempt": 7}, True),  # READY is the orchestrator asking again
     ],
 )

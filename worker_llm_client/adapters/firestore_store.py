@@ -1,8 +1,9 @@
 """Firestore adapters: the run store (claim, token-guarded finalize) and the config store.
 
 Field paths are built with ``FieldPath`` so step ids like ``weekly-report.v2`` are quoted. Vendor
-errors stay here: a failed precondition is ``False``; transient errors propagate to the entry
-point, which answers 5xx so Eventarc redelivers.
+errors stay here: a failed precondition is ``False``; a transient failure of the run store is
+``RunStoreUnavailable`` (the entry point answers 5xx so Eventarc redelivers; a finalize retries);
+a write the document cannot hold (1 MiB, 40,000 index entries) is ``RunTooLarge``.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
+from google.auth import exceptions as auth_errors
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
@@ -30,6 +32,8 @@ from worker_llm_client.errors import (
     PermanentStepError,
     ProfileNotFound,
     PromptNotFound,
+    RunStoreUnavailable,
+    RunTooLarge,
     StorageUnavailable,
     permanent_or,
 )
@@ -49,8 +53,26 @@ CONFIG_READ_RETRY = gretry.Retry(
     maximum=4.0,
     timeout=CONFIG_READ_TIMEOUT_SECONDS,
 )
-TRANSIENT_FIRESTORE = (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError, gexc.RetryError)
+TRANSIENT_FIRESTORE = (
+    gexc.ServiceUnavailable,
+    gexc.DeadlineExceeded,
+    gexc.InternalServerError,
+    gexc.RetryError,
+    gexc.Aborted,
+    gexc.ResourceExhausted,
+    gexc.Unknown,
+    auth_errors.TransportError,
+    auth_errors.RefreshError,  # the token endpoint blipped
+    ConnectionError,
+    TimeoutError,
+)
+# What Firestore (and its emulator) say when a document would exceed its size or index limits.
+TOO_LARGE_MARKS = ("maximum entity size", "exceeds the maximum allowed size", "too many index entries")
 WAKE_FIELD = ".".join(WAKE_AT)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def to_firestore_updates(patch: Patch) -> dict[str, Any]:
@@ -83,8 +105,8 @@ class FirestoreRunStore:
     them all at once (one write, one event, each patch still guarded by its own token).
     """
 
-    def __init__(self, client: firestore.Client) -> None:
-        self.client = client
+    def __init__(self, client: firestore.Client, clock: Callable[[], datetime] = utc_now) -> None:
+        self.client, self.clock = client, clock
         self._run_locks = [threading.Lock() for _ in range(RUN_LOCK_STRIPES)]
         self._waiting: dict[str, list[_Finalize]] = {}
         self._waiting_lock = threading.Lock()
@@ -93,7 +115,10 @@ class FirestoreRunStore:
         return self.client.collection(RUNS).document(run_id)
 
     def get_run(self, run_id: str) -> RunSnapshot | None:
-        snap = self._ref(run_id).get()
+        try:
+            snap = self._ref(run_id).get()
+        except TRANSIENT_FIRESTORE as exc:
+            raise RunStoreUnavailable(f"reading run '{run_id}' failed: {type(exc).__name__}") from exc
         if not snap.exists:
             return None
         return run_from_document(run_id, snap.to_dict() or {}, snap.update_time)
@@ -104,6 +129,12 @@ class FirestoreRunStore:
             self._ref(run_id).update(to_firestore_updates(patch), option=option)
         except (gexc.FailedPrecondition, gexc.NotFound):
             return False
+        except gexc.InvalidArgument as exc:
+            if any(mark in str(exc.message).lower() for mark in TOO_LARGE_MARKS):
+                raise RunTooLarge(f"run '{run_id}' cannot hold this write: Firestore's document limits") from exc
+            raise
+        except TRANSIENT_FIRESTORE as exc:
+            raise RunStoreUnavailable(f"writing run '{run_id}' failed: {type(exc).__name__}") from exc
         return True
 
     def finalize(self, run_id: str, step_id: str, token: str, patch: Patch) -> bool:
@@ -114,23 +145,36 @@ class FirestoreRunStore:
             if mine.committed is None and mine.error is None:  # no batch took it yet: lead one
                 self._commit(run_id)  # raises what failed the batch
         if mine.error is not None:  # a batch another finalize led failed: this one failed with it
-            message = f"finalizing step '{step_id}' of run '{run_id}' failed: {type(mine.error).__name__}"
-            raise StorageUnavailable(message) from mine.error
+            raise _followers_error(mine.error, step_id, run_id) from mine.error
         return bool(mine.committed)
 
     def _commit(self, run_id: str) -> None:
-        """Write every finalize of ``run_id`` waiting now; each one is settled whatever happens."""
+        """Write every finalize of ``run_id`` waiting now; each one is settled whatever happens.
+        A batch the document cannot hold is written one finalize at a time: those that fit land."""
         batch: list[_Finalize] = []
+        held: list[bool | None]
         try:
             with self._waiting_lock:
                 batch = self._waiting.pop(run_id, [])
-            held = self._write_held(run_id, batch)
+            try:
+                held = list(self._write_held(run_id, batch))
+            except RunTooLarge:
+                if len(batch) == 1:
+                    raise
+                held = [self._write_alone(run_id, item) for item in batch]
         except BaseException as exc:  # the whole batch fails alike (the event is redelivered)
             for item in batch:
                 item.error = exc
             raise
         for item, ok in zip(batch, held, strict=True):
             item.committed = ok
+
+    def _write_alone(self, run_id: str, item: _Finalize) -> bool | None:
+        try:
+            return self._write_held(run_id, [item])[0]
+        except RunTooLarge as exc:
+            item.error = exc
+            return None
 
     def _write_held(self, run_id: str, batch: list[_Finalize]) -> list[bool]:
         """Which patches of ``batch`` were written: those whose steps are still held by their
@@ -152,11 +196,11 @@ class FirestoreRunStore:
             }
             if not patch:
                 return held
-            if self.write_if_unchanged(run_id, run.update_time, with_wake(run, patch)):
+            if self.write_if_unchanged(run_id, run.update_time, with_wake(run, patch, self.clock())):
                 return held
             sent = held  # the run changed or went since the read (or this very write landed): read again
             time.sleep(min(1.0, 0.02 * 2**conflicts) * (0.5 + random.random() / 2))
-        raise StorageUnavailable(f"finalizing steps of run '{run_id}' conflicted {FINALIZE_ROUNDS} times in a row")
+        raise RunStoreUnavailable(f"finalizing steps of run '{run_id}' conflicted {FINALIZE_ROUNDS} times in a row")
 
     def due_runs(self, now: datetime, limit: int) -> list[str]:
         query = (
@@ -167,6 +211,17 @@ class FirestoreRunStore:
             .select([WAKE_FIELD])
         )
         return [snap.id for snap in query.stream()]
+
+
+def _followers_error(error: BaseException, step_id: str, run_id: str) -> Exception:
+    """A fresh error for a finalize whose batch another one led and that failed: the same kind
+    (transient, too large), never the same object (each thread raises its own)."""
+    message = f"finalizing step '{step_id}' of run '{run_id}' failed: {type(error).__name__}"
+    if isinstance(error, RunTooLarge):
+        return RunTooLarge(error.message)
+    if isinstance(error, RunStoreUnavailable):
+        return RunStoreUnavailable(message)
+    return RuntimeError(message)
 
 
 LANDED_MARKS = ("status", "finishedAt", "retryAt")  # together, what only our own write leaves behind

@@ -2,6 +2,10 @@
 
 Apart from ``step_selection.py`` because only an event with work gets this far: the no-op path
 asks ``runnable_steps`` and stops (see ``report_models.py`` on cold start).
+
+What cannot fit in the run document is refused in the same write, before anything is spent on
+it (``document_size.py``): every report step of a run over ``MAX_STEPS_PER_RUN`` steps, and a
+step for whose result the document has no room left.
 """
 
 from __future__ import annotations
@@ -11,18 +15,33 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from worker_llm_client.core.document_size import MAX_STEPS_PER_RUN, document_size, room_for_results
+from worker_llm_client.core.retry_policy import error_record
 from worker_llm_client.core.step_selection import runnable_steps
-from worker_llm_client.core.transitions import claim_patch, exhausted_patch
-from worker_llm_client.models import FieldPathTuple, RunSnapshot, Step
+from worker_llm_client.core.transitions import claim_attempt, claim_patch, exhausted_patch, failed_patch, lease_expired
+from worker_llm_client.errors import RunTooLarge
+from worker_llm_client.models import FieldPathTuple, RunSnapshot, Step, StepStatus
 from worker_llm_client.report_models import Claim
+
+RUNS_COLLECTION = "flow_runs"
+
+
+@dataclass(frozen=True)
+class PlannedClaim:
+    step: Step
+    claim: Claim
+    attempt: int
+    salvage: bool  # the last attempt's lease expired: finalize with its report if it left one
 
 
 @dataclass(frozen=True)
 class ClaimPlan:
-    """One precondition write: claimed steps go RUNNING, exhausted re-drives go FAILED."""
+    """One precondition write: claimed steps go RUNNING, exhausted re-drives and steps that
+    cannot fit go FAILED."""
 
-    claimed: list[tuple[Step, Claim]] = field(default_factory=list)
+    claimed: list[PlannedClaim] = field(default_factory=list)
     exhausted: list[Step] = field(default_factory=list)
+    refused: list[tuple[Step, RunTooLarge]] = field(default_factory=list)
     patch: dict[FieldPathTuple, Any] = field(default_factory=dict)
 
     @property
@@ -33,17 +52,43 @@ class ClaimPlan:
 def plan_claims(run: RunSnapshot, now: datetime, limit: int, new_claim: Callable[[], Claim]) -> ClaimPlan:
     """Claim up to ``limit`` runnable steps; the rest stay for the event our write causes."""
     plan = ClaimPlan()
-    for step in runnable_steps(run, now):
+    runnable = runnable_steps(run, now)
+    oversized = _too_many_steps(run)
+    room = room_for_results(document_size((RUNS_COLLECTION, run.run_id), run.document), _in_flight(run, now))
+    for step in runnable:
         failed = exhausted_patch(step, now)
         if failed is not None:
             plan.exhausted.append(step)
             plan.patch.update(failed)
-            continue
-        if len(plan.claimed) >= limit:
-            continue
-        claim = new_claim()
-        patch = claim_patch(step, claim, now)
-        if patch is not None:
-            plan.claimed.append((step, claim))
-            plan.patch.update(patch)
+        elif oversized is not None or (room <= 0 and len(plan.claimed) < limit):
+            _refuse(plan, step, oversized or _no_room(run), now)
+        elif len(plan.claimed) < limit:
+            planned = claim_attempt(step, now)
+            claim = new_claim()
+            patch = claim_patch(step, claim, now)
+            if planned is not None and patch is not None:
+                plan.claimed.append(PlannedClaim(step, claim, *planned))
+                plan.patch.update(patch)
+                room -= 1
     return plan
+
+
+def _too_many_steps(run: RunSnapshot) -> RunTooLarge | None:
+    if len(run.steps) <= MAX_STEPS_PER_RUN:
+        return None
+    return RunTooLarge(f"the run has {len(run.steps)} steps; a run may have at most {MAX_STEPS_PER_RUN}")
+
+
+def _no_room(run: RunSnapshot) -> RunTooLarge:
+    size = document_size((RUNS_COLLECTION, run.run_id), run.document)
+    return RunTooLarge(f"the run document ({size} bytes) has no room left for this step's result (1 MiB at most)")
+
+
+def _in_flight(run: RunSnapshot, now: datetime) -> int:
+    """Steps held by a live claim: their results are still to be written."""
+    return sum(1 for s in run.steps.values() if s.status == StepStatus.RUNNING and not lease_expired(s, now))
+
+
+def _refuse(plan: ClaimPlan, step: Step, error: RunTooLarge, now: datetime) -> None:
+    plan.refused.append((step, error))
+    plan.patch.update(failed_patch(step.step_id, error_record(error, step.attempt), now))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from worker_llm_client.core.bounds import MAX_ERROR_MESSAGE, clip, retry_hint_seconds
 from worker_llm_client.errors import StepError
 
 STEP_RETRY_BASE_SECONDS = 30.0
@@ -28,12 +29,14 @@ class StepOutcome:
 
 
 def step_retry_delay(attempt: int, hint: float | None = None) -> float:
-    backoff = min(STEP_RETRY_CAP_SECONDS, STEP_RETRY_BASE_SECONDS * 2 ** max(attempt - 1, 0))
-    return float(max(backoff, hint or 0.0))
+    """Seconds until the next attempt; a server's hint is clamped (``bounds.retry_hint_seconds``)."""
+    backoff = min(STEP_RETRY_CAP_SECONDS, STEP_RETRY_BASE_SECONDS * 2 ** min(max(attempt - 1, 0), 16))
+    return float(max(backoff, retry_hint_seconds(hint) or 0.0))
 
 
 def error_record(error: StepError, attempt: int) -> dict[str, Any]:
-    return {"code": error.code, "message": error.message, "retryable": error.retryable, "attempt": attempt}
+    message = clip(error.message, MAX_ERROR_MESSAGE)
+    return {"code": error.code, "message": message, "retryable": error.retryable, "attempt": attempt}
 
 
 def after_failure(error: StepError, attempt: int, max_attempts: int, now: datetime) -> StepOutcome:
@@ -55,8 +58,8 @@ def model_retry_wait(retry_number: int, hint: float | None, jitter: float) -> fl
     """Seconds before retry ``retry_number`` (1-based): exponential, base 2, capped at 32 s, with
     "equal jitter" (``jitter`` in [0, 1) keeps it between half and all of the backoff), and never
     shorter than the server's hint."""
-    backoff = min(MODEL_RETRY_CAP_SECONDS, MODEL_RETRY_BASE_SECONDS * 2 ** (retry_number - 1))
-    return float(max(backoff * (0.5 + jitter / 2), hint or 0.0))
+    backoff = min(MODEL_RETRY_CAP_SECONDS, MODEL_RETRY_BASE_SECONDS * 2 ** min(retry_number - 1, 16))
+    return float(max(backoff * (0.5 + jitter / 2), retry_hint_seconds(hint) or 0.0))
 
 
 def give_up(retries_done: int, next_wait: float, time_left: float) -> str | None:

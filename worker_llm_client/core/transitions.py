@@ -6,6 +6,11 @@ a claimable status produces no patch, so the handler returns without touching Fi
     READY ───────────────────────┐
     RETRY_WAIT (retryAt passed) ─┼─ claim ─▶ RUNNING ─ finalize ─▶ SUCCEEDED | FAILED | RETRY_WAIT
     RUNNING (lease expired) ─────┘   (attempt + 1; past maxAttempts ─▶ FAILED, retryable)
+
+A lease that expires on the last attempt gets one *salvage* claim (same attempt number, marked
+``claim.salvage``): the worker may have died after writing its report but before finalizing, and
+the salvage finalizes with that report, or fails LEASE_EXPIRED without calling the model. A
+salvage claim whose own lease expires fails LEASE_EXPIRED.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from worker_llm_client.errors import LeaseExpired
 from worker_llm_client.models import DEFAULT_MAX_ATTEMPTS, FieldPathTuple, Patch, Step, StepStatus
 
 if TYPE_CHECKING:  # on the no-op event path: report_models is loaded only when there is work
@@ -54,8 +60,6 @@ CLAIMABLE: Mapping[str, Callable[[Step, datetime], bool]] = {
     StepStatus.RUNNING: lease_expired,
 }
 
-FINAL_FROM_RUNNING = frozenset({StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.RETRY_WAIT})
-
 
 def is_claimable(step: Step, now: datetime) -> bool:
     guard = CLAIMABLE.get(step.status)
@@ -78,26 +82,39 @@ def _patch(step_id: str, values: Mapping[str, Any]) -> dict[FieldPathTuple, Any]
     return {step_path(step_id, key): value for key, value in values.items()}
 
 
+def claim_attempt(step: Step, now: datetime) -> tuple[int, bool] | None:
+    """The attempt number a claim of ``step`` would run, and whether it is a salvage claim; None
+    when the step is not claimable now or its budget is used (see ``exhausted_patch``)."""
+    if not is_claimable(step, now):
+        return None
+    if not _budget_exhausted(step):
+        return step.attempt + 1, False
+    return (step.attempt, True) if _salvageable(step) else None
+
+
 def claim_patch(step: Step, claim: Claim, now: datetime) -> Patch | None:
     """RUNNING with a fresh claim, or ``None`` when the step is not claimable now.
 
-    A re-drive (RETRY_WAIT, expired lease) whose attempt would exceed the budget is not claimed;
-    ``exhausted_patch`` says what happens to it instead. READY is always claimable: it is the
-    orchestrator asking for a run.
+    A re-drive (RETRY_WAIT, expired lease) whose attempt would exceed the budget is not claimed,
+    but for the salvage of an expired last attempt; ``exhausted_patch`` says what happens to it
+    instead. READY is always claimable: it is the orchestrator asking for a run.
     """
-    if not is_claimable(step, now) or _budget_exhausted(step):
+    planned = claim_attempt(step, now)
+    if planned is None:
         return None
+    attempt, salvage = planned
+    held = {
+        "token": claim.token,
+        "worker": claim.worker,
+        "claimedAt": claim.claimed_at,
+        "leaseExpiresAt": claim.lease_expires_at,
+    }
     return _patch(
         step.step_id,
         {
             "status": StepStatus.RUNNING.value,
-            "attempt": step.attempt + 1,
-            "claim": {
-                "token": claim.token,
-                "worker": claim.worker,
-                "claimedAt": claim.claimed_at,
-                "leaseExpiresAt": claim.lease_expires_at,
-            },
+            "attempt": attempt,
+            "claim": {**held, "salvage": True} if salvage else held,
             "startedAt": claim.claimed_at,
             "retryAt": Delete.FIELD,
             # a new attempt starts clean: no result or error of an earlier run may linger
@@ -115,9 +132,13 @@ def _budget_exhausted(step: Step) -> bool:
     return step.attempt + 1 > budget
 
 
+def _salvageable(step: Step) -> bool:
+    return step.status == StepStatus.RUNNING and step.claim.get("salvage") is not True
+
+
 def exhausted_patch(step: Step, now: datetime) -> Patch | None:
     """FAILED (retryable) for a claimable step that has used its whole attempt budget."""
-    if not is_claimable(step, now) or not _budget_exhausted(step):
+    if not is_claimable(step, now) or not _budget_exhausted(step) or _salvageable(step):
         return None
     last = step.data.get("error")
     lease_lost = step.status == StepStatus.RUNNING
@@ -126,11 +147,13 @@ def exhausted_patch(step: Step, now: datetime) -> Patch | None:
     return _patch(step.step_id, {"status": StepStatus.FAILED.value, "finishedAt": now, "error": error})
 
 
+def lease_expired_error(attempt: int) -> LeaseExpired:
+    return LeaseExpired(f"the worker holding attempt {attempt} stopped before finishing")
+
+
 def _lease_error(step: Step) -> dict[str, Any]:
-    return {
-        "code": "LEASE_EXPIRED",
-        "message": f"the worker holding attempt {step.attempt} stopped before finishing",
-    }
+    error = lease_expired_error(step.attempt)
+    return {"code": error.code, "message": error.message}
 
 
 def succeeded_patch(step_id: str, outputs: Mapping[str, Any], now: datetime) -> Patch:

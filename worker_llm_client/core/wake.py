@@ -1,42 +1,50 @@
-"""``executor.wakeAt``: the earliest time a run needs the sweeper (a retry due, a lease ending).
+"""``executor.wakeAt``: the earliest time a run needs the sweeper.
 
 Kept on the run document by every claim and finalize, so the sweeper finds due runs with one
-indexed range query instead of scanning. A cancelled run, or one with nothing waiting, has none.
+indexed range query instead of scanning. A step needs the sweeper when its retry is due
+(``retryAt``), when its lease ends (a worker may have died), or when it is READY with its
+dependencies met but nobody claimed it (its event was lost, or it was beyond the instance's
+capacity and the follow-up event was lost): those are looked at ``READY_WAKE_SECONDS`` after the
+write that left them. A cancelled run, or one with nothing waiting, has no ``wakeAt``.
+
+An orchestrator may set ``wakeAt`` itself (the contract's doorbell, e.g. to the time it writes
+READY steps): the sweeper then looks at the run even if its event was lost. Every write of the
+executor recomputes the field, since it has then looked at the run.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from worker_llm_client.core.step_selection import dependencies_met
 from worker_llm_client.core.transitions import Delete, timestamp_at
-from worker_llm_client.models import LLM_REPORT, RUN_CANCELLED, Patch, RunSnapshot, StepStatus, run_from_document
+from worker_llm_client.models import LLM_REPORT, RUN_CANCELLED, Patch, RunSnapshot, Step, StepStatus, run_from_document
 
 WAKE_AT = ("executor", "wakeAt")
+SWEEP_FAILURES = ("executor", "sweepFailures")
+READY_WAKE_SECONDS = 60.0
 
 
-def next_wake(run: RunSnapshot) -> datetime | None:
+def next_wake(run: RunSnapshot, now: datetime | None = None) -> datetime | None:
+    """When ``run`` next needs the sweeper; READY steps count only when ``now`` is given."""
     if run.status == RUN_CANCELLED:
         return None
-    times = [_wake(step_data, status) for step_data, status in _waiting(run)]
-    known = [t for t in times if t is not None]
+    ready_at = now + timedelta(seconds=READY_WAKE_SECONDS) if now is not None else None
+    known = [t for step in run.steps.values() if step.type == LLM_REPORT and (t := _wake(step, run, ready_at))]
     return min(known) if known else None
 
 
-def _waiting(run: RunSnapshot) -> list[tuple[Any, str]]:
-    return [
-        (step, step.status)
-        for step in run.steps.values()
-        if step.type == LLM_REPORT and step.status in (StepStatus.RETRY_WAIT, StepStatus.RUNNING)
-    ]
-
-
-def _wake(step: Any, status: str) -> datetime | None:
-    if status == StepStatus.RETRY_WAIT:
+def _wake(step: Step, run: RunSnapshot, ready_at: datetime | None) -> datetime | None:
+    if step.status == StepStatus.RETRY_WAIT:
         return timestamp_at(step, "retryAt")
-    return timestamp_at(step, "claim", "leaseExpiresAt")
+    if step.status == StepStatus.RUNNING:
+        return timestamp_at(step, "claim", "leaseExpiresAt")
+    if step.status == StepStatus.READY and ready_at is not None and dependencies_met(step, run.steps):
+        return ready_at
+    return None
 
 
 def apply_patch(run: RunSnapshot, patch: Patch) -> RunSnapshot:
@@ -63,10 +71,8 @@ def wake_field(wake: datetime | None) -> Patch:
     return {WAKE_AT: wake if wake is not None else Delete.FIELD}
 
 
-def wake_patch(run_after: RunSnapshot) -> Patch:
-    return wake_field(next_wake(run_after))
-
-
-def with_wake(run: RunSnapshot, patch: Patch) -> dict[tuple[str, ...], Any]:
-    """``patch`` plus the ``executor.wakeAt`` the run will need after it."""
-    return {**patch, **wake_patch(apply_patch(run, patch))}
+def with_wake(run: RunSnapshot, patch: Patch, now: datetime | None = None) -> dict[tuple[str, ...], Any]:
+    """``patch`` plus the ``executor.wakeAt`` the run will need after it (READY steps left
+    unclaimed count when ``now`` is given). A write of ours also clears a sweep's failure count."""
+    cleared: Patch = {SWEEP_FAILURES: Delete.FIELD} if run.sweep_failures else {}
+    return {**patch, **wake_field(next_wake(apply_patch(run, patch), now)), **cleared}

@@ -1,0 +1,38 @@
+"""How many claimed steps an instance is executing, against ``MAX_PARALLEL_STEPS``.
+
+The sweeper works on several due runs at once and takes slots here before claiming, so that the
+steps it holds never outnumber what the instance can execute before their leases run out.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+
+class StepSlots:
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._free = capacity
+        self._changed = threading.Condition()
+
+    def take(self, wanted: int, timeout: float) -> int:
+        """Up to ``wanted`` slots, waiting at most ``timeout`` s for at least one; 0 if none came."""
+        if wanted <= 0:
+            return 0
+        give_up_at = time.monotonic() + max(timeout, 0.0)
+        with self._changed:
+            while self._free == 0:
+                left = give_up_at - time.monotonic()
+                if (left <= 0 or not self._changed.wait(left)) and self._free == 0:
+                    return 0
+            taken = min(wanted, self._free)
+            self._free -= taken
+            return taken
+
+    def give(self, count: int) -> None:
+        if count <= 0:
+            return
+        with self._changed:
+            self._free = min(self.capacity, self._free + count)
+            self._changed.notify_all()
