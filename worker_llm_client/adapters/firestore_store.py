@@ -67,7 +67,12 @@ TRANSIENT_FIRESTORE = (
     TimeoutError,
 )
 # What Firestore (and its emulator) say when a document would exceed its size or index limits.
-TOO_LARGE_MARKS = ("maximum entity size", "exceeds the maximum allowed size", "too many index entries")
+TOO_LARGE_MARKS = (
+    "maximum entity size",
+    "exceeds the maximum allowed size",
+    "too many index entries",
+    "is longer than",  # the emulator: 'The value of property "x" is longer than 1048487 bytes.'
+)
 WAKE_FIELD = ".".join(WAKE_AT)
 
 
