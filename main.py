@@ -10,7 +10,7 @@ from cloudevents.http.event import CloudEvent
 from worker_llm_client import bootstrap
 from worker_llm_client.config import settings
 from worker_llm_client.event_handler import Deliveries, handle_firestore_event, handle_sweep
-from worker_llm_client.observability import configure_logging
+from worker_llm_client.observability import configure_logging, failures_logged_safely
 
 configure_logging(settings().log_level)
 DELIVERIES = Deliveries()  # this instance's events in flight and recently handled
@@ -19,14 +19,16 @@ DELIVERIES = Deliveries()  # this instance's events in flight and recently handl
 @functions_framework.cloud_event
 def handle_flow_run_event(event: CloudEvent) -> None:
     """Eventarc ``google.cloud.firestore.document.v1.written`` on ``flow_runs/{runId}``."""
-    handle_firestore_event(
-        event.get_attributes(), event.get_data(), bootstrap.executor, settings().project, deliveries=DELIVERIES
-    )
+    with failures_logged_safely("event.failed"):
+        handle_firestore_event(
+            event.get_attributes(), event.get_data(), bootstrap.executor, settings().project, deliveries=DELIVERIES
+        )
 
 
 @functions_framework.http
 def sweep_flow_runs(request: Any) -> tuple[dict[str, int], int]:
     """Cloud Scheduler, every few minutes: re-drive retries that are due and expired leases.
     Answers 500 when a run raised (it was logged and pushed back), so that the job records it."""
-    summary = handle_sweep(request.args, bootstrap.executor)
+    with failures_logged_safely("sweep.failed"):
+        summary = handle_sweep(request.args, bootstrap.executor)
     return summary, 500 if summary.get("failed") else 200

@@ -8,6 +8,7 @@ at the edge with ``raise ... from exc``; the core and the use case never see a g
     ├── ConfigurationError           the function's own environment is unusable (fail loudly)
     ├── DeliveryInFlight             a copy of an event whose first delivery failed or still runs (5xx)
     ├── RunStoreUnavailable          the run document cannot be read or written now (5xx, or retried)
+    ├── UnhandledError               what an entry point raises in place of a foreign exception (5xx)
     └── StepError                    recorded on the step as error {code, message, retryable}
         ├── PermanentStepError       FAILED at once, never retried
         │   ├── InvalidStep              INVALID_STEP
@@ -66,6 +67,12 @@ class DeliveryInFlight(WorkerError):
 class RunStoreUnavailable(WorkerError):
     """Firestore failed transiently (or kept conflicting) reading or writing a run: a claim answers
     5xx so that Eventarc redelivers; a finalize is retried within the invocation."""
+
+
+class UnhandledError(WorkerError):
+    """Raised by an entry point in place of an exception outside this tree, which was logged with a
+    safe traceback: the framework logs what it sees, and a foreign exception's text may quote
+    model output, prompt text or variable values."""
 
 
 class StepError(WorkerError):

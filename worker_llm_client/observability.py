@@ -13,13 +13,14 @@ import json
 import logging
 import sys
 import traceback
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
 import structlog
 
-from worker_llm_client.errors import WorkerError
+from worker_llm_client.errors import UnhandledError, WorkerError
 
 LABEL_KEYS = ("runId", "stepId")
 _SEVERITY = {
@@ -134,3 +135,19 @@ def bind_step(step_id: str, attempt: int) -> None:
 
 def get_logger() -> Any:
     return structlog.get_logger()
+
+
+@contextmanager
+def failures_logged_safely(event: str) -> Iterator[None]:
+    """For an entry point: whatever escapes reaches the framework (which answers 5xx and logs the
+    exception with its causes) without any foreign exception's text. Our own errors pass with their
+    causes cut off; anything else is logged here as ``event`` with a safe traceback and replaced by
+    an ``UnhandledError`` that names its type."""
+    try:
+        yield
+    except WorkerError as error:
+        error.__cause__, error.__suppress_context__ = None, True
+        raise
+    except Exception as exc:
+        get_logger().error(event, exc_info=exc)
+        raise UnhandledError(f"{type(exc).__name__} (logged as {event})") from None
