@@ -145,11 +145,15 @@ def handle_sweep(query: Mapping[str, str], executor: Callable[[], RunExecutor]) 
     """Cloud Scheduler's periodic call: re-drive due runs, return what was done."""
     bind_event(None, None, None)
     raw = query.get("limit", "")
-    limit = (
-        min(int(raw), MAX_SWEEP_LIMIT) if raw.isdecimal() and raw.isascii() and int(raw) > 0 else DEFAULT_SWEEP_LIMIT
-    )
+    digits = raw.lstrip("0") if raw.isascii() and raw.isdecimal() else ""  # "" for 0 and for non-numbers
+    if not digits:
+        limit = DEFAULT_SWEEP_LIMIT
+    elif len(digits) > len(str(MAX_SWEEP_LIMIT)):  # past the cap; and int() refuses more than 4,300 digits
+        limit = MAX_SWEEP_LIMIT
+    else:
+        limit = min(int(digits), MAX_SWEEP_LIMIT)
     report = executor().sweep(limit)
     summary = {"runs": report.runs, "steps": report.steps, "repaired": report.repaired, "failed": report.failed}
-    summary["limit"] = limit
+    summary |= {"deferred": report.deferred, "limit": limit}
     get_logger().info("sweep.finished", **summary)
     return summary

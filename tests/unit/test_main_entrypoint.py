@@ -6,8 +6,9 @@ import base64
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from functions_framework import create_app
@@ -139,6 +140,51 @@ def test_ignored_events_are_acknowledged_and_build_nothing(
     assert [line["reason"] for line in ignored] == [reason]
 
 
+UNICODE_RUN_ID = "报告-é-run"
+
+
+def _sent_as_raw_utf8(value: str) -> str:
+    # Werkzeug's test client puts header strs into the WSGI environ unchanged, so a plain Unicode str
+    # would reach the app as no server could deliver it. On the wire, gunicorn (production) and
+    # werkzeug's server read header bytes as latin-1 (PEP 3333): passing the UTF-8 bytes read as
+    # latin-1 is exactly what the function sees when a sender puts raw UTF-8 in the header.
+    return value.encode("utf-8").decode("latin-1")
+
+
+def _sent_percent_encoded(value: str) -> str:
+    # What Eventarc sends: the CloudEvents HTTP binding percent-encodes the UTF-8 bytes of every
+    # character outside printable ASCII, and space, '"' and '%'.
+    return "".join(ch if " " < ch < "\x7f" and ch not in '"%' else quote(ch, safe="") for ch in value)
+
+
+@pytest.mark.parametrize("wire", [_sent_as_raw_utf8, _sent_percent_encoded], ids=["raw-utf8", "percent-encoded"])
+def test_a_non_ascii_run_id_reaches_the_use_case(
+    client: Any, recorder: RecordingExecutor, wire: Callable[[str], str]
+) -> None:
+    headers = event_headers(UNICODE_RUN_ID)
+    headers = {name: wire(value) if name in ("ce-document", "ce-subject") else value for name, value in headers.items()}
+    body = document_event_bytes("demo", UNICODE_RUN_ID, READY_RUN)
+    assert client.post("/", headers=headers, data=body).status_code == 200
+    [snapshot] = recorder.snapshots
+    assert snapshot.run_id == UNICODE_RUN_ID
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"\n" * 200_000 + b"!", b"\n" * 200_000],
+    ids=["newlines-then-garbage", "only-newlines"],
+)
+@pytest.mark.timeout(10)
+def test_hostile_bodies_are_acknowledged_as_undecodable(
+    client: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], body: bytes
+) -> None:
+    monkeypatch.setattr(bootstrap, "executor", lambda: pytest.fail("no client may be built for an undecodable event"))
+    capsys.readouterr()
+    assert client.post("/", headers=event_headers("run-1"), data=body).status_code == 200
+    ignored = [line for line in _logs(capsys) if line["message"] == "event.ignored"]
+    assert [line["reason"] for line in ignored] == ["undecodable"]
+
+
 def test_a_repeated_delivery_of_a_handled_event_is_acknowledged_without_work(
     client: Any, recorder: RecordingExecutor, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -199,7 +245,7 @@ def test_sweep_entry_point_reports_what_it_did(monkeypatch: pytest.MonkeyPatch, 
     app = create_app("sweep_flow_runs", str(ROOT / "main.py"), "http")
     response = app.test_client().post(f"/{query}")
     assert response.status_code == 200
-    assert response.get_json() == {"runs": 2, "steps": 3, "repaired": 1, "failed": 0, "limit": limit} and asked == [
+    assert response.get_json() == {"runs": 2, "steps": 3, "repaired": 1, "failed": 0, "deferred": 0, "limit": limit} and asked == [
         limit
     ]
 
