@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from worker_llm_client.core.bounds import retry_hint_seconds
 from worker_llm_client.errors import LlmRateLimited, LlmUnavailable
 
 DEFAULT_COOLDOWN_SECONDS = 1.0
@@ -43,7 +44,10 @@ class ModelGate:
         self.submitted = self.inflight = self.completed = 0
 
     def cool_down(self, model: str, seconds: float | None) -> None:
-        until = self.monotonic() + (seconds if seconds is not None else DEFAULT_COOLDOWN_SECONDS)
+        """Cool ``model`` down for the server's hint, clamped to an hour; no usable hint (None,
+        NaN) means the default. An unbounded hint would starve every later call on the instance."""
+        hint = retry_hint_seconds(seconds)
+        until = self.monotonic() + (DEFAULT_COOLDOWN_SECONDS if hint is None else hint)
         with self._lock:
             self._cool_until[model] = max(self._cool_until.get(model, 0.0), until)
 

@@ -61,3 +61,29 @@ def test_an_unreachable_gcs_is_storage_unavailable_not_a_crash() -> None:
     with pytest.raises(StorageUnavailable):
         store.find("flow_runs/it/x/fp.json")
     client.close()
+
+
+def test_writing_to_a_bucket_that_does_not_exist_is_storage_forbidden(bucket: Any) -> None:
+    from worker_llm_client.errors import StorageForbidden
+
+    missing = f"no-such-bucket-{uuid.uuid4().hex[:8]}"
+    store = GcsArtifactStore(bucket.client, missing)
+    name = f"flow_runs/it/{uuid.uuid4().hex}/fp.json"
+    assert store.find(name) is None  # the SDK's get_blob answers None for a missing bucket too
+    with pytest.raises(StorageForbidden) as info:
+        store.put(name, b'{"secret": "report body"}', {"sha256": sha256_hex(b"{}")})
+    assert info.value.code == "STORAGE_FORBIDDEN" and not info.value.retryable
+    assert info.value.message.startswith(f"writing gs://{missing}/{name} was refused: HTTP 404 NotFound")
+    assert "report body" not in info.value.message
+
+
+def test_a_put_without_a_digest_in_its_metadata_hashes_what_it_wrote(store: GcsArtifactStore) -> None:
+    stored = store.put(f"flow_runs/it/{uuid.uuid4().hex}/fp.json", b'{"b": 2}', {"runId": "it"})
+    assert stored.created and stored.sha256 == sha256_hex(b'{"b": 2}')
+
+
+def test_an_unusable_object_name_is_internal_not_a_crash(store: GcsArtifactStore) -> None:
+    from worker_llm_client.errors import Internal
+
+    with pytest.raises(Internal, match=r"^unexpected builtins\.ValueError while reading gs://test-artifacts/$"):
+        store.find("")

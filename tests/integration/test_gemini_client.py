@@ -181,3 +181,176 @@ def test_a_credentials_transport_blip_is_transient_not_an_auth_failure(stub: Any
         client.generate(_request(provider="vertex"))
     client.close()
     assert info.value.retryable and stub.calls() == 0
+
+
+# ------------------------------------------------------------------ garbage 200s, bounds, credentials
+SECRET = "MODEL TEXT THAT MUST NOT BE LOGGED"
+_CANDIDATE = {"content": {"role": "model", "parts": [{"text": "{}"}]}, "finishReason": "STOP"}
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        (Reply.html_page(), "JSONDecodeError"),
+        (Reply.raw(200, b"\xff\xfe not json"), "JSONDecodeError"),
+        (Reply.raw(200, b"123"), "TypeError"),
+        (Reply.raw(200, b'{"candidates": [1]}'), "TypeError"),
+        (Reply.text_part([SECRET, "second"]), "ValidationError"),
+        (Reply.text_part(42), "ValidationError"),
+        (Reply.text_part({"secret": SECRET}), "ValidationError"),
+        (Reply.ok().with_fields(usageMetadata={"promptTokenCount": SECRET}), "ValidationError"),
+        (Reply.ok().with_fields(candidates=[_CANDIDATE | {"finishReason": 7}]), "AttributeError"),
+        (Reply.raw(200, b"[1, 2]"), "no candidates"),
+        (Reply.raw(200, b'"just a string"'), "no candidates"),
+        (Reply.raw(200, b"null"), "no candidates"),
+        (Reply.raw(200, b""), "no candidates"),
+        (Reply.raw(200, b'{"unrelated": true}'), "no candidates"),
+    ],
+)
+def test_a_200_that_is_not_a_generate_content_response_is_unavailable(
+    client: GeminiClient, stub: Any, reply: Any, reason: str
+) -> None:
+    stub.script(reply)
+    with pytest.raises(LlmUnavailable) as info:
+        client.generate(_request())
+    assert info.value.retryable and info.value.code == "LLM_UNAVAILABLE"
+    assert info.value.message.startswith(
+        "the model endpoint answered with a body that is not a GenerateContentResponse: "
+    )
+    assert reason in info.value.message and SECRET not in info.value.message and "input_value" not in info.value.message
+    assert stub.calls() == 1
+
+
+def test_garbage_200s_are_unavailable_on_vertex_too(stub: Any) -> None:
+    from google.oauth2.credentials import Credentials
+
+    settings = Settings(project="it-project", gemini_base_url=stub.base_url)
+    client = GeminiClient(settings, vertex_credentials=Credentials(token="t"))  # type: ignore[no-untyped-call]
+    stub.script(Reply.text_part([SECRET]), Reply.raw(200, b'{"candidates": "x"}'))
+    for _ in range(2):
+        with pytest.raises(LlmUnavailable, match="not a GenerateContentResponse") as info:
+            client.generate(_request(provider="vertex"))
+        assert SECRET not in info.value.message
+    client.close()
+
+
+@pytest.mark.parametrize(
+    ("reply", "hint"),
+    [
+        (Reply.http_error(429, "quota", retry_delay="999999999999s"), 3600.0),
+        (Reply.http_error(429, "quota", retry_delay="9" * 400 + "s"), 3600.0),
+        (Reply.http_error(429, "quota", retry_after="inf"), 3600.0),
+        (Reply.http_error(429, "quota", retry_after="1e400"), 3600.0),
+        (Reply.http_error(429, "quota", retry_after="nan"), None),
+        (Reply.http_error(429, "quota", retry_after="-5"), 0.0),
+        (Reply.http_error(429, "quota", retry_after="soon"), None),
+        (Reply.http_error(429, "quota", headers={"retry-after-ms": "1500"}), 1.5),
+        (Reply.http_error(429, "quota", retry_after="9", headers={"retry-after-ms": "250"}), 0.25),
+        (Reply.http_error(429, "quota", retry_delay="2s", retry_after="9"), 2.0),
+        (Reply.raw(429, b'{"error": {"code": 429, "details": 5}}'), None),
+        (Reply.raw(429, b'{"error": {"code": 429, "details": [{"@type": 7}, "x"]}}'), None),
+    ],
+)
+def test_retry_hints_are_clamped_and_junk_is_no_hint(
+    client: GeminiClient, stub: Any, reply: Any, hint: float | None
+) -> None:
+    stub.script(reply)
+    with pytest.raises(LlmRateLimited) as info:
+        client.generate(_request())
+    assert info.value.retry_after == hint
+
+
+def test_an_http_date_retry_after_is_the_seconds_until_then(client: GeminiClient, stub: Any) -> None:
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    when = datetime.now(UTC) + timedelta(seconds=120)
+    stub.script(Reply.http_error(503, "busy", retry_after=format_datetime(when, usegmt=True)))
+    with pytest.raises(LlmUnavailable) as info:
+        client.generate(_request())
+    assert info.value.retry_after is not None and 100 < info.value.retry_after <= 120
+
+
+def test_error_status_and_server_message_are_clipped(client: GeminiClient, stub: Any) -> None:
+    from worker_llm_client.core.bounds import MAX_ERROR_MESSAGE
+
+    body = b'{"error": {"code": 400, "status": "' + b"S" * 5000 + b'", "message": "' + b"m" * 100_000 + b'"}}'
+    stub.script(Reply.raw(400, body))
+    with pytest.raises(LlmBadRequest) as info:
+        client.generate(_request())
+    assert len(info.value.message) < MAX_ERROR_MESSAGE and "m" * 299 + "…" in info.value.message
+
+
+def test_provider_chosen_strings_are_clipped(client: GeminiClient, stub: Any) -> None:
+    stub.script(Reply.ok().with_fields(responseId="r" * 1_100_000, modelVersion="v" * 5000))
+    result = client.generate(_request())
+    assert result.response_id == "r" * 255 + "…" and result.model_version == "v" * 255 + "…"
+    assert result.text is not None
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # the SDK warns about a reason it does not know
+def test_unknown_finish_and_block_reasons_are_clipped(client: GeminiClient, stub: Any) -> None:
+    stub.script(Reply.finish("F" * 100_000), Reply.blocked("B" * 100_000))
+    assert client.generate(_request()).finish_reason == "F" * 255 + "…"
+    assert client.generate(_request()).block_reason == "B" * 255 + "…"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "millis"), [(0.0004, 1), (0.0015, 2), (0.5, 500), (5.0, 5000), (0.0, 1), (None, None)]
+)
+def test_a_timeout_under_a_millisecond_is_still_a_timeout(seconds: float | None, millis: int | None) -> None:
+    from worker_llm_client.adapters.gemini_client import build_config
+
+    options = build_config(_request(timeout_seconds=seconds)).http_options
+    assert (options.timeout if options else None) == millis
+
+
+def test_a_sub_millisecond_budget_times_out_instead_of_waiting_forever(client: GeminiClient, stub: Any) -> None:
+    stub.script(Reply.delay(1.0))
+    with pytest.raises(LlmTimeout):
+        client.generate(_request(timeout_seconds=0.0004))
+
+
+def test_a_credentials_refresh_failure_is_transient_not_an_auth_failure(stub: Any) -> None:
+    from google.auth.exceptions import RefreshError
+    from google.oauth2.credentials import Credentials
+
+    class TokenEndpointDown(Credentials):
+        def refresh(self, request: Any) -> None:
+            raise RefreshError("token endpoint answered 503")
+
+    settings = Settings(project="it-project", gemini_base_url=stub.base_url)
+    client = GeminiClient(settings, vertex_credentials=TokenEndpointDown(token=None))  # type: ignore[no-untyped-call]
+    with pytest.raises(LlmUnavailable, match="could not be refreshed: RefreshError") as info:
+        client.generate(_request(provider="vertex"))
+    client.close()
+    assert info.value.retryable and stub.calls() == 0
+
+
+def test_a_refresh_failure_while_building_the_client_is_transient(stub: Any) -> None:
+    from google.auth.exceptions import DefaultCredentialsError, RefreshError
+
+    class Blip(GeminiClient):
+        error: Exception = RefreshError("metadata server answered 500")
+
+        def _build(self, provider: str) -> Any:
+            raise self.error
+
+    client = Blip(Settings(project="it-project", gemini_base_url=stub.base_url))
+    with pytest.raises(LlmUnavailable, match="could not be refreshed"):
+        client.generate(_request(provider="vertex"))
+    client.error = DefaultCredentialsError("no credentials at all")
+    with pytest.raises(LlmAuth, match="DefaultCredentialsError"):
+        client.generate(_request(provider="vertex"))
+
+
+def test_anything_unforeseen_is_internal_naming_its_type_only(stub: Any) -> None:
+    from worker_llm_client.errors import Internal
+
+    class Broken(GeminiClient):
+        def _build(self, provider: str) -> Any:
+            raise RuntimeError(f"something quoting {SECRET}")
+
+    with pytest.raises(Internal) as info:
+        Broken(Settings(project="it-project", gemini_base_url=stub.base_url)).generate(_request())
+    assert info.value.message == "unexpected builtins.RuntimeError while calling model 'gemini-2.5-flash'"

@@ -337,6 +337,59 @@ def test_raw_reply_healthz_and_openapi_response_schema(stub: GeminiStub) -> None
     conn.close()
 
 
+def _post_raw(stub: GeminiStub, path: str) -> tuple[int, bytes, dict[str, str]]:
+    conn = _connect(stub)
+    try:
+        conn.request("POST", path, body=b"{}", headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        return response.status, response.read(), {k.lower(): v for k, v in response.getheaders()}
+    finally:
+        conn.close()
+
+
+def test_garbage_200_replies_over_raw_http(stub: GeminiStub) -> None:
+    path = f"/v1beta/models/{MODEL}:generateContent"
+    stub.script(Reply.html_page(), Reply.html_page(502), Reply.raw(200, b"[1, 2]"))
+    status, body, headers = _post_raw(stub, path)
+    assert (status, headers["content-type"]) == (200, "text/html; charset=utf-8")
+    assert body.startswith(b"<!DOCTYPE html>")
+    assert _post_raw(stub, path)[0] == 502
+    assert _post_raw(stub, path)[:2] == (200, b"[1, 2]")
+
+
+def test_text_part_and_with_fields_shape_a_200(stub: GeminiStub) -> None:
+    path = f"/v1beta/models/{MODEL}:generateContent"
+    stub.script(Reply.text_part(["a", 1]), Reply.blocked().with_fields(responseId="r" * 1000, modelVersion=None))
+    stub.script(Reply.text("t").with_fields(usageMetadata={"x": 1}).with_fields(usageMetadata=5, extra=[True]))
+    _, odd, _ = _post(stub, path)
+    assert odd["candidates"] == [
+        {"content": {"role": "model", "parts": [{"text": ["a", 1]}]}, "finishReason": "STOP", "index": 0}
+    ]
+    assert odd["responseId"] and odd["modelVersion"] == "stub-001"  # the other fields stay
+    _, blocked, _ = _post(stub, path)
+    assert blocked["promptFeedback"] == {"blockReason": "SAFETY"}
+    assert (blocked["responseId"], blocked["modelVersion"]) == ("r" * 1000, None)
+    _, text, _ = _post(stub, path)
+    assert (text["usageMetadata"], text["extra"]) == (5, [True])  # the later call wins
+    assert text["candidates"][0]["content"]["parts"] == [{"text": "t"}]
+    with pytest.raises(ValueError, match="raw"):
+        Reply.html_page().with_fields(responseId="x")
+
+
+def test_text_part_that_is_not_a_string_fails_the_sdks_validation(stub: GeminiStub, client: genai.Client) -> None:
+    import pydantic
+
+    stub.script(Reply.text_part(["secret"]))
+    with pytest.raises(pydantic.ValidationError, match="input_value"):
+        _generate(client)
+
+
+def test_http_error_sends_extra_headers(stub: GeminiStub) -> None:
+    stub.script(Reply.http_error(429, "quota", retry_after="3", headers={"retry-after-ms": "1500"}))
+    status, _, headers = _post(stub, f"/v1beta/models/{MODEL}:generateContent")
+    assert (status, headers["Retry-After"], headers["retry-after-ms"]) == (429, "3", "1500")
+
+
 def test_concurrent_requests_latency_wait_and_reset(stub: GeminiStub) -> None:
     stub.latency = 0.2
     path = f"/v1beta/models/{MODEL}:generateContent"

@@ -245,9 +245,14 @@ def test_sweep_entry_point_reports_what_it_did(monkeypatch: pytest.MonkeyPatch, 
     app = create_app("sweep_flow_runs", str(ROOT / "main.py"), "http")
     response = app.test_client().post(f"/{query}")
     assert response.status_code == 200
-    assert response.get_json() == {"runs": 2, "steps": 3, "repaired": 1, "failed": 0, "deferred": 0, "limit": limit} and asked == [
-        limit
-    ]
+    assert response.get_json() == {
+        "runs": 2,
+        "steps": 3,
+        "repaired": 1,
+        "failed": 0,
+        "deferred": 0,
+        "limit": limit,
+    } and asked == [limit]
 
 
 # In a fresh interpreter: whatever this test session has imported already says nothing.

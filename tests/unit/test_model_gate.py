@@ -5,8 +5,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from worker_llm_client.core.bounds import MAX_RETRY_HINT_SECONDS
 from worker_llm_client.errors import LlmRateLimited
-from worker_llm_client.model_gate import ModelGate
+from worker_llm_client.model_gate import DEFAULT_COOLDOWN_SECONDS, ModelGate
 
 
 class Clock:
@@ -69,3 +70,31 @@ def test_waiting_for_a_slot_gives_up_when_the_time_allowed_runs_out() -> None:
     with gate.slot("m", max_wait=10), pytest.raises(LlmUnavailable, match="slot"), gate.slot("m", max_wait=0.05):
         pass
     assert (gate.inflight, gate.completed) == (0, 2)
+
+
+@pytest.mark.parametrize(
+    ("hint", "left"),
+    [
+        (float("inf"), MAX_RETRY_HINT_SECONDS),
+        (1e300, MAX_RETRY_HINT_SECONDS),
+        (float("nan"), DEFAULT_COOLDOWN_SECONDS),
+        (None, DEFAULT_COOLDOWN_SECONDS),
+        (-5.0, 0.0),
+        (2.5, 2.5),
+    ],
+)
+def test_a_cooldown_is_bounded_whatever_the_hint(hint: float | None, left: float) -> None:
+    clock = Clock()
+    gate = ModelGate(capacity=1, sleep=clock.sleep, monotonic=clock.monotonic)
+    gate.cool_down("m", hint)
+    assert gate.cooldown_left("m") == left
+
+
+def test_an_infinite_hint_does_not_wedge_the_model_for_good() -> None:
+    clock = Clock()
+    gate = ModelGate(capacity=1, sleep=clock.sleep, monotonic=clock.monotonic)
+    gate.cool_down("m", float("inf"))
+    clock.now += MAX_RETRY_HINT_SECONDS
+    with gate.slot("m", max_wait=0) as stats:
+        assert stats.inflight == 1
+    assert clock.slept == []

@@ -37,3 +37,23 @@ def test_after_failure() -> None:
     assert not wait.failed and wait.retry_at == T0 + timedelta(seconds=30)
     assert after_failure(LlmRateLimited("429"), 3, 3, T0).failed  # budget used: FAILED, retryable
     assert after_failure(LlmRateLimited("429"), 3, 3, T0).error["retryable"] is True
+
+
+@pytest.mark.parametrize(
+    ("reported", "kept"), [(None, 0), (12, 12), (-5, 0), (2**63, 0), (True, 0), ("7", 0), (2**53, 2**53)]
+)
+def test_a_providers_token_count_is_kept_only_when_firestore_can_store_it(reported: object, kept: int) -> None:
+    from worker_llm_client.core.bounds import token_count
+
+    assert token_count(reported) == kept
+
+
+@pytest.mark.parametrize("hint", [float("inf"), 1e300, 10**400])
+def test_an_unbounded_server_hint_never_overflows_the_retry_time(hint: float) -> None:
+    from datetime import UTC, datetime
+
+    from worker_llm_client.errors import LlmRateLimited
+
+    outcome = after_failure(LlmRateLimited("429", retry_after=hint), 1, 3, datetime(2026, 1, 1, tzinfo=UTC))
+    assert outcome.retry_at == datetime(2026, 1, 1, 1, tzinfo=UTC)  # clamped to an hour
+    assert model_retry_wait(1, hint, 0.0) == 3600.0

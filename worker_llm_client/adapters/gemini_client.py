@@ -2,23 +2,30 @@
 
 SDK retries stay off (no ``retry_options``), automatic function calling and automatic
 continuation are disabled, the API version is pinned, and the schema goes out as
-``response_json_schema``. Vendor errors are translated here into our ``StepError`` tree;
-the caller owns the one retry loop. ``response.text`` is read (never ``parsed``) and thought
-parts are left out of it.
+``response_json_schema``. Vendor errors are translated here into our ``StepError`` tree and
+nothing else escapes ``generate``: a 200 the SDK cannot parse is LLM_UNAVAILABLE, anything
+unforeseen INTERNAL. The caller owns the one retry loop. ``response.text`` is read (never
+``parsed``) and thought parts are left out of it; the strings the provider chooses are clipped.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
+import pydantic
 from google.auth import exceptions as auth_errors
 from google.genai import Client, errors, types
 
 from worker_llm_client.config import Settings
+from worker_llm_client.core.bounds import MAX_SERVER_MESSAGE, clip, clip_optional, retry_hint_seconds, token_count
 from worker_llm_client.errors import (
+    Internal,
     LlmAuth,
     LlmBadRequest,
     LlmRateLimited,
@@ -31,6 +38,11 @@ from worker_llm_client.report_models import LlmRequest, LlmResult, Usage
 GEMINI_API_VERSION = "v1beta"
 VERTEX_API_VERSION = "v1"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+# what the SDK raises when a 200's body is not a GenerateContentResponse: JSON errors (ValueError),
+# pydantic's ValidationError (a ValueError whose text quotes the offending value), and the
+# TypeError/AttributeError/LookupError of its converters walking an unexpected shape
+_UNPARSABLE = (pydantic.ValidationError, ValueError, TypeError, AttributeError, LookupError)
+_MAX_STATUS = 64  # the google.rpc status name of an error body, e.g. RESOURCE_EXHAUSTED
 
 
 def _transport_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
@@ -70,10 +82,8 @@ class GeminiClient:
             if provider not in self._clients:
                 try:
                     self._clients[provider] = self._build(provider)
-                except auth_errors.TransportError as exc:
-                    raise LlmUnavailable(
-                        f"credentials for provider '{provider}' unreachable: {type(exc).__name__}"
-                    ) from exc
+                except (auth_errors.TransportError, auth_errors.RefreshError) as exc:
+                    raise _credentials_blip(provider, exc) from exc
                 except auth_errors.GoogleAuthError as exc:
                     raise LlmAuth(f"no usable credentials for provider '{provider}': {type(exc).__name__}") from exc
             return self._clients[provider]
@@ -97,22 +107,49 @@ class GeminiClient:
         return Client(api_key=self.settings.gemini_api_key, http_options=options)
 
     def generate(self, request: LlmRequest) -> LlmResult:
-        client = self._client(request.provider)
+        """One model call; raises only ``StepError``."""
         try:
-            response = client.models.generate_content(
-                model=request.model,
-                contents=to_contents(request),
-                config=build_config(request),
-            )
+            return to_result(self._call(request))
+        except StepError:
+            raise
+        except Exception as exc:
+            raise Internal.from_exception(exc, f"calling model '{request.model}'") from exc
+
+    def _call(self, request: LlmRequest) -> types.GenerateContentResponse:
+        client = self._client(request.provider)
+        contents, config = to_contents(request), build_config(request)
+        try:
+            response = client.models.generate_content(model=request.model, contents=contents, config=config)
         except errors.APIError as exc:
             raise translate_api_error(exc, request.model) from exc
         except _TIMEOUTS as exc:
             raise LlmTimeout(f"model request timed out after {request.timeout_seconds}s") from exc
         except _CONNECTION_ERRORS as exc:
             raise LlmUnavailable(f"model endpoint unreachable: {type(exc).__name__}") from exc
+        except auth_errors.RefreshError as exc:
+            raise _credentials_blip(request.provider, exc) from exc
         except auth_errors.GoogleAuthError as exc:
             raise LlmAuth(f"credentials for provider '{request.provider}' failed: {type(exc).__name__}") from exc
-        return to_result(response)
+        except _UNPARSABLE as exc:  # never str(exc): a ValidationError quotes the model's text
+            raise not_a_response(type(exc).__name__) from exc
+        if not (
+            response.candidates
+            or response.prompt_feedback
+            or response.usage_metadata
+            or response.response_id
+            or response.model_version
+        ):  # what the SDK makes of `[]`, `"text"`, `null`, `{}` or `{"candidates": "x"}`
+            raise not_a_response("no candidates, promptFeedback, usageMetadata, responseId or modelVersion")
+        return response
+
+
+def _credentials_blip(provider: str, exc: BaseException) -> LlmUnavailable:
+    """The metadata server or token endpoint failed: transient, unlike having no credentials."""
+    return LlmUnavailable(f"credentials for provider '{provider}' could not be refreshed: {type(exc).__name__}")
+
+
+def not_a_response(what: str) -> LlmUnavailable:
+    return LlmUnavailable(f"the model endpoint answered with a body that is not a GenerateContentResponse: {what}")
 
 
 def to_contents(request: LlmRequest) -> list[types.ContentDict]:
@@ -124,7 +161,8 @@ def to_contents(request: LlmRequest) -> list[types.ContentDict]:
 def build_config(request: LlmRequest) -> types.GenerateContentConfig:
     gen = request.generation
     thinking = types.ThinkingConfig(thinking_budget=gen.thinking_budget) if gen.thinking_budget is not None else None
-    timeout = types.HttpOptions(timeout=int(request.timeout_seconds * 1000)) if request.timeout_seconds else None
+    timeout_ms = _timeout_ms(request.timeout_seconds)
+    timeout = types.HttpOptions(timeout=timeout_ms) if timeout_ms is not None else None
     return types.GenerateContentConfig(
         system_instruction=request.system_instruction,
         response_mime_type="application/json",
@@ -146,22 +184,29 @@ def build_config(request: LlmRequest) -> types.GenerateContentConfig:
     )
 
 
+def _timeout_ms(seconds: float | None) -> int | None:
+    """``HttpOptions.timeout`` in whole milliseconds, at least 1: the SDK reads 0 as "no timeout"."""
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    return max(1, math.ceil(seconds * 1000))
+
+
 def to_result(response: types.GenerateContentResponse) -> LlmResult:
     candidate = response.candidates[0] if response.candidates else None
     feedback = response.prompt_feedback
     meta = response.usage_metadata
     return LlmResult(
         text=_answer_text(candidate),
-        finish_reason=_name(candidate.finish_reason) if candidate else None,
-        block_reason=_name(feedback.block_reason) if feedback and feedback.block_reason else None,
-        model_version=response.model_version,
-        response_id=response.response_id,
+        finish_reason=clip_optional(_name(candidate.finish_reason)) if candidate else None,
+        block_reason=clip_optional(_name(feedback.block_reason)) if feedback else None,
+        model_version=clip_optional(response.model_version),
+        response_id=clip_optional(response.response_id),
         usage=Usage(
-            prompt_tokens=(meta.prompt_token_count or 0) if meta else 0,
-            output_tokens=(meta.candidates_token_count or 0) if meta else 0,
-            thoughts_tokens=(meta.thoughts_token_count or 0) if meta else 0,
-            cached_tokens=(meta.cached_content_token_count or 0) if meta else 0,
-            total_tokens=(meta.total_token_count or 0) if meta else 0,
+            prompt_tokens=token_count(meta.prompt_token_count if meta else None),
+            output_tokens=token_count(meta.candidates_token_count if meta else None),
+            thoughts_tokens=token_count(meta.thoughts_token_count if meta else None),
+            cached_tokens=token_count(meta.cached_content_token_count if meta else None),
+            total_tokens=token_count(meta.total_token_count if meta else None),
         ),
     )
 
@@ -182,7 +227,7 @@ def _name(value: Any) -> str | None:
 
 def translate_api_error(exc: errors.APIError, model: str) -> StepError:
     code = exc.code or 0
-    status = exc.status or ""
+    status = clip(str(exc.status or ""), _MAX_STATUS)
     summary = f"HTTP {code} {status}".strip()
     if code == 429:
         return LlmRateLimited(f"{summary}: model '{model}' is rate limited", retry_after=retry_hint(exc))
@@ -199,22 +244,48 @@ def translate_api_error(exc: errors.APIError, model: str) -> StepError:
 
 def _safe_message(exc: errors.APIError) -> str:
     """The server's own message (it names the rejected field or schema keyword), bounded."""
-    message = str(exc.message or "request rejected")
-    return message if len(message) <= 300 else message[:299] + "…"
+    return clip(str(exc.message or "request rejected"), MAX_SERVER_MESSAGE)
 
 
-def retry_hint(exc: errors.APIError) -> float | None:
-    """Seconds from ``RetryInfo.retryDelay`` in the error details, else ``Retry-After``."""
-    body = exc.details if isinstance(exc.details, Mapping) else {}
-    error = body.get("error", body) if isinstance(body, Mapping) else {}
-    for detail in error.get("details", []) if isinstance(error, Mapping) else []:
+def retry_hint(exc: errors.APIError, now: datetime | None = None) -> float | None:
+    """Seconds from ``RetryInfo.retryDelay`` in the error details, else the ``retry-after-ms`` or
+    ``Retry-After`` header (seconds or an HTTP date), clamped by ``bounds.retry_hint_seconds``."""
+    delay = _retry_info_delay(exc.details)
+    if delay is None:
+        headers = getattr(exc.response, "headers", None)
+        delay = _header_delay(headers if hasattr(headers, "get") else {}, now or datetime.now(UTC))
+    return retry_hint_seconds(delay)
+
+
+def _retry_info_delay(details: Any) -> float | None:
+    body = details if isinstance(details, Mapping) else {}
+    error = body.get("error", body)
+    items = error.get("details") if isinstance(error, Mapping) else None
+    for detail in items if isinstance(items, list) else []:
         if isinstance(detail, Mapping) and str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
             match = _DURATION.match(str(detail.get("retryDelay", "")))
             if match:
-                return float(match.group(1))
-    headers = getattr(exc.response, "headers", None) or {}
-    raw = headers.get("retry-after") if hasattr(headers, "get") else None
+                return float(match.group(1))  # inf for a thousand digits: clamped by the caller
+    return None
+
+
+def _header_delay(headers: Any, now: datetime) -> float | None:
+    millis = _number(headers.get("retry-after-ms"))
+    if millis is not None:
+        return millis / 1000
+    raw = headers.get("retry-after")
+    seconds = _number(raw)
+    if seconds is not None or not isinstance(raw, str):
+        return seconds
     try:
-        return float(raw) if raw is not None else None
+        when = parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp() - now.timestamp()
+
+
+def _number(raw: Any) -> float | None:
+    try:
+        return float(raw) if isinstance(raw, str) else None
     except ValueError:
         return None

@@ -23,4 +23,18 @@ def retry_hint_seconds(value: float | None) -> float | None:
     """A server's retry hint clamped to [0, MAX_RETRY_HINT_SECONDS]; NaN and junk are no hint."""
     if value is None or value != value:  # NaN
         return None
-    return min(max(float(value), 0.0), MAX_RETRY_HINT_SECONDS)
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int beyond any float
+        return MAX_RETRY_HINT_SECONDS if value > 0 else 0.0
+    return min(max(seconds, 0.0), MAX_RETRY_HINT_SECONDS)
+
+
+MAX_TOKEN_COUNT = 2**53  # a provider's token count above this (or below 0) is no count: Firestore stores int64
+
+
+def token_count(value: object) -> int:
+    """A provider-reported token count as a non-negative int Firestore can store (0 when absent)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOKEN_COUNT:
+        return 0
+    return value

@@ -40,6 +40,16 @@ google-genai 3.4.0 against this stub (asserted in tests/unit/test_gemini_stub.py
   the SDK's transport is httpx2, not httpx), not wrapped in an SDK error.
 * ``response.text`` skips parts with ``thought: true``; it is ``None`` when no non-thought text part exists
   (``Reply.empty()``, ``Reply.finish(reason)``, ``Reply.blocked()``).
+
+200s that a proxy or a broken endpoint may answer with:
+
+* ``Reply.html_page()``: an HTML page (``text/html``), e.g. a captive portal; the SDK's ``json.loads`` fails.
+* ``Reply.raw(200, b"[1, 2]")``: any body and content type; the SDK makes an empty response of ``[]``,
+  ``null``, ``""`` or ``{}``.
+* ``Reply.text_part(["a", 1])``: a candidate whose text part is not a string; the SDK's pydantic
+  validation rejects it, and its error's text quotes the value.
+* ``Reply.ok().with_fields(responseId="x" * 1_100_000)``: any top-level field of a 200 answer replaced
+  (``candidates``, ``usageMetadata``, ``modelVersion``...) by a JSON value, for outsized or odd fields.
 """
 
 from __future__ import annotations
@@ -57,8 +67,8 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self, cast
 
@@ -88,6 +98,7 @@ _WORDS = ("amber", "birch", "cedar", "delta", "ember", "fjord", "grove", "harbor
 _NUMERIC_KEYWORDS = ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum", "multipleOf")
 _SOFT_DEPTH, _MAX_DEPTH = 6, 24  # past soft: only required properties / minItems items
 _JSON_CT = "application/json; charset=UTF-8"
+_HTML_PAGE = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body>Proxy login required</body></html>"
 _Response = tuple[int, dict[str, str], bytes]  # status, headers, body
 
 
@@ -96,7 +107,8 @@ class Reply:
     """One scripted response; build it with the classmethods, not the constructor.
 
     ``kind`` is ok | finish | blocked | truncated | empty | thoughts | raw | delay; errors
-    are ``raw`` replies whose body and headers are rendered when the Reply is built.
+    are ``raw`` replies whose body and headers are rendered when the Reply is built. ``fields``
+    (top-level fields of a 200 answer, as JSON text) replace the generated ones: see ``with_fields``.
     """
 
     kind: str = "ok"
@@ -107,6 +119,7 @@ class Reply:
     headers: tuple[tuple[str, str], ...] = ()
     seconds: float = 0.0
     then: Reply | None = None
+    fields: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def ok(cls) -> Reply:
@@ -124,13 +137,16 @@ class Reply:
         message: str = "scripted error from gemini stub",
         retry_delay: str | None = None,
         retry_after: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Reply:
-        """Google error JSON; ``retry_delay`` adds RetryInfo, ``retry_after`` the header."""
+        """Google error JSON; ``retry_delay`` adds RetryInfo, ``retry_after`` the header, ``headers``
+        any others (e.g. ``{"retry-after-ms": "1500"}``)."""
         info = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry_delay}
         body = _error_body(status, message, [] if retry_delay is None else [info])
-        headers: tuple[tuple[str, str], ...] = (("Content-Type", _JSON_CT),)
-        headers += () if retry_after is None else (("Retry-After", retry_after),)
-        return cls(kind="raw", status=status, body=body, headers=headers)
+        sent: tuple[tuple[str, str], ...] = (("Content-Type", _JSON_CT),)
+        sent += () if retry_after is None else (("Retry-After", retry_after),)
+        sent += tuple((headers or {}).items())
+        return cls(kind="raw", status=status, body=body, headers=sent)
 
     @classmethod
     def delay(cls, seconds: float, then: Reply | None = None) -> Reply:
@@ -162,8 +178,29 @@ class Reply:
 
     @classmethod
     def raw(cls, status: int, body: bytes, content_type: str = "application/json") -> Reply:
+        """``body`` as is: with status 200, a body that is not a GenerateContentResponse."""
         headers = (("Content-Type", content_type),)
         return cls(kind="raw", status=status, body=body, headers=headers)
+
+    @classmethod
+    def html_page(cls, status: int = 200) -> Reply:
+        """An HTML page, as a proxy or a captive portal answers in the endpoint's place."""
+        return cls.raw(status, _HTML_PAGE, "text/html; charset=utf-8")
+
+    @classmethod
+    def text_part(cls, value: Any) -> Reply:
+        """A STOP candidate whose only part is ``{"text": value}``: pass a list, a number or an
+        object for a text part that is not a string."""
+        part = {"role": "model", "parts": [{"text": value}]}
+        return cls.ok().with_fields(candidates=[{"content": part, "finishReason": "STOP", "index": 0}])
+
+    def with_fields(self, **fields: Any) -> Reply:
+        """This reply with top-level fields of its 200 answer replaced by JSON values (e.g. a
+        1 MB ``responseId``); later calls add to earlier ones. Not for ``raw`` or ``delay``."""
+        if self.kind in ("raw", "delay"):
+            raise ValueError(f"with_fields() applies to a generated 200 answer, not to a {self.kind} reply")
+        encoded = tuple((key, json.dumps(value)) for key, value in fields.items())
+        return replace(self, fields=self.fields + encoded)
 
 
 @dataclass(frozen=True)
@@ -401,7 +438,8 @@ def _success(reply: Reply, body: dict[str, Any], model_version: str) -> dict[str
         content: dict[str, Any] = {"role": "model"} | ({} if parts is None else {"parts": parts})
         out = {"candidates": [{"content": content, "finishReason": reply.finish_reason, "index": 0}]}
     out["usageMetadata"] = _usage(body, parts or [])
-    return out | {"modelVersion": model_version, "responseId": uuid.uuid4().hex[:22]}
+    out |= {"modelVersion": model_version, "responseId": uuid.uuid4().hex[:22]}
+    return out | {key: json.loads(value) for key, value in reply.fields}
 
 
 def _error_body(status: int, message: str, details: list[dict[str, Any]]) -> bytes:
