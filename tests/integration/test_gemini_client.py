@@ -354,3 +354,17 @@ def test_anything_unforeseen_is_internal_naming_its_type_only(stub: Any) -> None
     with pytest.raises(Internal) as info:
         Broken(Settings(project="it-project", gemini_base_url=stub.base_url)).generate(_request())
     assert info.value.message == "unexpected builtins.RuntimeError while calling model 'gemini-2.5-flash'"
+
+
+@pytest.mark.parametrize(
+    "text", ["[" * 1000 + "]" * 1000, '{"n": ' + "9" * 5000 + "}", "not json at all"], ids=["deep", "digits", "prose"]
+)
+def test_the_sdk_never_parses_the_reply_so_hostile_text_reaches_our_validation(
+    client: GeminiClient, stub: Any, text: str
+) -> None:
+    """With ``response_json_schema`` in the config the SDK would ``json.loads`` the text itself and
+    raise RecursionError/ValueError out of the call, losing the reply (and its repair)."""
+    stub.script(Reply.text(text))
+    result = client.generate(_request())
+    assert result.text == text and result.finish_reason == "STOP"
+    assert stub.requests[-1].body["generationConfig"]["responseJsonSchema"] == REPORT_SCHEMA

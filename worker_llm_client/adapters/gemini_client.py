@@ -1,8 +1,12 @@
 """The LLM port over google-genai: one ``generate`` call is exactly one HTTP request.
 
 SDK retries stay off (no ``retry_options``), automatic function calling and automatic
-continuation are disabled, the API version is pinned, and the schema goes out as
-``response_json_schema``. Vendor errors are translated here into our ``StepError`` tree and
+continuation are disabled, the API version is pinned, and the schema goes out on the wire as
+``generationConfig.responseJsonSchema`` — through ``HttpOptions.extra_body``, not the config's
+``response_json_schema``: with the latter set the SDK ``json.loads`` every reply's text itself to
+fill ``parsed`` (we never read it), and a reply nested 1,000 deep or with a 5,000-digit number
+then raises RecursionError/ValueError out of the SDK, losing the reply that our own validation
+would have judged OUTPUT_NOT_JSON and repaired. Vendor errors are translated here into our ``StepError`` tree and
 nothing else escapes ``generate``: a 200 the SDK cannot parse is LLM_UNAVAILABLE, anything
 unforeseen INTERNAL. The caller owns the one retry loop. ``response.text`` is read (never
 ``parsed``) and thought parts are left out of it; the strings the provider chooses are clipped.
@@ -161,12 +165,10 @@ def to_contents(request: LlmRequest) -> list[types.ContentDict]:
 def build_config(request: LlmRequest) -> types.GenerateContentConfig:
     gen = request.generation
     thinking = types.ThinkingConfig(thinking_budget=gen.thinking_budget) if gen.thinking_budget is not None else None
-    timeout_ms = _timeout_ms(request.timeout_seconds)
-    timeout = types.HttpOptions(timeout=timeout_ms) if timeout_ms is not None else None
+    schema = {"generationConfig": {"responseJsonSchema": dict(request.response_schema)}}  # see the docstring
     return types.GenerateContentConfig(
         system_instruction=request.system_instruction,
         response_mime_type="application/json",
-        response_json_schema=dict(request.response_schema),
         temperature=gen.temperature,
         top_p=gen.top_p,
         top_k=gen.top_k,
@@ -180,7 +182,7 @@ def build_config(request: LlmRequest) -> types.GenerateContentConfig:
         or None,
         automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
         automatic_continuation=False,
-        http_options=timeout,
+        http_options=types.HttpOptions(timeout=_timeout_ms(request.timeout_seconds), extra_body=schema),
     )
 
 
