@@ -48,3 +48,18 @@ def test_error_messages_carry_no_variable_values() -> None:
     with pytest.raises(TemplateError) as info:
         render(make_prompt(template="{{ secret.nope }}"), {"secret": "s3cr3t-value"})
     assert "s3cr3t-value" not in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{{ secret.literal_name }}", "template: an undefined attribute or item was used (StrictUndefined)"),
+        ("{{ {}['quoted text'] }}", "template: an undefined attribute or item was used (StrictUndefined)"),
+        ("{{ secret[other] }}", "template: an undefined attribute or item was used (StrictUndefined)"),
+        ("{{ missing }}", "template: 'missing' is undefined (StrictUndefined)"),
+    ],
+)
+def test_undefined_errors_name_a_missing_variable_and_nothing_else(template: str, message: str) -> None:
+    with pytest.raises(TemplateError) as info:
+        render(make_prompt(template=template, system=""), {"secret": {"k": 1}, "other": "s3cr3t-key"})
+    assert info.value.message == message

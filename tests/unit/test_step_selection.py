@@ -6,7 +6,8 @@ import pytest
 
 from tests.builders import T0, later, make_run, step_data
 from worker_llm_client.core.claim_planning import plan_claims
-from worker_llm_client.core.step_selection import runnable_steps
+from worker_llm_client.core.step_selection import cycle_members, dependencies_met, runnable_steps
+from worker_llm_client.core.wake import next_wake
 from worker_llm_client.report_models import Claim
 
 RUNNING_LEASED = {"status": "RUNNING", "attempt": 1, "claim": {"token": "x", "leaseExpiresAt": later(60)}}
@@ -43,6 +44,37 @@ RUNNING_EXPIRED = {"status": "RUNNING", "attempt": 1, "claim": {"token": "x", "l
         ({"a": step_data(depends_on=["nope"])}, "RUNNING", ["a"]),
         ({"a": step_data(dependsOn="b")}, "RUNNING", ["a"]),
         ({"weekly-report.v2": step_data()}, "RUNNING", ["weekly-report.v2"]),
+        # a dependsOn cycle never resolves: its members are selected so they fail with INVALID_STEP
+        ({"a": step_data(depends_on=["a"])}, "RUNNING", ["a"]),
+        ({"a": step_data(depends_on=["b"]), "b": step_data(depends_on=["a"])}, "RUNNING", ["a", "b"]),
+        (
+            {"a": step_data(depends_on=["c"]), "b": step_data(depends_on=["a"]), "c": step_data(depends_on=["b"])},
+            "RUNNING",
+            ["a", "b", "c"],
+        ),
+        (  # a PENDING member still closes the cycle; only READY members are selected
+            {"a": step_data(depends_on=["b"]), "b": step_data(status="PENDING", depends_on=["a"])},
+            "RUNNING",
+            ["a"],
+        ),
+        (  # a step downstream of a cycle waits for it, as for any dependency that fails
+            {"a": step_data(depends_on=["b"]), "b": step_data(depends_on=["a"]), "c": step_data(depends_on=["b"])},
+            "RUNNING",
+            ["a", "b"],
+        ),
+        (
+            {
+                "a": step_data(depends_on=["b"]),
+                "b": step_data(status="FAILED", depends_on=["a"]),
+                "c": step_data(depends_on=["b"]),
+            },
+            "RUNNING",
+            ["a"],
+        ),
+        # a cycle through a SUCCEEDED step is no cycle: the dependency is met
+        ({"a": step_data(depends_on=["b"]), "b": step_data(status="SUCCEEDED", depends_on=["a"])}, "RUNNING", ["a"]),
+        # a chain is no cycle
+        ({"a": step_data(depends_on=["x"]), "b": step_data(depends_on=["a"]), "x": step_data()}, "RUNNING", ["x"]),
     ],
 )
 def test_runnable_steps(steps: dict, run_status: str, expected: list[str]) -> None:
@@ -103,3 +135,30 @@ def test_a_dead_salvage_worker_fails_as_lease_expired_not_with_an_older_error() 
     plan = plan_claims(run, T0, 8, lambda: Claim("t", "w", T0, later(600)))
     assert plan.patch[("steps", "a", "error")]["code"] == "LEASE_EXPIRED"
     assert plan.patch[("steps", "a", "error")]["attempt"] == 3
+
+
+@pytest.mark.parametrize("length", [500, 5000])
+def test_a_long_chain_runs_one_step_at_a_time(length: int) -> None:
+    ids = [f"s{i:05d}" for i in range(length)]
+    run = make_run({sid: step_data(depends_on=[ids[i - 1]] if i else None) for i, sid in enumerate(ids)})
+    assert [s.step_id for s in runnable_steps(run, T0)] == [ids[0]]
+    assert cycle_members(run.steps) == frozenset()
+    assert next_wake(run, T0) == later(60)  # every READY step asked dependencies_met: still linear
+
+
+def test_a_long_chain_closed_into_a_cycle_is_all_selected() -> None:
+    ids = [f"s{i:05d}" for i in range(5000)]
+    run = make_run({sid: step_data(depends_on=[ids[i - 1]]) for i, sid in enumerate(ids)})  # ids[0] <- ids[-1]
+    assert len(runnable_steps(run, T0)) == 5000
+
+
+def test_cycle_members_are_computed_once_per_snapshot() -> None:
+    run = make_run(
+        {"a": step_data(depends_on=["b"]), "b": step_data(depends_on=["a"]), "c": step_data(depends_on=["a"])}
+    )
+    first = cycle_members(run.steps)
+    assert first == {"a", "b"} and cycle_members(run.steps) is first
+    assert all(dependencies_met(run.steps[s], run.steps) for s in ("a", "b"))
+    assert not dependencies_met(run.steps["c"], run.steps)
+    other = make_run({"a": step_data(depends_on=["b"]), "b": step_data(status="SUCCEEDED", depends_on=["a"])})
+    assert cycle_members(other.steps) == frozenset()

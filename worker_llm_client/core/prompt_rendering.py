@@ -1,11 +1,13 @@
-"""A prompt's templates rendered with a step's ``vars`` in Jinja2's immutable sandbox.
+"""A prompt's templates rendered with a step's ``vars`` in a bounded, inert Jinja2 sandbox.
 
-Undefined variables fail (StrictUndefined); unsafe attribute access fails (SecurityError). Error
-messages name the template and the problem, never the template text or a variable's value.
+The sandbox and its caps are ``template_sandbox.py``. A failure is a ``TemplateError`` naming the
+template and the kind of problem (an exception type, a cap, a missing variable's name), never the
+template's text or a variable's value.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -13,12 +15,31 @@ from typing import Any
 
 import jinja2
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from worker_llm_client.core.template_sandbox import (
+    MAX_INT_BITS,
+    MAX_OUTPUT_CHARS,
+    MAX_RANGE,
+    MAX_RENDER_STEPS,
+    MAX_RENDER_WORK,
+    limit_message,
+    render_budget,
+    sandbox_environment,
+)
 from worker_llm_client.errors import TemplateError
 from worker_llm_client.report_models import Prompt
 
-_MAX_MESSAGE = 200
+__all__ = [
+    "MAX_INT_BITS",
+    "MAX_OUTPUT_CHARS",
+    "MAX_RANGE",
+    "MAX_RENDER_STEPS",
+    "MAX_RENDER_WORK",
+    "RenderedPrompt",
+    "compile_template",
+    "render",
+]
+_UNDEFINED_NAME = re.compile(r"'[A-Za-z_][A-Za-z0-9_]{0,63}' is undefined")
 
 
 @dataclass(frozen=True)
@@ -27,17 +48,14 @@ class RenderedPrompt:
     user: str
 
 
-@lru_cache(maxsize=1)
-def _environment() -> ImmutableSandboxedEnvironment:
-    return ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
-
-
 @lru_cache(maxsize=256)
 def compile_template(source: str, name: str) -> jinja2.Template:
     try:
-        return _environment().from_string(source)
+        return sandbox_environment().from_string(source)
     except jinja2.TemplateSyntaxError as exc:  # its message quotes template text: line number only
         raise TemplateError(f"{name}: syntax error at line {exc.lineno}") from exc
+    except Exception as exc:  # RecursionError, MemoryError, Python's limit on nested blocks
+        raise TemplateError(f"{name}: {type(exc).__name__} while compiling") from exc
 
 
 def render(prompt: Prompt, variables: Mapping[str, Any]) -> RenderedPrompt:
@@ -51,15 +69,19 @@ def render(prompt: Prompt, variables: Mapping[str, Any]) -> RenderedPrompt:
 def _render(source: str, name: str, variables: Mapping[str, Any]) -> str:
     template = compile_template(source, name)
     try:
-        return template.render(dict(variables))
-    except SecurityError as exc:
-        raise TemplateError(f"{name}: unsafe operation blocked by the sandbox: {_short(exc)}") from exc
-    except jinja2.UndefinedError as exc:
-        raise TemplateError(f"{name}: {_short(exc)} (StrictUndefined)") from exc
-    except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError, RecursionError) as exc:
-        raise TemplateError(f"{name}: {type(exc).__name__} while rendering") from exc
+        with render_budget():
+            return template.render(dict(variables))
+    except Exception as exc:  # everything a render raises comes from the template or its vars
+        raise TemplateError(f"{name}: {_describe(exc)}") from exc
 
 
-def _short(exc: Exception) -> str:
-    text = str(getattr(exc, "message", None) or exc)
-    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
+def _describe(exc: Exception) -> str:
+    limit = limit_message(exc)
+    if limit is not None:
+        return limit
+    if isinstance(exc, SecurityError):  # its message may quote an attribute name taken from a var
+        return "unsafe operation blocked by the sandbox"
+    if isinstance(exc, jinja2.UndefinedError):  # only the plain "'name' is undefined" names anything
+        named = _UNDEFINED_NAME.fullmatch(exc.message or "")
+        return f"{named.group(0) if named else 'an undefined attribute or item was used'} (StrictUndefined)"
+    return f"{type(exc).__name__} while rendering"
