@@ -1,11 +1,14 @@
 """Offline checks of prompts/, schemas/, llm_profiles.yaml and governance.yaml (no network).
 
 Errors (exit 1): a prompt or profile file that does not load, a template that does not compile in
-the sandbox, a schema that is not valid draft 2020-12 or has a ``$ref`` that does not resolve, a
-profile that is invalid or names a model outside ``allowedModels``. Notices: schema keywords that
-Gemini's ``responseJsonSchema`` does not support, so only our local validation enforces them
-(``pattern``, ``minLength``, ``const``...), ``oneOf`` (Gemini treats it as ``anyOf``), and
-profiles no step may use because they are disabled or not in ``allowedLlmProfiles``.
+the sandbox, a schema the function would refuse as SCHEMA_INVALID (``load_schema``: not valid
+draft 2020-12; a ``$ref``/``$dynamicRef`` that is remote, does not resolve or points into data; a
+nested ``$id``; nesting deeper than ``MAX_SCHEMA_DEPTH`` or text longer than ``MAX_SCHEMA_CHARS``;
+a ``pattern`` RE2 cannot run, see ``core/schema_guard.py``), a profile that is invalid or names a
+model outside ``allowedModels``. Notices: schema keywords that Gemini's ``responseJsonSchema`` does
+not support, so only our local validation enforces them (``pattern``, ``minLength``, ``const``...),
+``oneOf`` (Gemini treats it as ``anyOf``), and profiles no step may use because they are disabled or
+not in ``allowedLlmProfiles``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ GEMINI_SCHEMA_KEYWORDS = frozenset(
         "properties", "additionalProperties", "required", "propertyOrdering",
     }
 )  # fmt: skip
+_PATTERN_KEYWORDS = frozenset({"pattern", "patternProperties"})
+_RE2_SUBSET = (
+    "matched locally with RE2, an ECMA-262 subset: no lookahead, lookbehind or backreferences; \\s is ASCII whitespace"
+)
 _SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
 _SCHEMA_LISTS = ("prefixItems", "anyOf", "oneOf", "allOf")
 _SCHEMA_VALUES = ("items", "additionalProperties", "not", "contains", "if", "then", "else", "propertyNames",
@@ -74,7 +81,8 @@ def _lint_prompt(prompt_id: str, body: Mapping[str, Any]) -> Iterator[Finding]:
 def gemini_gaps(schema: Mapping[str, Any], path: str = "$") -> Iterator[str]:
     """What Gemini will not enforce in ``schema``; our local validation still does."""
     for keyword in sorted(set(schema) - GEMINI_SCHEMA_KEYWORDS):
-        yield f"{path}: '{keyword}' is enforced locally only (Gemini's responseJsonSchema does not support it)"
+        how = f"; {_RE2_SUBSET}" if keyword in _PATTERN_KEYWORDS else ""
+        yield f"{path}: '{keyword}' is enforced locally only (Gemini's responseJsonSchema does not support it){how}"
     if "oneOf" in schema:
         yield f"{path}: 'oneOf' is treated as 'anyOf' by Gemini; exactly-one is enforced locally only"
     for key in _SCHEMA_MAPS:

@@ -55,8 +55,8 @@ def _prompt_body(path: Path, schemas_dir: Path) -> dict[str, Any]:
     schema_path = schemas_dir / source["schema"]
     try:
         schema_text = json.dumps(json.loads(schema_path.read_text(encoding="utf-8")), ensure_ascii=False)
-    except (OSError, ValueError) as exc:
-        raise SourceError(f"{path}: schema {schema_path} cannot be read as JSON: {exc}") from exc
+    except (OSError, ValueError, RecursionError) as exc:
+        raise SourceError(f"{path}: schema {schema_path} cannot be read as JSON: {type(exc).__name__}") from exc
     system = source.get("systemInstruction") or ""
     return {
         "template": source["template"],

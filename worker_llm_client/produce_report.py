@@ -20,7 +20,7 @@ import tenacity
 from worker_llm_client.config import DEFAULT_MODEL_RETRY_BUDGET_SECONDS
 from worker_llm_client.core.artifact_naming import artifact_object_name, request_fingerprint
 from worker_llm_client.core.canonical import sha256_hex
-from worker_llm_client.core.output_validation import load_schema, repair_instruction, validate_reply
+from worker_llm_client.core.output_validation import load_schema, repair_instruction, report_bytes, validate_reply
 from worker_llm_client.core.prompt_rendering import render
 from worker_llm_client.core.retry_policy import give_up, model_retry_wait
 from worker_llm_client.core.step_inputs import parse_inputs
@@ -155,7 +155,7 @@ class ReportProducer:
             report = self._call_and_validate(request, production, output_schema, claimed.deadline)
         except (InvalidOutput, LlmTruncated) as error:
             raise self._keep_replies(error, debug_object_name(name, claimed.attempt), claimed, production) from error
-        data = json.dumps(report, ensure_ascii=False, indent=2).encode("utf-8")
+        data = report_bytes(report)
         stored = self.artifacts.put(name, data, _metadata(claimed, inputs, production, sha256_hex(data)))
         event = "artifact.written" if stored.created else "artifact.reused"
         self.log.info(event, gcsUri=stored.uri, sizeBytes=stored.size_bytes)
@@ -180,7 +180,7 @@ class ReportProducer:
                 for call, reply in enumerate(production.replies, start=1)
             ],
         }
-        data = json.dumps(envelope, ensure_ascii=False, indent=2).encode("utf-8")
+        data = json.dumps(envelope, indent=2).encode("utf-8")  # ASCII escapes: a lone surrogate still encodes
         try:
             kept = self.artifacts.put(
                 object_name, data, {"runId": claimed.run_id, "code": error.code, "sha256": sha256_hex(data)}

@@ -80,6 +80,65 @@ def test_broken_sources_are_errors(
     assert message in out and "error:" in out
 
 
+def _deep(depth: int) -> str:
+    return '{"type": "object", "properties": {"x": ' * depth + '{"type": "string"}' + "}}" * depth
+
+
+@pytest.mark.parametrize(
+    ("new", "message"),
+    [
+        (
+            '"items": {"$ref": "https://example.com/item.json"}',
+            "outputSchema $ref 'https://example.com/item.json' at $.properties.highlights.items is not local",
+        ),
+        (
+            '"items": {"$dynamicRef": "https://example.com/item.json#meta"}',
+            "$dynamicRef 'https://example.com/item.json#meta' at $.properties.highlights.items is not local",
+        ),
+        (
+            '"items": {"type": "object", "properties": {"default": {"$ref": "https://example.com/d.json"}}}',
+            "at $.properties.highlights.items.properties.default is not local",
+        ),
+        (
+            '"items": {"$id": "https://example.com/item.json", "type": "string"}',
+            "outputSchema has $id at $.properties.highlights.items: only the root may carry $id",
+        ),
+        ('"items": ' + _deep(40), "outputSchema nests arrays and objects deeper than 32 levels"),
+        (
+            '"items": {"type": "string", "pattern": "^(a)\\\\1$"}',
+            "outputSchema pattern at $.properties.highlights.items is not supported by RE2",
+        ),
+        (
+            '"items": {"type": "string", "pattern": "^(?!draft)"}',
+            "backreferences and lookaround are not available",
+        ),
+        ('"items": {"$ref": "#/properties/title/description"}', "does not point at a subschema"),
+        (
+            '"items": {"allOf": [{"$ref": "#/properties/highlights/items"}]}',
+            "$ref cycle at $.properties.highlights.items",
+        ),
+    ],
+    ids=[
+        "remote-ref",
+        "dynamic-ref",
+        "ref-under-default",
+        "nested-id",
+        "too-deep",
+        "backreference",
+        "lookahead",
+        "ref-into-data",
+        "ref-cycle",
+    ],
+)
+def test_schemas_the_function_would_refuse_are_errors(
+    repo: Path, new: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _edit(repo / "schemas/weekly_report.json", '"items": {"type": "string"}', new)
+    assert main(["lint", "--root", str(repo)]) == 1
+    out = capsys.readouterr().out
+    assert "error: prompts/weekly_report.yaml (schema weekly_report.json): outputSchema" in out and message in out, out
+
+
 def test_keywords_gemini_ignores_are_notices_not_errors(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _edit(
         repo / "schemas/weekly_report.json",
@@ -93,6 +152,7 @@ def test_keywords_gemini_ignores_are_notices_not_errors(repo: Path, capsys: pyte
         in out
     )
     assert "$.properties.title: 'pattern' is enforced locally only" in out
+    assert "matched locally with RE2, an ECMA-262 subset: no lookahead, lookbehind or backreferences" in out
 
 
 def test_disabled_and_unlisted_profiles_are_notices(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -33,6 +33,9 @@ WORK_ONLY_MODULES = (
     "google.genai",
     "jsonschema",
     "pydantic",
+    "re2",
+    "worker_llm_client.core.schema_guard",
+    "worker_llm_client.core.template_sandbox",
 )
 
 

@@ -6,7 +6,13 @@ import pytest
 
 from tests.builders import REPORT_SCHEMA
 from tests.fakes import reply
-from worker_llm_client.core.output_validation import load_schema, validate_reply
+from worker_llm_client.core.output_validation import (
+    MAX_REPLY_DEPTH,
+    load_schema,
+    parse_report,
+    report_bytes,
+    validate_reply,
+)
 from worker_llm_client.errors import LlmBlocked, LlmTruncated, OutputNotJson, OutputSchemaMismatch, SchemaInvalid
 
 SCHEMA = load_schema(json.dumps(REPORT_SCHEMA))
@@ -99,3 +105,79 @@ def test_non_json_constants_are_not_json(constant: str) -> None:
 def test_model_armor_is_a_block_not_bad_output() -> None:
     with pytest.raises(LlmBlocked, match="MODEL_ARMOR"):
         validate_reply(reply(None, finish_reason="MODEL_ARMOR"), SCHEMA)
+
+
+SECRET = "TOP-SECRET-REPLY-TEXT"
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (_nested(1000), "nested deeper than 64 levels at character 64"),
+        (f'{{"title": "{SECRET}", "x": {_nested(100_000)}}}', r"nested deeper than 64 levels at character \d+;"),
+        (f'{{"title": "{SECRET}", "n": {"9" * 5000}}}', "an integer with more than 4300 digits"),
+        (f'{{"title": "{SECRET}", "n": -{"9" * 4301}}}', "an integer with more than 4300 digits"),
+        (f'{{"title": "{SECRET}", "n": 1e400}}', "beyond the range of a 64-bit float"),
+        (f'{{"title": "{SECRET}\\ud800", "severity": "low", "findings": ["a"]}}', "lone UTF-16 surrogate"),
+        (f'{{"title": "{SECRET}", "\\udfff": 1}}', "lone UTF-16 surrogate"),
+        (f'{{"title": "{SECRET}\ud83d", "severity": "low", "findings": ["a"]}}', "lone UTF-16 surrogate"),
+    ],
+    ids=[
+        "1000-deep",
+        "100000-deep",
+        "5000-digits",
+        "negative-4301-digits",
+        "1e400",
+        "surrogate",
+        "surrogate-key",
+        "raw",
+    ],
+)
+def test_hostile_replies_are_not_json_and_never_quoted(text: str, message: str) -> None:
+    with pytest.raises(OutputNotJson, match=message) as info:
+        validate_reply(reply(text), SCHEMA)
+    assert info.value.code == "OUTPUT_NOT_JSON"
+    assert SECRET not in info.value.message and SECRET not in info.value.feedback
+    assert f"{len(text)} characters" in info.value.message
+
+
+@pytest.mark.parametrize("text", [["a", 1], [], 42, b'{"title": "t"}'])
+def test_a_reply_text_that_is_not_a_string_is_not_json(text: object) -> None:
+    with pytest.raises(OutputNotJson):
+        validate_reply(reply(text), SCHEMA)  # type: ignore[arg-type]
+
+
+def test_the_deepest_reply_allowed_validates_against_a_recursive_schema() -> None:
+    tree = load_schema(json.dumps({"type": "array", "items": {"$ref": "#"}}))
+    assert parse_report(_nested(MAX_REPLY_DEPTH), tree) is not None
+    with pytest.raises(OutputNotJson, match="nested deeper"):
+        parse_report(_nested(MAX_REPLY_DEPTH + 1), tree)
+
+
+def test_a_reply_too_deep_for_its_schema_is_not_json_rather_than_a_recursion_error() -> None:
+    wrapped: dict[str, object] = {"type": "array", "items": {"$ref": "#"}}
+    for _ in range(14):  # in-place applicators nested as deep as a schema may go, around a recursion
+        wrapped = {"allOf": [wrapped]}
+    output = load_schema(json.dumps(wrapped))
+    with pytest.raises(OutputNotJson, match="too deeply to validate"):
+        parse_report(_nested(MAX_REPLY_DEPTH), output)
+
+
+def test_every_returned_report_encodes_as_it_is_stored() -> None:
+    text = '{"title": "caf\\u00e9 \\ud83d\\ude00 \U0001f600", "severity": "low", "findings": ["\\u0000"]}'
+    report = parse_report(text, SCHEMA)
+    assert json.loads(report_bytes(report)) == report
+    assert report_bytes(report) == json.dumps(report, ensure_ascii=False, indent=2).encode("utf-8")
+
+
+def test_a_finish_reason_that_is_not_a_string_is_not_json_rather_than_a_crash() -> None:
+    from tests.fakes import reply
+    from worker_llm_client.core.output_validation import load_schema, validate_reply
+    from worker_llm_client.errors import OutputNotJson
+
+    with pytest.raises(OutputNotJson):
+        validate_reply(reply(finish_reason=["SAFETY"]), load_schema('{"type": "object"}'))

@@ -3,22 +3,37 @@
 Order matters: a blocked or truncated reply is classified before any parsing (a truncated JSON
 document is never repaired into a report). Messages describe where the reply broke the schema
 and which rule it broke, never the reply's own values: they end up in Firestore and logs.
+
+Whatever the text, ``parse_report`` raises only ``InvalidOutput`` (a reply it cannot hold as JSON
+is OUTPUT_NOT_JSON, repaired like any other): arrays and objects nested deeper than
+``MAX_REPLY_DEPTH`` are refused by a linear scan before ``json.loads`` recurses into them; integers
+longer than ``MAX_REPLY_INT_DIGITS`` digits, numbers beyond a float, ``NaN``/``Infinity`` and lone
+UTF-16 surrogates (``"\\ud800"``) are refused, so ``report_bytes`` always encodes what it returns.
+What a schema may hold (local refs only, bounded, RE2 patterns) is ``schema_guard``'s docstring.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NoReturn
 
-from jsonschema import Draft202012Validator, ValidationError
-from jsonschema.exceptions import SchemaError
-from referencing import Registry
+from jsonschema import ValidationError
+from jsonschema.protocols import Validator
 from referencing.exceptions import Unresolvable
-from referencing.jsonschema import DRAFT202012
 
+from worker_llm_client.core.schema_guard import (
+    additional_properties,
+    build_validator,
+    check_encodable,
+    check_metaschema,
+    check_schema_text,
+    inspect_schema,
+    nesting_overflow,
+)
 from worker_llm_client.errors import (
     InvalidOutput,
     LlmBlocked,
@@ -38,6 +53,8 @@ BLOCKING_FINISH_REASONS = frozenset(
     }
 )  # fmt: skip
 TRUNCATED_FINISH_REASONS = frozenset({"MAX_TOKENS", "CONTINUATION"})
+MAX_REPLY_DEPTH = 64  # nested arrays/objects in a reply; validating one level takes ~5 stack frames
+MAX_REPLY_INT_DIGITS = 4300  # CPython's default int/str limit: json.dumps could not write a longer one
 _MAX_VIOLATIONS = 5
 _MAX_FEEDBACK = 10
 _MAX_FEEDBACK_LINE = 240
@@ -49,60 +66,31 @@ class OutputSchema:
     """A prompt's parsed outputSchema and its validator, compiled once per schema text."""
 
     schema: Mapping[str, Any]
-    validator: Draft202012Validator
+    validator: Validator
     declared_names: frozenset[str]  # property names the schema declares: safe to show in messages
 
 
 @lru_cache(maxsize=128)
 def load_schema(text: str) -> OutputSchema:
+    if not isinstance(text, str):
+        raise SchemaInvalid("outputSchema must be JSON text")
+    check_schema_text(text)
     try:
         schema = json.loads(text)
-    except (TypeError, ValueError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise SchemaInvalid(f"outputSchema is not valid JSON: {exc}") from exc
     if not isinstance(schema, dict):
         raise SchemaInvalid("outputSchema must be a JSON object")
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        raise SchemaInvalid(f"outputSchema is not valid draft 2020-12 at {exc.json_path}: {exc.message}") from exc
-    names: set[str] = set()
-    _walk(schema, schema, names)
-    checker = Draft202012Validator.FORMAT_CHECKER
-    return OutputSchema(schema, Draft202012Validator(schema, format_checker=checker), frozenset(names))
-
-
-def _walk(node: Any, root: Mapping[str, Any], names: set[str]) -> None:
-    """Collect declared property names and fail on any ``$ref`` that does not resolve locally."""
-    if isinstance(node, list):
-        for item in node:
-            _walk(item, root, names)
-        return
-    if not isinstance(node, Mapping):
-        return
-    if isinstance(node.get("properties"), Mapping):
-        names.update(node["properties"])
-    ref = node.get("$ref")
-    if isinstance(ref, str):
-        _check_ref(ref, root)
-    for key, value in node.items():
-        if key not in ("enum", "const", "default", "examples"):
-            _walk(value, root, names)
-
-
-def _check_ref(ref: str, root: Mapping[str, Any]) -> None:
-    if not ref.startswith("#"):
-        raise SchemaInvalid(f"outputSchema $ref {ref!r} is not local; only '#...' references are supported")
-    resolver = (
-        Registry().with_resource("urn:output-schema", DRAFT202012.create_resource(root)).resolver("urn:output-schema")
-    )
-    try:
-        resolver.lookup(ref)
-    except Unresolvable as exc:
-        raise SchemaInvalid(f"outputSchema $ref {ref!r} does not resolve") from exc
+    check_encodable(schema)
+    check_metaschema(schema)
+    names = inspect_schema(schema)
+    return OutputSchema(schema, build_validator(schema), names)
 
 
 def classify(result: LlmResult) -> str:
     """The reply's text when it may hold a report; raises for blocked and truncated replies."""
+    if not isinstance(result.finish_reason, str | None) or not isinstance(result.block_reason, str | None):
+        raise OutputNotJson("the reply's finish or block reason is not a string", "it could not be read")
     if result.block_reason:
         raise LlmBlocked(f"the prompt was blocked by the model (blockReason={result.block_reason})")
     if result.finish_reason in BLOCKING_FINISH_REASONS:
@@ -112,25 +100,85 @@ def classify(result: LlmResult) -> str:
             f"the reply hit the output token limit (finishReason={result.finish_reason}); "
             "raise maxOutputTokens in the profile or ask for a shorter report"
         )
-    if not result.text or not result.text.strip():
+    if result.text is None or (isinstance(result.text, str) and not result.text.strip()):
         raise OutputNotJson(f"the reply had no text (finishReason={result.finish_reason})", "it was empty")
-    return result.text
+    return result.text  # parse_report refuses anything but a str
 
 
 def parse_report(text: str, output: OutputSchema) -> Any:
+    """The report ``text`` holds, valid against ``output``; only ``InvalidOutput`` otherwise.
+
+    (``SchemaInvalid`` only for a validator built without ``load_schema``'s checks.)"""
+    report = _load_reply(text)
     try:
-        report = json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        where = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
-        message = f"the reply is not JSON ({where}; {len(text)} characters)"
-        raise OutputNotJson(message, f"it is not a JSON document ({where})") from exc
-    violations = sorted(output.validator.iter_errors(report), key=lambda e: list(map(str, e.absolute_path)))
+        violations = sorted(output.validator.iter_errors(report), key=lambda e: list(map(str, e.absolute_path)))
+    except RecursionError as exc:
+        raise OutputNotJson(
+            "the reply is nested too deeply to validate against this schema",
+            "it nests arrays and objects too deeply: flatten them",
+        ) from exc
+    except Unresolvable as exc:
+        raise SchemaInvalid("outputSchema has a reference that does not resolve locally") from exc
     if violations:
         shown = "; ".join(describe_violation(v, output.declared_names) for v in violations[:_MAX_VIOLATIONS])
         more = f" (+{len(violations) - _MAX_VIOLATIONS} more)" if len(violations) > _MAX_VIOLATIONS else ""
         message = f"{len(violations)} schema violation(s): {shown}{more}"
         raise OutputSchemaMismatch(message, _feedback(violations))
     return report
+
+
+def report_bytes(report: Any) -> bytes:
+    """The report as it is stored: indented JSON in UTF-8. Never fails on what ``parse_report`` returned."""
+    return json.dumps(report, ensure_ascii=False, indent=2).encode("utf-8")
+
+
+def _load_reply(text: object) -> Any:
+    """``json.loads`` bounded: only ``OutputNotJson`` for text that is not a JSON document we can hold."""
+    if not isinstance(text, str):
+        raise OutputNotJson(f"the reply's text is a {type(text).__name__}, not a string", "it was not text")
+    where = nesting_overflow(text, MAX_REPLY_DEPTH)
+    if where is not None:
+        _not_json(text, f"arrays and objects nested deeper than {MAX_REPLY_DEPTH} levels at character {where}")
+    try:
+        report = json.loads(text, parse_constant=_reject_constant, parse_int=_bounded_int, parse_float=_finite_float)
+    except json.JSONDecodeError as exc:
+        _not_json(text, f"{exc.msg} at line {exc.lineno} column {exc.colno}", exc)
+    except _NumberRefused as exc:
+        _not_json(text, exc.reason, exc)
+    except (ValueError, RecursionError) as exc:
+        _not_json(text, f"it cannot be parsed ({type(exc).__name__})", exc)
+    try:
+        report_bytes(report)
+    except UnicodeEncodeError as exc:
+        _not_json(text, "a lone UTF-16 surrogate escape (\\ud800-\\udfff) that UTF-8 cannot encode", exc)
+    except (ValueError, RecursionError) as exc:
+        _not_json(text, f"it cannot be written back as JSON ({type(exc).__name__})", exc)
+    return report
+
+
+def _not_json(text: str, where: str, cause: BaseException | None = None) -> NoReturn:
+    """``where`` names positions, sizes and depths, never the reply's own text."""
+    message = f"the reply is not JSON ({where}; {len(text)} characters)"
+    raise OutputNotJson(message, f"it is not a JSON document ({where})") from cause
+
+
+class _NumberRefused(ValueError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _bounded_int(token: str) -> int:
+    if len(token) - token.startswith("-") > MAX_REPLY_INT_DIGITS:
+        raise _NumberRefused(f"an integer with more than {MAX_REPLY_INT_DIGITS} digits")
+    return int(token)
+
+
+def _finite_float(token: str) -> float:
+    value = float(token)
+    if not math.isfinite(value):
+        raise _NumberRefused("a number beyond the range of a 64-bit float")
+    return value
 
 
 def _reject_constant(name: str) -> Any:
@@ -171,8 +219,7 @@ def describe_violation(error: ValidationError, declared_names: frozenset[str] = 
     if error.validator == "required" and isinstance(error.instance, dict):
         rule = [name for name in rule if name not in error.instance]
     elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = set(schema.get("properties", {}))
-        rule = f"false ({sum(1 for k in error.instance if k not in allowed)} unexpected properties)"
+        rule = f"false ({len(additional_properties(error.instance, schema))} unexpected properties)"
     elif error.validator == "type":
         rule = f"{rule} (got {type(error.instance).__name__})"
     text = json.dumps(rule, ensure_ascii=False, default=str) if not isinstance(rule, str) else rule
