@@ -196,3 +196,12 @@ def test_missing_java_raises_prerequisite_missing(tmp_path: Path, monkeypatch: p
     emu = FirestoreEmulator(PROJECT, tmp_path / "logs", sdk_root=sdk_root)
     with pytest.raises(PrerequisiteMissing, match="openjdk-17-jre-headless"):
         emu.start()
+
+
+def test_a_log_line_still_being_written_is_left_for_the_next_read(tmp_path: Path) -> None:
+    from worker_llm_client.devstack.services import ManagedProcess
+
+    proc = ManagedProcess("writer", tmp_path / "logs", ["true"])
+    proc.log_path.parent.mkdir(parents=True, exist_ok=True)
+    proc.log_path.write_text('{"message": "done"}\nplain text\n{"message": "half', encoding="utf-8")
+    assert proc.json_log_lines() == [{"message": "done"}]

@@ -232,9 +232,11 @@ class ManagedProcess:
         self._end(signal.SIGKILL, 5.0)
 
     def json_log_lines(self) -> list[dict[str, Any]]:
-        """The structured (one JSON object per line) lines of this process's log, parsed."""
+        """The structured (one JSON object per line) lines of this process's log, parsed; a line the
+        process is still writing (no newline yet) is left for the next read."""
         text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+        complete = text.split("\n")[:-1]
+        return [json.loads(line) for line in complete if line.startswith("{")]
 
     def log_tail(self, n_lines: int = 40) -> str:
         """The last ``n_lines`` lines of this process's log, for error messages."""
