@@ -167,17 +167,21 @@ def test_vertex_without_credentials_is_an_auth_error_not_a_crash(
     assert stub.calls() == 0
 
 
-def test_a_credentials_transport_blip_is_transient_not_an_auth_failure(stub: Any) -> None:
-    from google.auth.exceptions import TransportError
+@pytest.mark.parametrize(
+    ("failure", "reason"),
+    [("TransportError", "metadata server unreachable"), ("RefreshError", "token endpoint answered 503")],
+)
+def test_a_credentials_blip_is_transient_not_an_auth_failure(stub: Any, failure: str, reason: str) -> None:
+    from google.auth import exceptions
     from google.oauth2.credentials import Credentials
 
-    class MetadataServerDown(Credentials):
+    class Unreachable(Credentials):
         def refresh(self, request: Any) -> None:
-            raise TransportError("metadata server unreachable")
+            raise getattr(exceptions, failure)(reason)
 
     settings = Settings(project="it-project", gemini_base_url=stub.base_url)
-    client = GeminiClient(settings, vertex_credentials=MetadataServerDown(token=None))  # type: ignore[no-untyped-call]
-    with pytest.raises(LlmUnavailable) as info:
+    client = GeminiClient(settings, vertex_credentials=Unreachable(token=None))  # type: ignore[no-untyped-call]
+    with pytest.raises(LlmUnavailable, match=failure) as info:
         client.generate(_request(provider="vertex"))
     client.close()
     assert info.value.retryable and stub.calls() == 0
@@ -309,22 +313,6 @@ def test_a_sub_millisecond_budget_times_out_instead_of_waiting_forever(client: G
     stub.script(Reply.delay(1.0))
     with pytest.raises(LlmTimeout):
         client.generate(_request(timeout_seconds=0.0004))
-
-
-def test_a_credentials_refresh_failure_is_transient_not_an_auth_failure(stub: Any) -> None:
-    from google.auth.exceptions import RefreshError
-    from google.oauth2.credentials import Credentials
-
-    class TokenEndpointDown(Credentials):
-        def refresh(self, request: Any) -> None:
-            raise RefreshError("token endpoint answered 503")
-
-    settings = Settings(project="it-project", gemini_base_url=stub.base_url)
-    client = GeminiClient(settings, vertex_credentials=TokenEndpointDown(token=None))  # type: ignore[no-untyped-call]
-    with pytest.raises(LlmUnavailable, match="could not be refreshed: RefreshError") as info:
-        client.generate(_request(provider="vertex"))
-    client.close()
-    assert info.value.retryable and stub.calls() == 0
 
 
 def test_a_refresh_failure_while_building_the_client_is_transient(stub: Any) -> None:
