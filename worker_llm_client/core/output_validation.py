@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -55,6 +56,7 @@ BLOCKING_FINISH_REASONS = frozenset(
 TRUNCATED_FINISH_REASONS = frozenset({"MAX_TOKENS", "CONTINUATION"})
 MAX_REPLY_DEPTH = 64  # nested arrays/objects in a reply; validating one level takes ~5 stack frames
 MAX_REPLY_INT_DIGITS = 4300  # CPython's default int/str limit: json.dumps could not write a longer one
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")  # \ud800-\udfff: paired or lone
 _MAX_VIOLATIONS = 5
 _MAX_FEEDBACK = 10
 _MAX_FEEDBACK_LINE = 240
@@ -147,13 +149,22 @@ def _load_reply(text: object) -> Any:
         _not_json(text, exc.reason, exc)
     except (ValueError, RecursionError) as exc:
         _not_json(text, f"it cannot be parsed ({type(exc).__name__})", exc)
-    try:
-        report_bytes(report)
-    except UnicodeEncodeError as exc:
-        _not_json(text, "a lone UTF-16 surrogate escape (\\ud800-\\udfff) that UTF-8 cannot encode", exc)
-    except (ValueError, RecursionError) as exc:
-        _not_json(text, f"it cannot be written back as JSON ({type(exc).__name__})", exc)
+    if _SURROGATE_ESCAPE.search(text) or not _encodes(text):  # else every string in it encodes too
+        try:
+            report_bytes(report)
+        except UnicodeEncodeError as exc:
+            _not_json(text, "a lone UTF-16 surrogate escape (\\ud800-\\udfff) that UTF-8 cannot encode", exc)
+        except (ValueError, RecursionError) as exc:
+            _not_json(text, f"it cannot be written back as JSON ({type(exc).__name__})", exc)
     return report
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _not_json(text: str, where: str, cause: BaseException | None = None) -> NoReturn:
