@@ -84,7 +84,7 @@ class InMemoryRunStore:
             self._apply(run_id, patch)
             return True
 
-    def finalize(self, run_id: str, step_id: str, token: str, patch: Patch) -> bool:
+    def finalize(self, run_id: str, step_id: str, token: str, patch: Patch, retried: bool = False) -> bool:
         with self._lock:
             if self.faults:
                 raise self.faults.pop(0)

@@ -231,9 +231,10 @@ class RunExecutor:
         longer ours, or the window closed: then its lease and the sweeper take over)."""
         step_id, token = claimed.step.step_id, claimed.claim.token
         give_up_at = claimed.deadline + self.policy.finalize_seconds
+        retried = False  # a transient failure may come after the write landed: the next try checks
         for tries in itertools.count(1):
             try:
-                if self.runs.finalize(claimed.run_id, step_id, token, patch):
+                if self.runs.finalize(claimed.run_id, step_id, token, patch, retried=retried):
                     return True
                 self.log.warning("step.claim_conflict", reason="finalize_discarded_step_no_longer_held")
                 return False
@@ -244,16 +245,17 @@ class RunExecutor:
                     return False
                 self.log.warning("step.finalize_retry", tries=tries, waitSeconds=round(wait, 3), detail=str(error))
                 self.retry.sleep(wait)
+                retried = True
             except RunTooLarge as error:
                 if _is_failure_of(patch, error.code):
                     self.log.error("step.finalize_failed", reason="run_document_full", detail=error.message)
                     return False
-                patch = self._failure_patch(claimed, error)
+                patch, retried = self._failure_patch(claimed, error), False
             except Exception as exc:
                 if _is_failure_of(patch, Internal.code):
                     self.log.error("step.finalize_failed", reason="internal_error", errorType=type(exc).__name__)
                     return False
-                patch = self._failure_patch(claimed, self._internal(exc, "finalizing the step"))
+                patch, retried = self._failure_patch(claimed, self._internal(exc, "finalizing the step")), False
         return False
 
     def _failure_patch(self, claimed: ClaimedStep, error: StepError) -> Patch:

@@ -18,9 +18,10 @@ class RunStore(Protocol):
         """Write ``patch`` only if the run is unchanged since ``update_time``; False otherwise."""
         ...
 
-    def finalize(self, run_id: str, step_id: str, token: str, patch: Patch) -> bool:
+    def finalize(self, run_id: str, step_id: str, token: str, patch: Patch, retried: bool = False) -> bool:
         """Atomically: write ``patch`` (plus the run's new ``executor.wakeAt``) only if the
-        step is RUNNING under ``token``."""
+        step is RUNNING under ``token``. ``retried``: an earlier call with this very patch failed
+        and may have landed; if the run shows it did, that counts as written."""
         ...
 
     def due_runs(self, now: datetime, limit: int) -> list[str]:

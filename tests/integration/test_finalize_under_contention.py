@@ -43,3 +43,32 @@ def test_every_step_is_finalized_while_another_writer_keeps_changing_the_run(
     final = ref.get().to_dict()["steps"]
     assert all(r.finalized for r in results) and len(results) == 6
     assert {s["status"] for s in final.values()} == {"SUCCEEDED"} and stub.calls() == 6
+
+
+def test_a_finalize_whose_write_landed_before_it_failed_counts_as_written(
+    executor: Any, db: Any, stub: Any, run_id: str
+) -> None:
+    """Firestore may answer DEADLINE_EXCEEDED for a commit that landed: the retry must see its own
+    write, not take the step for someone else's and log a discarded finalize."""
+    from worker_llm_client.adapters.firestore_store import FirestoreRunStore
+    from worker_llm_client.errors import RunStoreUnavailable
+
+    class LandsThenFails(FirestoreRunStore):
+        failed = False
+
+        def write_if_unchanged(self, run_id: str, update_time: Any, patch: Any) -> bool:
+            written = super().write_if_unchanged(run_id, update_time, patch)
+            finishing = any(path[-1] == "status" and value == "SUCCEEDED" for path, value in patch.items())
+            if written and finishing and not self.failed:
+                self.failed = True
+                raise RunStoreUnavailable("writing run failed: DeadlineExceeded")
+            return written
+
+    executor.runs = LandsThenFails(db)
+    ref = db.collection("flow_runs").document(run_id)
+    written = ref.set(
+        {"status": "RUNNING", "steps": {"s1": step_data(prompt_id="weekly_report", profile="flash-json", vars=VARS)}}
+    )
+    [result] = executor.handle(run_from_document(run_id, ref.get().to_dict(), written.update_time))
+    assert result.finalized and executor.runs.failed
+    assert ref.get().to_dict()["steps"]["s1"]["status"] == "SUCCEEDED" and stub.calls() == 1

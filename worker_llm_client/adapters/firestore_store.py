@@ -94,6 +94,7 @@ class _Finalize:
     step_id: str
     token: str
     patch: Patch
+    retried: bool = False  # an earlier try of this very patch may have landed before it failed
     committed: bool | None = None  # None until its batch ran; then whether its token still held
     error: BaseException | None = None
 
@@ -142,8 +143,8 @@ class FirestoreRunStore:
             raise RunStoreUnavailable(f"writing run '{run_id}' failed: {type(exc).__name__}") from exc
         return True
 
-    def finalize(self, run_id: str, step_id: str, token: str, patch: Patch) -> bool:
-        mine = _Finalize(step_id, token, patch)
+    def finalize(self, run_id: str, step_id: str, token: str, patch: Patch, retried: bool = False) -> bool:
+        mine = _Finalize(step_id, token, patch, retried)
         with self._waiting_lock:
             self._waiting.setdefault(run_id, []).append(mine)
         with self._run_locks[zlib.crc32(run_id.encode()) % RUN_LOCK_STRIPES]:
@@ -175,9 +176,10 @@ class FirestoreRunStore:
             item.committed = ok
 
     def _write_alone(self, run_id: str, item: _Finalize) -> bool | None:
+        """One finalize of a split batch; its failure is its own (those written before it stand)."""
         try:
             return self._write_held(run_id, [item])[0]
-        except RunTooLarge as exc:
+        except (RunTooLarge, RunStoreUnavailable) as exc:
             item.error = exc
             return None
 
@@ -185,24 +187,29 @@ class FirestoreRunStore:
         """Which patches of ``batch`` were written: those whose steps are still held by their
         tokens. A write the client retried after it had landed fails its own precondition; the
         next read shows what that write left (its status and timestamps, under our tokens), and
-        it counts as written. Conflicts are read again after a short, growing, jittered pause."""
+        it counts as written; so does a retried finalize whose earlier try landed before it failed.
+        Conflicts are read again after a short, growing, jittered pause."""
+        before = [False] * len(batch)  # retried finalizes the first read shows as landed already
         sent = [False] * len(batch)
         for conflicts in range(FINALIZE_ROUNDS + 1):
             run = self.get_run(run_id)
             if run is None or run.update_time is None:
-                return [False] * len(batch)  # the run is gone: nothing is held
+                return before  # the run is gone: nothing is held
+            if conflicts == 0:
+                before = [item.retried and _landed(run.steps.get(item.step_id), item) for item in batch]
             if any(_landed(run.steps.get(i.step_id), i) for i, was in zip(batch, sent, strict=True) if was):
-                return sent  # one write carried them all: if one landed, all did
+                return _either(sent, before)  # one write carried them all: if one landed, all did
             if conflicts == FINALIZE_ROUNDS:
                 break
-            held = [(step := run.steps.get(item.step_id)) is not None and step.held_by(item.token) for item in batch]
+            held = [
+                not done and (step := run.steps.get(item.step_id)) is not None and step.held_by(item.token)
+                for item, done in zip(batch, before, strict=True)
+            ]
             patch = {
                 path: value for item, ok in zip(batch, held, strict=True) if ok for path, value in item.patch.items()
             }
-            if not patch:
-                return held
-            if self.write_if_unchanged(run_id, run.update_time, with_wake(run, patch, self.clock())):
-                return held
+            if not patch or self.write_if_unchanged(run_id, run.update_time, with_wake(run, patch, self.clock())):
+                return _either(held, before)
             sent = held  # the run changed or went since the read (or this very write landed): read again
             time.sleep(min(1.0, 0.02 * 2**conflicts) * (0.5 + random.random() / 2))
         raise RunStoreUnavailable(f"finalizing steps of run '{run_id}' conflicted {FINALIZE_ROUNDS} times in a row")
@@ -216,6 +223,10 @@ class FirestoreRunStore:
             .select([WAKE_FIELD])
         )
         return [snap.id for snap in query.stream()]
+
+
+def _either(first: list[bool], second: list[bool]) -> list[bool]:
+    return [a or b for a, b in zip(first, second, strict=True)]
 
 
 def _followers_error(error: BaseException, step_id: str, run_id: str) -> Exception:
