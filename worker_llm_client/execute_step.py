@@ -114,6 +114,10 @@ class RunExecutor:
         if deadline is None:
             deadline = self.retry.monotonic() + self.policy.work_seconds
         snapshot, claimed = self.claim(run, deadline, limit or self.policy.max_parallel_steps)
+        return self.run_claimed(snapshot, claimed)
+
+    def run_claimed(self, snapshot: RunSnapshot, claimed: list[ClaimedStep]) -> list[StepReport]:
+        """Execute claimed steps concurrently, each to a recorded outcome."""
         if len(claimed) <= 1:
             return [self.execute(snapshot, step) for step in claimed]
         with ThreadPoolExecutor(max_workers=len(claimed), thread_name_prefix="step") as pool:
@@ -137,7 +141,10 @@ class RunExecutor:
             plan = plan_claims(snapshot, now, limit, partial(self._new_claim, now))
             if plan.empty:
                 return snapshot, []
-            if self._write_claim(snapshot, plan, now):
+            written = self._write_claim(snapshot, plan, now)
+            if written is None:  # not even the claim fits: nothing can be recorded on this run
+                return snapshot, []
+            if written:
                 return snapshot, self._accept(snapshot, plan.claimed, plan, deadline)
             fresh = self.runs.get_run(run.run_id)
             landed = _claims_landed(fresh, plan) if fresh is not None else []
@@ -148,15 +155,16 @@ class RunExecutor:
         self.log.warning("step.claim_conflict", reason="gave_up_after_rounds", rounds=CLAIM_ROUNDS)
         return run, []
 
-    def _write_claim(self, snapshot: RunSnapshot, plan: ClaimPlan, now: datetime) -> bool:
+    def _write_claim(self, snapshot: RunSnapshot, plan: ClaimPlan, now: datetime) -> bool | None:
+        """Whether the claim landed; None when the run document cannot hold it."""
         assert snapshot.update_time is not None
         try:
             return self.runs.write_if_unchanged(
                 snapshot.run_id, snapshot.update_time, with_wake(snapshot, plan.patch, now)
             )
-        except RunTooLarge as error:  # not even the claim fits: nothing can be recorded on this run
+        except RunTooLarge as error:
             self.log.error("step.claim_conflict", reason="run_document_full", detail=error.message)
-            return False
+            return None
 
     def _back_off(self, conflicts: int) -> None:
         self.retry.sleep(min(1.0, 0.02 * 2**conflicts) * (0.5 + random.random() / 2))

@@ -1,7 +1,9 @@
 """How many claimed steps an instance is executing, against ``MAX_PARALLEL_STEPS``.
 
-The sweeper works on several due runs at once and takes slots here before claiming, so that the
-steps it holds never outnumber what the instance can execute before their leases run out.
+The sweeper works on several due runs at once and takes slots here before claiming (and gives
+back what it did not claim), so that the steps a sweep holds never outnumber what the instance can
+execute before their leases run out. Events do not take slots: each claims at most
+``MAX_PARALLEL_STEPS``, and the model gate bounds the calls of all of them together.
 """
 
 from __future__ import annotations

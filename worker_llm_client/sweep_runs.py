@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from worker_llm_client.core.step_selection import runnable_steps
+from worker_llm_client.core.transitions import Delete
 from worker_llm_client.core.wake import SWEEP_FAILURES, WAKE_AT, next_wake, wake_field
 from worker_llm_client.models import Patch, RunSnapshot
 from worker_llm_client.observability import bind_event, get_logger
@@ -79,7 +80,10 @@ class Sweeper:
             self._count(report, "deferred")
             return
         try:
-            steps = self.executor.handle(snapshot, deadline, limit=taken) if taken else []
+            fresh, claimed = self.executor.claim(snapshot, deadline, taken) if taken else (snapshot, [])
+            slots.give(taken - len(claimed))  # refused, exhausted or lost to another claimer
+            taken = len(claimed)
+            steps = self.executor.run_claimed(fresh, claimed)
         finally:
             slots.give(taken)
         self._count(report, "runs")
@@ -98,9 +102,10 @@ class Sweeper:
         wake = next_wake(run, now)
         if wake is not None and wake <= now:
             wake = now + timedelta(seconds=self.executor.policy.lease_seconds)
-        if run.update_time is None or wake == run.wake_at:
+        if run.update_time is None or (wake == run.wake_at and not run.sweep_failures):
             return 0
-        return int(self.runs.write_if_unchanged(run.run_id, run.update_time, wake_field(wake)))
+        cleared: Patch = {SWEEP_FAILURES: Delete.FIELD} if run.sweep_failures else {}
+        return int(self.runs.write_if_unchanged(run.run_id, run.update_time, {**wake_field(wake), **cleared}))
 
     def _push_back(self, run: RunSnapshot | None) -> None:
         """Look at a run that raised again later, later each time it raises in a row."""

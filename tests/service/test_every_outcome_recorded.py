@@ -211,3 +211,16 @@ def test_the_finalize_window_is_what_the_policy_gives() -> None:
     world.executor.handle(world.run({"s1": step_data()}))
     assert sum(world.slept) < 1.5 + 1e-9  # never past the work window plus the finalize window
     assert timedelta(seconds=sum(world.slept)) < timedelta(seconds=2)
+
+
+def test_a_claim_the_document_cannot_hold_is_not_tried_again() -> None:
+    class Full(InMemoryRunStore):
+        tries = 0
+
+        def write_if_unchanged(self, run_id: str, update_time: Any, patch: Any) -> bool:
+            self.tries += 1
+            raise RunTooLarge("run 'r1' cannot hold this write: Firestore's document limits")
+
+    world = World(runs=Full())
+    assert world.executor.handle(world.run({"a": step_data()})) == []
+    assert world.runs.tries == 1 and world.slept == [] and world.llm.requests == []  # type: ignore[attr-defined]

@@ -106,3 +106,11 @@ def test_a_sweep_never_holds_more_steps_than_the_instance_executes_at_once() -> 
         world.runs.put(run_id, {"status": "RUNNING", "executor": {"wakeAt": T0}, "steps": steps})
     report = world.executor.sweep(limit=10)
     assert 0 < peak[0] <= 2 and report.steps >= 2  # claimed steps never wait for a model slot
+
+
+def test_a_sweep_that_finds_nothing_to_do_clears_the_failure_count() -> None:
+    world = World()
+    step = step_data(status="SUCCEEDED")
+    world.runs.put("r1", {"status": "RUNNING", "executor": {"wakeAt": T0, "sweepFailures": 3}, "steps": {"s1": step}})
+    assert world.executor.sweep(limit=10).repaired == 1
+    assert world.runs.docs["r1"]["executor"] == {}

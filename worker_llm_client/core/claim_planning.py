@@ -50,26 +50,31 @@ class ClaimPlan:
 
 
 def plan_claims(run: RunSnapshot, now: datetime, limit: int, new_claim: Callable[[], Claim]) -> ClaimPlan:
-    """Claim up to ``limit`` runnable steps; the rest stay for the event our write causes."""
+    """Claim up to ``limit`` runnable steps; the rest stay for the event our write causes (or the
+    sweeper: ``wake.py``). A step is refused RUN_TOO_LARGE when the run has too many steps, or when
+    no room is left for its result even with no other result still to come; while other claimed
+    steps hold reservations it waits READY instead."""
     plan = ClaimPlan()
-    runnable = runnable_steps(run, now)
     oversized = _too_many_steps(run)
-    room = room_for_results(document_size((RUNS_COLLECTION, run.run_id), run.document), _in_flight(run, now))
-    for step in runnable:
+    size = document_size((RUNS_COLLECTION, run.run_id), run.document)
+    in_flight = _in_flight(run, now)
+    room = room_for_results(size, in_flight)
+    for step in runnable_steps(run, now):
         failed = exhausted_patch(step, now)
         if failed is not None:
             plan.exhausted.append(step)
             plan.patch.update(failed)
-        elif oversized is not None or (room <= 0 and len(plan.claimed) < limit):
-            _refuse(plan, step, oversized or _no_room(run), now)
-        elif len(plan.claimed) < limit:
-            planned = claim_attempt(step, now)
+        elif oversized is not None:
+            _refuse(plan, step, oversized, now)
+        elif len(plan.claimed) >= limit:
+            continue
+        elif room <= 0 and not (in_flight or plan.claimed):
+            _refuse(plan, step, _no_room(size), now)
+        elif room > 0 and (planned := claim_attempt(step, now)) is not None:
             claim = new_claim()
-            patch = claim_patch(step, claim, now)
-            if planned is not None and patch is not None:
-                plan.claimed.append(PlannedClaim(step, claim, *planned))
-                plan.patch.update(patch)
-                room -= 1
+            plan.claimed.append(PlannedClaim(step, claim, *planned))
+            plan.patch.update(claim_patch(step, claim, now) or {})
+            room -= 1
     return plan
 
 
@@ -79,8 +84,7 @@ def _too_many_steps(run: RunSnapshot) -> RunTooLarge | None:
     return RunTooLarge(f"the run has {len(run.steps)} steps; a run may have at most {MAX_STEPS_PER_RUN}")
 
 
-def _no_room(run: RunSnapshot) -> RunTooLarge:
-    size = document_size((RUNS_COLLECTION, run.run_id), run.document)
+def _no_room(size: int) -> RunTooLarge:
     return RunTooLarge(f"the run document ({size} bytes) has no room left for this step's result (1 MiB at most)")
 
 

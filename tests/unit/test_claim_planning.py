@@ -1,0 +1,36 @@
+"""Refusing what cannot fit (issue 10, item 3): permanent only when no other result is on its way."""
+
+from __future__ import annotations
+
+from tests.builders import T0, later, make_run, step_data
+from worker_llm_client.core.claim_planning import plan_claims
+from worker_llm_client.core.document_size import MAX_DOCUMENT_BYTES
+from worker_llm_client.models import run_from_document
+from worker_llm_client.report_models import Claim
+
+FULL = "x" * (MAX_DOCUMENT_BYTES - 40_000)  # under the limit, but past the headroom: no room for a result
+LEASED = {"status": "RUNNING", "attempt": 1, "claim": {"token": "t", "leaseExpiresAt": later(600)}}
+
+
+def _claim() -> Claim:
+    return Claim("tok", "w", T0, later(600))
+
+
+def _full_run(steps: dict[str, dict[str, object]]) -> object:
+    return run_from_document("r1", {"status": "RUNNING", "pad": FULL, "steps": steps}, T0)
+
+
+def test_with_no_room_and_nothing_in_flight_a_runnable_step_is_refused() -> None:
+    plan = plan_claims(_full_run({"a": step_data()}), T0, 8, _claim)  # type: ignore[arg-type]
+    assert plan.claimed == [] and [s.step_id for s, _ in plan.refused] == ["a"]
+
+
+def test_while_a_result_is_on_its_way_a_step_without_room_waits_ready() -> None:
+    plan = plan_claims(_full_run({"a": step_data(), "b": step_data(), "running": step_data(**LEASED)}), T0, 8, _claim)  # type: ignore[arg-type]
+    assert plan.claimed == [] and plan.refused == [] and plan.empty
+
+
+def test_steps_beyond_the_limit_are_neither_claimed_nor_refused() -> None:
+    run = make_run({f"s{i}": step_data() for i in range(5)})
+    plan = plan_claims(run, T0, 2, _claim)
+    assert [c.step.step_id for c in plan.claimed] == ["s0", "s1"] and plan.refused == []
