@@ -16,7 +16,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from worker_llm_client.adapters.cloudevent_decoding import decode_event, run_id_from_attributes
+from worker_llm_client.adapters.cloudevent_decoding import decode_snapshot, run_id_from_attributes
 from worker_llm_client.core.step_selection import runnable_steps
 from worker_llm_client.errors import DeliveryInFlight, EventDecodeError
 from worker_llm_client.observability import bind_event, get_logger, trace_resource
@@ -113,21 +113,20 @@ def handle_firestore_event(
     bind_event(attributes.get("id"), run_id, trace_resource(project, attributes.get("traceparent")))
     log = get_logger()
     log.info("event.received", eventType=attributes.get("type"), subject=attributes.get("subject"))
+    if run_id is None:
+        log.info("event.ignored", reason="not_a_flow_run_document")
+        return []
     try:
-        event = decode_event(attributes, data)
+        snapshot = decode_snapshot(run_id, data)  # the run id is decoded once per event
     except EventDecodeError as exc:
         log.warning("event.ignored", reason="undecodable", detail=str(exc))
         return []
-    if event is None:
-        log.info("event.ignored", reason="not_a_flow_run_document")
-        return []
-    if event.snapshot is None:
+    if snapshot is None:
         log.info("event.ignored", reason="document_deleted")
         return []
-    if not runnable_steps(event.snapshot, now()):
+    if not runnable_steps(snapshot, now()):
         log.info("event.ignored", reason="nothing_runnable")
         return []
-    snapshot = event.snapshot
     if deliveries is None:
         return executor().handle(snapshot)
     reports = deliveries.handle_once(attributes.get("id"), lambda: executor().handle(snapshot))

@@ -15,7 +15,6 @@ reuses the report it left in GCS (a salvage claim, on the last attempt).
 from __future__ import annotations
 
 import contextvars
-import itertools
 import random
 import time
 import uuid
@@ -199,11 +198,9 @@ class RunExecutor:
         """Produce the step's report and record the outcome, whatever happens on the way."""
         bind_step(claimed.step.step_id, claimed.attempt)
         try:
-            outputs = self.producer.produce(run, claimed)
+            outputs = self.producer.produce(run, claimed)  # raises nothing but a StepError
         except StepError as error:
             return self._finalize_error(claimed, error)
-        except Exception as exc:  # produce() turns everything into a StepError; this is the backstop
-            return self._finalize_error(claimed, self._internal(exc, "producing the report"))
         patch = succeeded_patch(claimed.step.step_id, outputs, self.clock.now())
         finalized = self._finalize(claimed, patch)
         if finalized:
@@ -240,7 +237,9 @@ class RunExecutor:
         step_id, token = claimed.step.step_id, claimed.claim.token
         give_up_at = claimed.deadline + self.policy.finalize_seconds
         retried = False  # a transient failure may come after the write landed: the next try checks
-        for tries in itertools.count(1):
+        tries = 0
+        while True:
+            tries += 1
             try:
                 if self.runs.finalize(claimed.run_id, step_id, token, patch, retried=retried):
                     return True
@@ -264,7 +263,6 @@ class RunExecutor:
                     self.log.error("step.finalize_failed", reason="internal_error", errorType=type(exc).__name__)
                     return False
                 patch, retried = self._failure_patch(claimed, self._internal(exc, "finalizing the step")), False
-        return False
 
     def _failure_patch(self, claimed: ClaimedStep, error: StepError) -> Patch:
         self.log.warning("step.finalize_replaced", code=error.code)

@@ -81,13 +81,17 @@ def decode_event(attributes: Mapping[str, Any], data: Any) -> RunEvent | None:
     run_id = run_id_from_attributes(attributes)
     if run_id is None:
         return None
+    return RunEvent(attributes.get("id"), run_id, decode_snapshot(run_id, data), attributes.get("traceparent"))
+
+
+def decode_snapshot(run_id: str, data: Any) -> RunSnapshot | None:
+    """The run the body carries (None: deleted); raises EventDecodeError for bad bodies, and only that."""
     try:
-        snapshot = _snapshot(run_id, _parse(data))
+        return _snapshot(run_id, _parse(data))
     except (EventDecodeError, MemoryError):
         raise
     except Exception as exc:  # deep nesting, out-of-range timestamps, bad text: see the module docstring
         raise EventDecodeError(f"body cannot be decoded ({type(exc).__name__})") from exc
-    return RunEvent(attributes.get("id"), run_id, snapshot, attributes.get("traceparent"))
 
 
 def _snapshot(run_id: str, message: Any) -> RunSnapshot | None:
