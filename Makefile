@@ -56,7 +56,7 @@ lint: install
 	$(PY) -m worker_llm_client lint
 
 demo: install prereqs
-	$(PY) -m worker_llm_client demo
+	$(PY) -m devstack demo
 
 seed: install
 	$(PY) -m worker_llm_client seed
@@ -65,7 +65,7 @@ seed-dry-run: install
 	$(PY) -m worker_llm_client seed --dry-run
 
 stub: install
-	$(PY) -m worker_llm_client stub
+	$(PY) -m devstack stub
 
 # Regenerate the pinned deploy lock from pyproject's runtime dependencies.
 lock:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stdout
+from datetime import UTC, datetime
 from typing import Any
 
 from benchmarks.measure import ROOT, counting_connections, percentiles, rounded, timed_us
@@ -102,14 +103,15 @@ def noop_event(rounds: int = 2000) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
     from google.events.cloud.firestore_v1.types import DocumentEventData
 
-    from tests.builders import later, step_data
-    from tests.events import document_event_bytes
+    from devstack.cloudevents import document_event_bytes
+    from devstack.documents import step_document
     from worker_llm_client.event_handler import handle_firestore_event
     from worker_llm_client.observability import configure_logging
 
     configure_logging("INFO")
-    running = step_data("RUNNING", attempt=1, claim={"token": "t", "leaseExpiresAt": later(10**8)})
-    steps = {f"s{i}": running if i % 2 else step_data("SUCCEEDED") for i in range(10)}
+    lease_end = datetime(2030, 1, 1, tzinfo=UTC)  # far ahead: the claim is live, the event a no-op
+    running = step_document("RUNNING", attempt=1, claim={"token": "t", "leaseExpiresAt": lease_end})
+    steps = {f"s{i}": running if i % 2 else step_document("SUCCEEDED") for i in range(10)}
     body = base64.b64encode(document_event_bytes("bench", "run-1", {"status": "RUNNING", "steps": steps}))
     attributes = {"id": "e", "document": "flow_runs/run-1", "type": "google.cloud.firestore.document.v1.written"}
 
@@ -137,10 +139,10 @@ def noop_event(rounds: int = 2000) -> dict[str, Any]:
 def stub_process() -> Iterator[str]:
     """The Gemini stub in a process of its own (in this one, its threads would take the GIL from
     the client being measured); yields its base URL."""
-    from worker_llm_client.devstack.services import ManagedProcess, accepts_tcp, free_port, wait_until
+    from devstack.services import ManagedProcess, accepts_tcp, free_port, wait_until
 
     port = free_port()
-    command = [sys.executable, "-m", "worker_llm_client.devstack.gemini_stub", "--port", str(port)]
+    command = [sys.executable, "-m", "devstack.gemini_stub", "--port", str(port)]
     stub = ManagedProcess("bench-gemini-stub", ROOT / ".devstack" / "bench-logs", command, cwd=ROOT).start()
     try:
         wait_until(lambda: accepts_tcp("127.0.0.1", port), 30, what="the Gemini stub")

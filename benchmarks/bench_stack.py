@@ -37,7 +37,7 @@ class InstantModel:
     """A model that answers at once with a valid report: the step's cost without the model's."""
 
     def __init__(self) -> None:
-        from worker_llm_client.devstack.gemini_stub import example_for_schema
+        from devstack.gemini_stub import example_for_schema
 
         self._example = example_for_schema
         self._answers: dict[int, str] = {}
@@ -276,7 +276,7 @@ def duplicate_storm(stack: BenchStack, deliveries: int = 100, instances: int = 2
     """One event delivered ``deliveries`` times at once, spread over ``instances`` processes (its
     project has no trigger: only these deliveries reach them), against one delivery of the same
     kind of event. The model must be called once; every delivery must be acknowledged (2xx)."""
-    from tests.events import deliver, document_event_bytes
+    from devstack.cloudevents import deliver, document_event_bytes
 
     project = "bench-storm"
     db = stack.db(project)

@@ -26,7 +26,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from worker_llm_client.devstack.services import LOOPBACK_OPENER
+from devstack.services import LOOPBACK_OPENER
 
 FORWARDED = ("content-type",)
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.measure import ROOT
-from worker_llm_client.devstack.demo import function_env
-from worker_llm_client.devstack.gemini_stub import GeminiStub
-from worker_llm_client.devstack.services import (
+from devstack.demo import function_env
+from devstack.gemini_stub import GeminiStub
+from devstack.services import (
     FakeGcs,
     FirestoreEmulator,
     FunctionsFramework,
@@ -32,10 +32,10 @@ PROMPT = "weekly_report"
 
 def report_step(team: str) -> dict[str, Any]:
     """One READY LLM_REPORT step; ``team`` makes its request (and artifact) unique."""
-    from tests.builders import step_data
+    from devstack.documents import step_document
 
     variables = {"team": team, "week": "2026-W47", "notes": ["cut p95 by 30%", "one incident"]}
-    return step_data(prompt_id=PROMPT, profile=PROFILE, vars=variables)
+    return step_document(prompt_id=PROMPT, profile=PROFILE, vars=variables)
 
 
 @dataclass

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from devstack.documents import step_document as step_data
 from worker_llm_client.core.canonical import prompt_sha256
 from worker_llm_client.models import RunSnapshot, Step, run_from_document
 from worker_llm_client.report_models import GenerationSettings, Profile, Prompt
@@ -22,30 +23,6 @@ REPORT_SCHEMA: dict[str, Any] = {
     "required": ["title", "severity", "findings"],
     "additionalProperties": False,
 }
-
-
-def step_data(
-    status: str = "READY",
-    type: str = "LLM_REPORT",
-    depends_on: list[str] | None = None,
-    prompt_id: str = "weekly",
-    profile: str = "fast",
-    vars: dict[str, Any] | None = None,
-    **extra: Any,
-) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "type": type,
-        "status": status,
-        "inputs": {
-            "promptId": prompt_id,
-            "llm": {"llmProfile": profile},
-            "vars": {"team": "core"} if vars is None else vars,
-        },
-    }
-    if depends_on is not None:
-        data["dependsOn"] = depends_on
-    data.update(extra)
-    return data
 
 
 def make_step(step_id: str = "s1", **kwargs: Any) -> Step:

@@ -1,12 +1,10 @@
-"""Operator and local-stack commands: ``python -m worker_llm_client <command>``.
+"""Operator commands: ``python -m worker_llm_client <command>``.
 
     seed [--root PATH] [--dry-run]            push prompts/ + schemas/ and llm_profiles.yaml to Firestore
     prompts push [--root PATH] [--dry-run]    push the prompts only
     profiles push [--root PATH] [--dry-run]   push the LLM profiles only
     lint [--root PATH]            offline checks of prompts, schemas, profiles and governance.yaml
     env-file [--root PATH] [--set KEY=VALUE ...]   the function's env vars (allowlists from governance.yaml) as YAML
-    demo [--keep-running] [--latency S]   the main job on the local stack (``make demo``)
-    stub [--host H] [--port P] [--latency S]   serve the local Gemini stub
 
 Pushes go to the project in GOOGLE_CLOUD_PROJECT (database FIRESTORE_DATABASE); the client honours
 FIRESTORE_EMULATOR_HOST. Exit codes: 0 ok, 1 failure, 2 bad input or a missing prerequisite.
@@ -116,18 +114,6 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from worker_llm_client.devstack.demo import run_demo
-
-    return run_demo(latency=args.latency, keep_running=args.keep_running)
-
-
-def _stub(args: argparse.Namespace) -> int:
-    from worker_llm_client.devstack import gemini_stub
-
-    return gemini_stub.main(["--host", args.host, "--port", str(args.port), "--latency", str(args.latency)])
-
-
 def _add(subparsers: _Subparsers, name: str, help: str) -> argparse.ArgumentParser:
     return subparsers.add_parser(name, help=help, description=help)
 
@@ -158,15 +144,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_root(env_file)
     env_file.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="add or override a variable")
     env_file.set_defaults(run=_env_file)
-    demo = _add(commands, "demo", "run the demo flow on the local stack (emulators + Gemini stub)")
-    demo.add_argument("--keep-running", action="store_true", help="keep the stack up after the run until Ctrl-C")
-    demo.add_argument("--latency", type=float, default=0.3, help="stub reply delay in seconds (default 0.3)")
-    demo.set_defaults(run=_demo)
-    stub = _add(commands, "stub", "serve the local Gemini-compatible stub")
-    stub.add_argument("--host", default="127.0.0.1")
-    stub.add_argument("--port", type=int, default=8089)
-    stub.add_argument("--latency", type=float, default=0.0, help="reply delay in seconds")
-    stub.set_defaults(run=_stub)
     return parser
 
 

@@ -19,8 +19,16 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import BUCKET, CONFIG_CACHE_SECONDS, E2E_PROJECT, MODEL_RETRY_BUDGET_SECONDS, ROOT, function_env
-from tests.e2e.conftest import Stack
+from tests.stacks import (
+    BUCKET,
+    CONFIG_CACHE_SECONDS,
+    E2E_PROJECT,
+    MODEL_RETRY_BUDGET_SECONDS,
+    ROOT,
+    FunctionProcesses,
+    Stack,
+    function_env,
+)
 
 CHAOS_RESULTS = ROOT / ".devstack" / "chaos-results.json"
 E2E_TRIGGER = "flow-runs-e2e"  # tests/e2e's id: registering it again replaces it, never doubles delivery
@@ -52,8 +60,8 @@ def stack(
     reuses that one if it is already serving, e.g. ``pytest tests/e2e tests/chaos``)."""
     from google.cloud import firestore
 
+    from devstack.services import FunctionsFramework, accepts_tcp
     from worker_llm_client.config_push import push_all
-    from worker_llm_client.devstack.services import FunctionsFramework, accepts_tcp
 
     env = function_env(E2E_PROJECT, firestore_emulator, fake_gcs, gemini_stub_server)
     function = FunctionsFramework(
@@ -71,36 +79,9 @@ def stack(
         function.stop()
 
 
-class FunctionProcesses:
-    """functions-framework processes of a test's own (own port, own log folder); stop_all at teardown."""
-
-    def __init__(self, log_root: Path, env_for: Callable[..., dict[str, str]]) -> None:
-        self.log_root, self.env_for = log_root, env_for
-        self.started: list[Any] = []
-
-    def start(self, target: str, project: str, **overrides: str) -> Any:
-        from worker_llm_client.devstack.services import FunctionsFramework
-
-        signature = "http" if target == "sweep_flow_runs" else "cloudevent"
-        log_dir = self.log_root / f"{len(self.started)}-{target}"
-        process = FunctionsFramework(target, ROOT / "main.py", signature, self.env_for(project, **overrides), log_dir)
-        self.started.append(process)
-        return process.start()
-
-    def stop_all(self) -> None:
-        for process in self.started:
-            process.stop()
-
-
-def _processes(log_root: Path, emulator: Any, gcs: Any, stub: Any) -> FunctionProcesses:
-    return FunctionProcesses(
-        log_root, lambda project, **overrides: function_env(project, emulator, gcs, stub, **overrides)
-    )
-
-
 @pytest.fixture
 def functions(firestore_emulator: Any, fake_gcs: Any, gemini_stub_server: Any, tmp_path: Path) -> Iterator[Any]:
-    processes = _processes(tmp_path, firestore_emulator, fake_gcs, gemini_stub_server)
+    processes = FunctionProcesses.on(tmp_path, firestore_emulator, fake_gcs, gemini_stub_server)
     yield processes
     processes.stop_all()
 
@@ -109,7 +90,9 @@ def functions(firestore_emulator: Any, fake_gcs: Any, gemini_stub_server: Any, t
 def module_functions(
     firestore_emulator: Any, fake_gcs: Any, gemini_stub_server: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Any]:
-    processes = _processes(tmp_path_factory.mktemp("functions"), firestore_emulator, fake_gcs, gemini_stub_server)
+    processes = FunctionProcesses.on(
+        tmp_path_factory.mktemp("functions"), firestore_emulator, fake_gcs, gemini_stub_server
+    )
     yield processes
     processes.stop_all()
 

@@ -24,11 +24,11 @@ from typing import Any
 import pytest
 from google.cloud.firestore_v1.field_path import FieldPath
 
+from devstack.cloudevents import deliver, document_event_bytes
+from devstack.gemini_stub import Reply
+from devstack.services import LOOPBACK_OPENER, wait_until
 from tests.builders import step_data
-from tests.e2e.conftest import Stack
-from tests.events import deliver, document_event_bytes
-from worker_llm_client.devstack.gemini_stub import Reply
-from worker_llm_client.devstack.services import LOOPBACK_OPENER, wait_until
+from tests.stacks import Stack
 
 pytestmark = pytest.mark.e2e
 VARS = {"team": "payments", "week": "2026-W47", "notes": ["cut p95 by 30%"]}

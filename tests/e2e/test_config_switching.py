@@ -10,8 +10,7 @@ import pytest
 from google.cloud.firestore_v1.field_path import FieldPath
 
 from tests.builders import step_data
-from tests.conftest import CONFIG_CACHE_SECONDS
-from tests.e2e.conftest import Stack
+from tests.stacks import CONFIG_CACHE_SECONDS, Stack
 from worker_llm_client.config_push import PROFILES, PROMPTS, push
 from worker_llm_client.core.canonical import prompt_sha256
 
@@ -146,7 +145,7 @@ def test_bad_configuration_fails_each_step_with_its_code_and_no_model_call(
 
 
 def test_the_profiles_timeout_and_repair_budget_reach_the_wire(stack: Stack, stub: Any, run_id: str) -> None:
-    from worker_llm_client.devstack.gemini_stub import Reply
+    from devstack.gemini_stub import Reply
 
     stub.script(Reply.text("not json"), Reply.text('{"still": "wrong"}'))  # then schema-valid answers
     runs = stack.db.collection("flow_runs")

@@ -1,4 +1,4 @@
-"""``python -m worker_llm_client demo`` (what ``make demo`` runs), as a newcomer runs it: a subprocess
+"""``python -m devstack demo`` (what ``make demo`` runs), as a newcomer runs it: a subprocess
 from the repository root on the embedded default (the local Gemini stub)."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from tests.conftest import ROOT
-from worker_llm_client.devstack.services import accepts_tcp
+from devstack.services import accepts_tcp
+from tests.stacks import ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +26,7 @@ SERVICE_ADDRESSES = re.compile(r"^  (?:firestore emulator|fake gcs|function)\s+(
 
 
 def _demo(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "worker_llm_client", "demo", *args]
+    command = [sys.executable, "-m", "devstack", "demo", *args]
     with subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as proc:

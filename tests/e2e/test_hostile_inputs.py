@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
+from devstack.gemini_stub import Reply
+from devstack.services import LOOPBACK_OPENER
 from tests.builders import step_data
-from tests.e2e.conftest import Stack
 from tests.schema_host import SchemaHost
 from tests.schema_host import schema_host as serve_schemas
+from tests.stacks import Stack
 from worker_llm_client.config_push import PROMPTS, push
 from worker_llm_client.core.canonical import prompt_sha256
-from worker_llm_client.devstack.gemini_stub import Reply
-from worker_llm_client.devstack.services import LOOPBACK_OPENER
 
 pytestmark = pytest.mark.e2e
 VARS = {"team": "search", "week": "2026-W47", "notes": ["reindex done"]}

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.stacks import ROOT
 from worker_llm_client.adapters.gemini_client import GeminiClient
 from worker_llm_client.config import Settings
 from worker_llm_client.core.output_validation import load_schema, validate_reply

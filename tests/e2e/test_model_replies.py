@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from devstack.gemini_stub import Reply
 from tests.builders import step_data
-from tests.e2e.conftest import Stack
+from tests.stacks import Stack
 from worker_llm_client.config_push import PROFILES, push
-from worker_llm_client.devstack.gemini_stub import Reply
 
 pytestmark = pytest.mark.e2e
 VARS = {"team": "search", "week": "2026-W47", "notes": ["reindex done"]}

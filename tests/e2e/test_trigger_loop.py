@@ -11,10 +11,9 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+from devstack.cloudevents import document_event_bytes, event_headers
 from tests.builders import step_data
-from tests.conftest import ROOT
-from tests.e2e.conftest import Stack
-from tests.events import document_event_bytes, event_headers
+from tests.stacks import ROOT, Stack
 
 pytestmark = pytest.mark.e2e
 SCHEMA = json.loads((ROOT / "schemas" / "weekly_report.json").read_text())

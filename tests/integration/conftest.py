@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ALLOWED_MODELS, ALLOWED_PROFILES, BUCKET, IT_PROJECT, ROOT
+from tests.stacks import ALLOWED_MODELS, ALLOWED_PROFILES, BUCKET, IT_PROJECT, ROOT
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from benchmarks.measure import counting_rpcs
-from tests.conftest import BUCKET, IT_PROJECT
+from tests.stacks import BUCKET, IT_PROJECT
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.stacks import ROOT
 from worker_llm_client.cli import main
 
 pytestmark = pytest.mark.integration

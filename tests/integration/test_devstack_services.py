@@ -13,7 +13,7 @@ from google.auth.credentials import AnonymousCredentials, Credentials
 from google.cloud import firestore
 from google.cloud.storage import Client as StorageClient  # type: ignore[import-untyped,unused-ignore]
 
-from worker_llm_client.devstack.services import (
+from devstack.services import (
     LOOPBACK_OPENER,
     FakeGcs,
     FirestoreEmulator,
@@ -199,7 +199,7 @@ def test_missing_java_raises_prerequisite_missing(tmp_path: Path, monkeypatch: p
 
 
 def test_a_log_line_still_being_written_is_left_for_the_next_read(tmp_path: Path) -> None:
-    from worker_llm_client.devstack.services import ManagedProcess
+    from devstack.services import ManagedProcess
 
     proc = ManagedProcess("writer", tmp_path / "logs", ["true"])
     proc.log_path.parent.mkdir(parents=True, exist_ok=True)

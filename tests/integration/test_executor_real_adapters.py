@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+from devstack.gemini_stub import Reply
 from tests.builders import step_data
-from tests.conftest import ROOT
-from worker_llm_client.devstack.gemini_stub import Reply
+from tests.stacks import ROOT
 from worker_llm_client.models import run_from_document
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.builders import T0, later, step_data
-from tests.conftest import ROOT
+from tests.stacks import ROOT
 from worker_llm_client.adapters.firestore_store import FirestoreConfigStore, FirestoreRunStore
 from worker_llm_client.config_push import PROFILES, PROMPTS, load_prompts, push
 from worker_llm_client.core.transitions import Delete, failed_patch, succeeded_patch

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import BUCKET
+from tests.stacks import BUCKET
 from worker_llm_client.adapters.gcs_artifacts import GcsArtifactStore
 from worker_llm_client.core.canonical import sha256_hex
 
@@ -49,7 +49,7 @@ def test_an_unreachable_gcs_is_storage_unavailable_not_a_crash() -> None:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud.storage.retry import DEFAULT_RETRY
 
-    from worker_llm_client.devstack.services import free_port
+    from devstack.services import free_port
     from worker_llm_client.errors import StorageUnavailable
 
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens here

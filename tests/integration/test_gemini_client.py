@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from devstack.gemini_stub import Reply
 from tests.builders import REPORT_SCHEMA
 from worker_llm_client.adapters.gemini_client import GeminiClient
 from worker_llm_client.config import Settings
-from worker_llm_client.devstack.gemini_stub import Reply
 from worker_llm_client.errors import LlmAuth, LlmBadRequest, LlmRateLimited, LlmTimeout, LlmUnavailable, StepError
 from worker_llm_client.report_models import GenerationSettings, LlmRequest, SafetySetting, Turn
 

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from tests.conftest import ROOT
+from devstack.gemini_stub import Reply
+from tests.stacks import ROOT
 from worker_llm_client.adapters.gemini_client import GeminiClient
 from worker_llm_client.config import Settings
 from worker_llm_client.core.output_validation import load_schema, validate_reply
-from worker_llm_client.devstack.gemini_stub import Reply
 from worker_llm_client.errors import StepError
 from worker_llm_client.report_models import GenerationSettings, LlmRequest, LlmResult, Turn
 

@@ -18,7 +18,7 @@ from benchmarks import report
 from benchmarks.bench_light import _import_tree, noop_event
 from benchmarks.eventarc_relay import EventarcRelay
 from benchmarks.measure import GroupSampler, counting_connections, percentiles
-from worker_llm_client.devstack.services import LOOPBACK_OPENER, free_port, wait_until
+from devstack.services import LOOPBACK_OPENER, free_port, wait_until
 
 
 def test_a_noop_event_opens_no_connection() -> None:

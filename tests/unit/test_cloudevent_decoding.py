@@ -12,7 +12,7 @@ import pytest
 from google.events.cloud.firestore_v1.types import DocumentEventData
 from google.protobuf import json_format
 
-from tests.events import document_event_bytes
+from devstack.cloudevents import document_event_bytes
 from worker_llm_client.adapters.cloudevent_decoding import _looks_base64, decode_event, run_id_from_attributes
 from worker_llm_client.errors import EventDecodeError
 

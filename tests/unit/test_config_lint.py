@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.stacks import ROOT
 from worker_llm_client.cli import main
 from worker_llm_client.config_lint import gemini_gaps, lint
 from worker_llm_client.config_push import diff_lines

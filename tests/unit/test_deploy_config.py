@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import ROOT
+from tests.stacks import ROOT
 
 
 def _steps() -> list[dict[str, Any]]:

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from functions_framework import create_app
 
+from devstack.cloudevents import document_event_bytes, event_headers
 from tests.builders import step_data
-from tests.conftest import ROOT
-from tests.events import document_event_bytes, event_headers
+from tests.stacks import ROOT
 from worker_llm_client import bootstrap
 from worker_llm_client.config import settings
 from worker_llm_client.errors import RunStoreUnavailable

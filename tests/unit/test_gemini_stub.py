@@ -18,7 +18,7 @@ from google.genai import errors, types
 from google.oauth2.credentials import Credentials
 from jsonschema import Draft202012Validator
 
-from worker_llm_client.devstack.gemini_stub import (
+from devstack.gemini_stub import (
     GeminiStub,
     Reply,
     example_for_schema,
@@ -409,7 +409,7 @@ def test_concurrent_requests_latency_wait_and_reset(stub: GeminiStub) -> None:
 
 
 def test_cli_serves_until_sigterm() -> None:
-    cmd = [sys.executable, "-m", "worker_llm_client.devstack.gemini_stub", "--port", "0"]
+    cmd = [sys.executable, "-m", "devstack.gemini_stub", "--port", "0"]
     repo_root = Path(__file__).resolve().parents[2]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=repo_root) as proc:
         assert proc.stdout is not None

@@ -15,9 +15,9 @@ from functions_framework import create_app
 from google.events.cloud.firestore_v1.types import DocumentEventData
 from google.protobuf import json_format
 
+from devstack.cloudevents import document_event_bytes, event_headers
 from tests.builders import later, step_data
-from tests.conftest import ROOT
-from tests.events import document_event_bytes, event_headers
+from tests.stacks import ROOT
 from worker_llm_client import bootstrap
 from worker_llm_client.config import settings
 

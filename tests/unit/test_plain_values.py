@@ -12,8 +12,8 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore
 from google.cloud.firestore_v1 import _helpers
 
+from devstack.cloudevents import document_event_bytes
 from tests.builders import make_profile, make_prompt, step_data
-from tests.events import document_event_bytes
 from worker_llm_client.adapters.cloudevent_decoding import decode_event
 from worker_llm_client.core.artifact_naming import request_fingerprint
 from worker_llm_client.core.plain_values import MAX_BYTES, MAX_DEPTH, plain

@@ -26,9 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from worker_llm_client.devstack import services
-from worker_llm_client.devstack.gemini_stub import GeminiStub
-from worker_llm_client.devstack.services import (
+from devstack import services
+from devstack.gemini_stub import GeminiStub
+from devstack.services import (
     FakeGcs,
     FirestoreEmulator,
     FunctionsFramework,
@@ -38,7 +38,7 @@ from worker_llm_client.devstack.services import (
 
 Service = services.ManagedProcess
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 LOG_DIR = ROOT / ".devstack" / "logs"
 PROJECT = "demo-project"
 BUCKET = "demo-artifacts"

@@ -9,7 +9,7 @@ Usage::
         ...  # flash: 1st call -> 429, 2nd -> schema-valid JSON; pro: blocked
         assert stub.wait_for_calls(3) and stub.calls("gemini-2.5-pro") == 1
 
-CLI: ``python -m worker_llm_client.devstack.gemini_stub --host 127.0.0.1 --port 8089 [--latency 0.2]`` prints
+CLI: ``python -m devstack.gemini_stub --host 127.0.0.1 --port 8089 [--latency 0.2]`` prints
 ``gemini-stub listening on http://HOST:PORT`` and serves until SIGINT/SIGTERM.
 
 Routes: POST ``/{v1|v1beta|v1beta1}/models/{model}:generateContent`` (Developer API) and

@@ -10,7 +10,7 @@ from google.cloud.firestore_v1 import _helpers
 from google.events.cloud.firestore_v1.types import DocumentEventData
 from google.protobuf import timestamp_pb2
 
-from worker_llm_client.devstack.services import LOOPBACK_OPENER
+from devstack.services import LOOPBACK_OPENER
 
 Pb: Any = DocumentEventData.pb()
 

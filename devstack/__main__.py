@@ -1,0 +1,38 @@
+"""``python -m devstack demo|stub``: the local stack's commands (``make demo``, ``make stub``).
+
+demo [--keep-running] [--latency S]        the main job on the local stack
+stub [--host H] [--port P] [--latency S]   serve the local Gemini stub
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m devstack", description=(__doc__ or "").split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo = commands.add_parser("demo", help="run the demo flow on the local stack (emulators + Gemini stub)")
+    demo.add_argument("--keep-running", action="store_true", help="keep the stack up after the run until Ctrl-C")
+    demo.add_argument("--latency", type=float, default=0.3, help="stub reply delay in seconds (default 0.3)")
+    stub = commands.add_parser("stub", help="serve the local Gemini-compatible stub")
+    stub.add_argument("--host", default="127.0.0.1")
+    stub.add_argument("--port", type=int, default=8089)
+    stub.add_argument("--latency", type=float, default=0.0, help="reply delay in seconds")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        from devstack.demo import run_demo
+
+        return run_demo(latency=args.latency, keep_running=args.keep_running)
+    from devstack import gemini_stub
+
+    return gemini_stub.main(["--host", args.host, "--port", str(args.port), "--latency", str(args.latency)])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,94 @@
+"""What the test stacks share: names, the function's environment, and ``Stack`` (a function
+process serving the emulator's trigger, with the run documents and the bucket it writes)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BUCKET = "test-artifacts"
+IT_PROJECT = "it-project"
+E2E_PROJECT = "e2e-project"
+ALLOWED_PROFILES = "flash-json,flash-json-vertex,pro-json,fast,pro,disabled,ghost-model,absent,short-timeout"
+ALLOWED_MODELS = "gemini-2.5-flash,gemini-2.5-pro"
+CONFIG_CACHE_SECONDS = 1
+MODEL_RETRY_BUDGET_SECONDS = 5  # in-invocation retries stay within seconds in the test stacks
+
+
+def function_env(project: str, emulator: Any, gcs: Any, stub: Any, **overrides: str) -> dict[str, str]:
+    """The environment of a function process of the e2e and chaos stacks, for ``project``: the
+    demo's, with the test profiles allowed and the test stacks' short cache and retry budget."""
+    from devstack.demo import function_env as stack_env
+
+    env = stack_env(project, emulator.host_port, gcs.url, stub.base_url, bucket=BUCKET)
+    env |= {
+        "ALLOWED_LLM_PROFILES": ALLOWED_PROFILES,
+        "ALLOWED_MODELS": ALLOWED_MODELS,
+        "CONFIG_CACHE_SECONDS": str(CONFIG_CACHE_SECONDS),
+        "MODEL_RETRY_BUDGET_SECONDS": str(MODEL_RETRY_BUDGET_SECONDS),
+    }
+    return env | overrides
+
+
+@dataclass
+class Stack:
+    function: Any
+    db: Any
+    bucket: Any
+
+    def logs(self) -> list[dict[str, Any]]:
+        return self.function.json_log_lines()  # type: ignore[no-any-return]
+
+    def wait_for_log(self, done: Callable[[dict[str, Any]], bool], timeout: float = 10.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [line for line in self.logs() if done(line)]
+            if found:
+                return found[0]
+            time.sleep(0.1)
+        raise AssertionError(f"no such log line\n{self.function.log_tail()}")
+
+    def steps(self, run_id: str) -> dict[str, Any]:
+        return self.db.collection("flow_runs").document(run_id).get().to_dict()["steps"]  # type: ignore[no-any-return]
+
+    def wait_for(self, run_id: str, done: Callable[[dict[str, Any]], bool], timeout: float = 30.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            steps = self.steps(run_id)
+            if done(steps):
+                return steps
+            time.sleep(0.1)
+        raise AssertionError(
+            f"run {run_id} did not settle: {json.dumps(self.steps(run_id), default=str)[:2000]}\n{self.function.log_tail()}"
+        )
+
+
+class FunctionProcesses:
+    """functions-framework processes of a test's own (own port, own log folder); stop_all at teardown."""
+
+    def __init__(self, log_root: Path, env_for: Callable[..., dict[str, str]]) -> None:
+        self.log_root, self.env_for = log_root, env_for
+        self.started: list[Any] = []
+
+    @classmethod
+    def on(cls, log_root: Path, emulator: Any, gcs: Any, stub: Any) -> FunctionProcesses:
+        """Processes whose environment is ``function_env`` on the given emulator, GCS and stub."""
+        return cls(log_root, lambda project, **overrides: function_env(project, emulator, gcs, stub, **overrides))
+
+    def start(self, target: str, project: str, **overrides: str) -> Any:
+        from devstack.services import FunctionsFramework
+
+        signature = "http" if target == "sweep_flow_runs" else "cloudevent"
+        log_dir = self.log_root / f"{len(self.started)}-{target}"
+        process = FunctionsFramework(target, ROOT / "main.py", signature, self.env_for(project, **overrides), log_dir)
+        self.started.append(process)
+        return process.start()
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            process.stop()
