@@ -159,7 +159,7 @@ def llm_layer(rounds: int = 500) -> dict[str, Any]:
 
     from worker_llm_client.adapters.gemini_client import GeminiClient
     from worker_llm_client.config import Settings
-    from worker_llm_client.report_models import GenerationSettings, LlmRequest, Turn
+    from worker_llm_client.execution_models import GenerationSettings, LlmRequest, Turn
 
     schema = json.loads((ROOT / "schemas" / "weekly_report.json").read_text())
     request = LlmRequest("gemini", "gemini-2.5-flash", "Be terse.", (Turn("user", "Weekly report."),), schema,

@@ -43,7 +43,7 @@ class InstantModel:
         self._answers: dict[int, str] = {}
 
     def generate(self, request: Any) -> Any:
-        from worker_llm_client.report_models import LlmResult, Usage
+        from worker_llm_client.execution_models import LlmResult, Usage
 
         key = id(request.response_schema)
         if key not in self._answers:
@@ -149,7 +149,7 @@ def per_step_overhead(stack: BenchStack, rounds: int = 120, warmup: int = 10, pr
 
 
 def _probe_request() -> Any:
-    from worker_llm_client.report_models import GenerationSettings, LlmRequest, Turn
+    from worker_llm_client.execution_models import GenerationSettings, LlmRequest, Turn
 
     schema = json.loads((ROOT / "schemas" / "weekly_report.json").read_text())
     return LlmRequest("gemini", "m", "", (Turn("user", "x"),), schema, GenerationSettings(), (), 30.0)

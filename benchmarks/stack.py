@@ -63,7 +63,7 @@ class BenchStack:
         """A Firestore client for ``project`` with prompts and profiles pushed."""
         from google.cloud import firestore
 
-        from worker_llm_client.config_push import push_all
+        from worker_llm_client.catalog.push import push_all
 
         with self.client_env():
             client = firestore.Client(project=project)

@@ -128,7 +128,7 @@ def _check_prerequisites(backend: Backend) -> None:
 def _demo(cleanup: contextlib.ExitStack, out: TextIO, backend: Backend, latency: float) -> tuple[Stack, int]:
     from google.cloud import firestore
 
-    from worker_llm_client.config_push import push_all
+    from worker_llm_client.catalog.push import push_all
 
     shown = LOG_DIR.relative_to(Path.cwd()) if LOG_DIR.is_relative_to(Path.cwd()) else LOG_DIR
     _say(out, f"model backend: {backend.label}\nservice logs:  {shown}/\n\nstarting the local stack")
@@ -194,7 +194,7 @@ def function_env(
 ) -> dict[str, str]:
     """A function process's environment on the local stack: the governance allowlists, the
     emulators, and the stub (``stub_url``) or real Gemini (None)."""
-    from worker_llm_client.config_push import load_governance
+    from worker_llm_client.catalog.sources import load_governance
 
     governance = load_governance(ROOT / "governance.yaml")
     env = {

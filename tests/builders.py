@@ -8,8 +8,8 @@ from typing import Any
 
 from devstack.documents import step_document as step_data
 from worker_llm_client.core.canonical import prompt_sha256
+from worker_llm_client.execution_models import GenerationSettings, Profile, Prompt
 from worker_llm_client.models import RunSnapshot, Step, run_from_document
-from worker_llm_client.report_models import GenerationSettings, Profile, Prompt
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 

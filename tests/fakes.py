@@ -13,8 +13,8 @@ from worker_llm_client.core.document_size import document_size
 from worker_llm_client.core.transitions import Delete
 from worker_llm_client.core.wake import with_wake
 from worker_llm_client.errors import PermanentStepError, ProfileNotFound, PromptNotFound, RunTooLarge, permanent_or
+from worker_llm_client.execution_models import LlmRequest, LlmResult, Profile, Prompt, StoredArtifact, Usage
 from worker_llm_client.models import Patch, RunSnapshot, run_from_document
-from worker_llm_client.report_models import LlmRequest, LlmResult, Profile, Prompt, StoredArtifact, Usage
 
 
 class FakeClock:
@@ -124,7 +124,7 @@ class InMemoryRunStore:
                 node[path[-1]] = copy.deepcopy(value)
 
 
-class FakeConfigStore:
+class FakeCatalog:
     def __init__(self, prompts: list[Prompt] = (), profiles: list[Profile] = ()) -> None:  # type: ignore[assignment]
         self.prompts = {(p.prompt_id, p.version): p for p in prompts}
         self.current = {p.prompt_id: p.version for p in prompts}

@@ -5,22 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from tests.builders import make_profile, make_prompt
-from tests.fakes import FakeClock, FakeConfigStore, FakeLlm, InMemoryArtifactStore, InMemoryRunStore
+from tests.fakes import FakeCatalog, FakeClock, FakeLlm, InMemoryArtifactStore, InMemoryRunStore
+from worker_llm_client.call_model import ModelRetry
 from worker_llm_client.execute_step import ExecutorPolicy, RunExecutor
-from worker_llm_client.produce_report import ModelRetry
 
 
 class World:
     def __init__(
         self,
         llm: FakeLlm | None = None,
-        configs: FakeConfigStore | None = None,
+        catalog: FakeCatalog | None = None,
         runs: InMemoryRunStore | None = None,
         **policy: Any,
     ) -> None:
         self.clock = FakeClock()
         self.runs = runs or InMemoryRunStore(clock=self.clock.now)
-        self.configs = configs or FakeConfigStore(
+        self.catalog = catalog or FakeCatalog(
             [make_prompt(), make_prompt("other", template="Other {{ team }}")],
             [make_profile(), make_profile("pro", model="gemini-2.5-pro")],
         )
@@ -39,7 +39,7 @@ class World:
         retry = ModelRetry(sleep=self._sleep, monotonic=lambda: sum(self.slept), jitter=lambda: 0.0)
         self.executor = RunExecutor(
             self.runs,
-            self.configs,
+            self.catalog,
             self.artifacts,
             self.llm,
             self.clock,

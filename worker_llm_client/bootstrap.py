@@ -47,12 +47,13 @@ def build_executor(config: Settings, llm: LlmClient | None = None) -> RunExecuto
     import google.cloud.storage as storage
     from google.cloud import firestore
 
-    from worker_llm_client.adapters.firestore_store import FirestoreConfigStore, FirestoreRunStore
+    from worker_llm_client.adapters.firestore_catalog import FirestoreCatalog
+    from worker_llm_client.adapters.firestore_runs import FirestoreRunStore
     from worker_llm_client.adapters.gcs_artifacts import GcsArtifactStore
     from worker_llm_client.adapters.gemini_client import GeminiClient
-    from worker_llm_client.config_cache import CachedConfigStore
+    from worker_llm_client.call_model import ModelRetry
+    from worker_llm_client.catalog.cache import CachedCatalog
     from worker_llm_client.execute_step import ExecutorPolicy, RunExecutor
-    from worker_llm_client.produce_report import ModelRetry
 
     config.require_executor_settings()
     db = firestore.Client(project=config.project, database=config.database)
@@ -63,7 +64,7 @@ def build_executor(config: Settings, llm: LlmClient | None = None) -> RunExecuto
         llm, closers = gemini, [gemini.close, *closers]
     return RunExecutor(
         runs=FirestoreRunStore(db, clock=SystemClock().now),
-        configs=CachedConfigStore(FirestoreConfigStore(db), ttl=config.config_cache_seconds),
+        catalog=CachedCatalog(FirestoreCatalog(db), ttl=config.config_cache_seconds),
         artifacts=GcsArtifactStore(gcs, config.artifacts_bucket),
         llm=llm,
         clock=SystemClock(),

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 if TYPE_CHECKING:
-    from worker_llm_client.config_push import PushResult
+    from worker_llm_client.catalog.push import PushResult
 
 Command = Callable[[argparse.Namespace], int]
 _Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"  # not subscriptable at runtime
@@ -39,7 +39,8 @@ def _push(root: Path, prompts: bool, profiles: bool, dry_run: bool = False) -> i
     from google.auth.exceptions import DefaultCredentialsError
     from google.cloud import firestore
 
-    from worker_llm_client import config_push as cp
+    from worker_llm_client.catalog.documents import PROFILES, PROMPTS
+    from worker_llm_client.catalog.sources import SourceError, load_profiles, load_prompts
     from worker_llm_client.config import Settings
 
     config = Settings.from_env()
@@ -48,10 +49,10 @@ def _push(root: Path, prompts: bool, profiles: bool, dry_run: bool = False) -> i
     if prompts and not (root / "prompts").is_dir():
         return _fail(f"{root / 'prompts'} is not a directory; run from the repository root or pass --root")
     try:
-        todo = [(cp.PROMPTS, cp.load_prompts(root / "prompts", root / "schemas"))] if prompts else []
-        todo += [(cp.PROFILES, cp.load_profiles(root / "llm_profiles.yaml"))] if profiles else []
+        todo = [(PROMPTS, load_prompts(root / "prompts", root / "schemas"))] if prompts else []
+        todo += [(PROFILES, load_profiles(root / "llm_profiles.yaml"))] if profiles else []
         db = firestore.Client(project=config.project, database=config.database)
-    except cp.SourceError as exc:
+    except SourceError as exc:
         return _fail(str(exc))
     except DefaultCredentialsError as exc:
         return _fail(f"no Firestore credentials ({exc}); set FIRESTORE_EMULATOR_HOST to use the emulator")
@@ -61,7 +62,7 @@ def _push(root: Path, prompts: bool, profiles: bool, dry_run: bool = False) -> i
 def _write(db: Any, todo: list[tuple[str, dict[str, dict[str, Any]]]], dry_run: bool) -> int:
     from google.api_core.exceptions import GoogleAPIError
 
-    from worker_llm_client.config_push import push
+    from worker_llm_client.catalog.push import push
 
     try:
         for collection, bodies in todo:
@@ -78,7 +79,7 @@ def _write(db: Any, todo: list[tuple[str, dict[str, dict[str, Any]]]], dry_run: 
 
 
 def _lint(args: argparse.Namespace) -> int:
-    from worker_llm_client.config_lint import lint
+    from worker_llm_client.catalog.lint import lint
 
     findings = lint(args.root)
     for finding in findings:
@@ -89,7 +90,7 @@ def _lint(args: argparse.Namespace) -> int:
 
 
 def _env_file(args: argparse.Namespace) -> int:
-    from worker_llm_client.config_push import SourceError, load_governance
+    from worker_llm_client.catalog.sources import SourceError, load_governance
 
     try:
         governance = load_governance(args.root / "governance.yaml")

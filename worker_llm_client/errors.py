@@ -41,8 +41,9 @@ values or model output.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
-from typing import ClassVar, TypeVar
+from typing import ClassVar, Self, TypeVar
 
 T = TypeVar("T")
 
@@ -86,6 +87,18 @@ class StepError(WorkerError):
         self.message = message
         self.llm_calls = 0  # what the failed attempt cost, for the step.failed log line
         self.usage: dict[str, int] = {}
+
+    def fresh(self) -> Self:
+        """A new instance of this very error (class, message and every attribute), without its
+        traceback: one cached answer raised by several threads must not share one."""
+        clone = copy.copy(self)
+        clone.__traceback__ = clone.__cause__ = clone.__context__ = None
+        return clone
+
+    def add_detail(self, detail: str) -> None:
+        """Append ``detail`` to the message (e.g. where the rejected replies are kept)."""
+        self.message = f"{self.message}; {detail}"
+        self.args = (self.message,)
 
 
 class PermanentStepError(StepError):

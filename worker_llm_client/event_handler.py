@@ -22,7 +22,7 @@ from worker_llm_client.errors import DeliveryInFlight, EventDecodeError
 from worker_llm_client.observability import bind_event, get_logger, trace_resource
 
 if TYPE_CHECKING:
-    from worker_llm_client.execute_step import RunExecutor, StepReport
+    from worker_llm_client.execute_step import RunExecutor, StepResult
 
 
 def utc_now() -> datetime:
@@ -52,7 +52,7 @@ class Deliveries:
         self._running: dict[str, Future[None]] = {}
         self._lock = threading.Lock()
 
-    def handle_once(self, event_id: str | None, work: Callable[[], list[StepReport]]) -> list[StepReport] | None:
+    def handle_once(self, event_id: str | None, work: Callable[[], list[StepResult]]) -> list[StepResult] | None:
         """``work()`` for the first delivery of ``event_id``; None for a copy (see the class)."""
         if not event_id:
             return work()
@@ -107,7 +107,7 @@ def handle_firestore_event(
     project: str = "",
     now: Callable[[], datetime] = utc_now,
     deliveries: Deliveries | None = None,
-) -> list[StepReport]:
+) -> list[StepResult]:
     """Returns the reports of the steps executed (empty for ignored, no-op and repeated events)."""
     run_id = run_id_from_attributes(attributes)
     bind_event(attributes.get("id"), run_id, trace_resource(project, attributes.get("traceparent")))

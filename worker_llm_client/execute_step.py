@@ -25,16 +25,17 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+from worker_llm_client.call_model import ModelRetry
 from worker_llm_client.core.claim_planning import ClaimPlan, PlannedClaim, plan_claims
 from worker_llm_client.core.retry_policy import after_failure, error_record
 from worker_llm_client.core.transitions import failed_patch, max_attempts, retry_wait_patch, succeeded_patch
 from worker_llm_client.core.wake import with_wake
 from worker_llm_client.errors import Internal, RunStoreUnavailable, RunTooLarge, StepError
+from worker_llm_client.execution_models import Claim, ClaimedStep
 from worker_llm_client.models import DEFAULT_MAX_ATTEMPTS, Patch, RunSnapshot, StepStatus
 from worker_llm_client.observability import bind_step, get_logger
-from worker_llm_client.ports import ArtifactStore, Clock, ConfigStore, LlmClient, RunStore
-from worker_llm_client.produce_report import ModelRetry, ReportProducer
-from worker_llm_client.report_models import Claim, ClaimedStep
+from worker_llm_client.ports import ArtifactStore, CatalogStore, Clock, LlmClient, RunStore
+from worker_llm_client.produce_report import ReportProducer
 from worker_llm_client.step_slots import StepSlots
 
 CLAIM_ROUNDS = 5
@@ -55,7 +56,7 @@ class ExecutorPolicy:
 
 
 @dataclass
-class SweepReport:
+class SweepSummary:
     runs: int = 0  # due runs looked at
     steps: int = 0  # steps re-driven (claimed, executed and finalized)
     repaired: int = 0  # runs whose stale wakeAt was recomputed
@@ -64,7 +65,7 @@ class SweepReport:
 
 
 @dataclass(frozen=True)
-class StepReport:
+class StepResult:
     step_id: str
     status: str
     code: str | None
@@ -75,7 +76,7 @@ class RunExecutor:
     def __init__(
         self,
         runs: RunStore,
-        configs: ConfigStore,
+        catalog: CatalogStore,
         artifacts: ArtifactStore,
         llm: LlmClient,
         clock: Clock,
@@ -86,17 +87,17 @@ class RunExecutor:
         retry: ModelRetry | None = None,
     ) -> None:
         self.runs, self.clock, self.policy, self.new_token = runs, clock, policy, new_token
+        self.retry = retry or ModelRetry()  # also the use case's clock for deadlines, and its sleep
         self.producer = ReportProducer(
-            configs,
+            catalog,
             artifacts,
             llm,
             policy.allowed_llm_profiles,
             policy.allowed_models,
             timer=timer,
-            retry=retry,
+            retry=self.retry,
             max_inflight=policy.max_parallel_steps,
         )
-        self.retry = self.producer.retry
         self.slots = StepSlots(policy.max_parallel_steps)
         self.closers = closers
         self.log = get_logger()
@@ -106,7 +107,7 @@ class RunExecutor:
         for close in self.closers:
             close()
 
-    def handle(self, run: RunSnapshot, deadline: float | None = None, limit: int | None = None) -> list[StepReport]:
+    def handle(self, run: RunSnapshot, deadline: float | None = None, limit: int | None = None) -> list[StepResult]:
         """Claim what is runnable in ``run`` (or its fresher self), at most ``limit`` steps, and
         execute it, finishing before ``deadline`` (monotonic; by default this invocation's work
         window from now)."""
@@ -115,7 +116,7 @@ class RunExecutor:
         snapshot, claimed = self.claim(run, deadline, limit or self.policy.max_parallel_steps)
         return self.run_claimed(snapshot, claimed)
 
-    def run_claimed(self, snapshot: RunSnapshot, claimed: list[ClaimedStep]) -> list[StepReport]:
+    def run_claimed(self, snapshot: RunSnapshot, claimed: list[ClaimedStep]) -> list[StepResult]:
         """Execute claimed steps concurrently, each to a recorded outcome."""
         if len(claimed) <= 1:
             return [self.execute(snapshot, step) for step in claimed]
@@ -168,7 +169,7 @@ class RunExecutor:
     def _back_off(self, conflicts: int) -> None:
         self.retry.sleep(min(1.0, 0.02 * 2**conflicts) * (0.5 + random.random() / 2))
 
-    def sweep(self, limit: int) -> SweepReport:
+    def sweep(self, limit: int) -> SweepSummary:
         """Re-drive runs whose ``executor.wakeAt`` has come; see ``sweep_runs.py``."""
         from worker_llm_client.sweep_runs import Sweeper
 
@@ -194,7 +195,7 @@ class RunExecutor:
         expires = now + timedelta(seconds=self.policy.lease_seconds)
         return Claim(self.new_token(), self.policy.worker_id, now, expires)
 
-    def execute(self, run: RunSnapshot, claimed: ClaimedStep) -> StepReport:
+    def execute(self, run: RunSnapshot, claimed: ClaimedStep) -> StepResult:
         """Produce the step's report and record the outcome, whatever happens on the way."""
         bind_step(claimed.step.step_id, claimed.attempt)
         try:
@@ -207,13 +208,13 @@ class RunExecutor:
             self.log.info(
                 "step.succeeded", gcsUri=outputs["gcs_uri"], llmCalls=outputs["llmCalls"], cached=outputs["cached"]
             )
-        return StepReport(claimed.step.step_id, "SUCCEEDED", None, finalized)
+        return StepResult(claimed.step.step_id, "SUCCEEDED", None, finalized)
 
     def _internal(self, exc: BaseException, where: str) -> Internal:
         self.log.error("step.internal_error", where=where, exc_info=exc)
         return Internal.from_exception(exc, where)
 
-    def _finalize_error(self, claimed: ClaimedStep, error: StepError) -> StepReport:
+    def _finalize_error(self, claimed: ClaimedStep, error: StepError) -> StepResult:
         step_id = claimed.step.step_id
         budget = max_attempts(claimed.step) or DEFAULT_MAX_ATTEMPTS
         outcome = after_failure(error, claimed.attempt, budget, self.clock.now())
@@ -227,7 +228,7 @@ class RunExecutor:
             self.log.warning("step.failed", code=error.code, retryable=error.retryable, **cost)
         elif finalized and outcome.retry_at is not None:
             self.log.warning("step.retry_scheduled", code=error.code, retryAt=outcome.retry_at.isoformat(), **cost)
-        return StepReport(step_id, "FAILED" if outcome.failed else "RETRY_WAIT", error.code, finalized)
+        return StepResult(step_id, "FAILED" if outcome.failed else "RETRY_WAIT", error.code, finalized)
 
     def _finalize(self, claimed: ClaimedStep, patch: Patch) -> bool:
         """Write ``patch`` if the step is still ours, retrying transient failures and conflicts

@@ -1,4 +1,4 @@
-"""The instance's "LLM queue": bounded concurrent model calls and a per-model cooldown after a 429.
+"""The model gate: the instance's bound on concurrent model calls, and a per-model cooldown after a 429.
 
 One gate per instance, shared by every invocation it serves at once, so concurrent events cannot
 multiply the load on the model. After a 429 the model cools down for the server's hint: calls of
@@ -22,6 +22,8 @@ DEFAULT_COOLDOWN_SECONDS = 1.0
 
 @dataclass(frozen=True)
 class GateStats:
+    """The gate's counters as a call is admitted (logged on ``llm.request`` as ``queue*``)."""
+
     submitted: int
     inflight: int
     completed: int
@@ -31,6 +33,8 @@ class GateStats:
 
 
 class ModelGate:
+    """Admits a model call when the model is not cooling down and fewer than ``capacity`` run."""
+
     def __init__(
         self,
         capacity: int,
@@ -38,7 +42,7 @@ class ModelGate:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sleep, self.monotonic = sleep, monotonic
-        self._slots = threading.BoundedSemaphore(capacity)
+        self._capacity = threading.BoundedSemaphore(capacity)
         self._lock = threading.Lock()
         self._cool_until: dict[str, float] = {}
         self.submitted = self.inflight = self.completed = 0
@@ -56,8 +60,9 @@ class ModelGate:
             return max(0.0, self._cool_until.get(model, 0.0) - self.monotonic())
 
     @contextmanager
-    def slot(self, model: str, max_wait: float) -> Iterator[GateStats]:
-        """Hold one of the instance's model-call slots, after the model's cooldown if any."""
+    def admit(self, model: str, max_wait: float) -> Iterator[GateStats]:
+        """Admit one call of ``model`` (after its cooldown, if any) for the ``with`` block's span;
+        give up with a retryable error when that would take longer than ``max_wait``."""
         with self._lock:
             self.submitted += 1
         left = self.cooldown_left(model)
@@ -66,9 +71,9 @@ class ModelGate:
             raise LlmRateLimited(f"model '{model}' is cooling down after a 429 for {left:.1f}s", retry_after=left)
         if left > 0:
             self.sleep(left)
-        if not self._slots.acquire(timeout=None if max_wait == float("inf") else max(max_wait - left, 0.0)):
+        if not self._capacity.acquire(timeout=None if max_wait == float("inf") else max(max_wait - left, 0.0)):
             self._done()
-            raise LlmUnavailable("no model-call slot of this instance came free in time")
+            raise LlmUnavailable("the instance's model gate did not admit the call in time (all its calls busy)")
         try:
             with self._lock:
                 self.inflight += 1
@@ -77,7 +82,7 @@ class ModelGate:
         finally:
             with self._lock:
                 self.inflight -= 1
-            self._slots.release()
+            self._capacity.release()
             self._done()
 
     def _done(self) -> None:

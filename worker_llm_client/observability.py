@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any
 
 import structlog
+from structlog.typing import FilteringBoundLogger
 
 from worker_llm_client.errors import UnhandledError, WorkerError
 
@@ -133,8 +134,12 @@ def bind_step(step_id: str, attempt: int) -> None:
     structlog.contextvars.bind_contextvars(stepId=step_id, attempt=attempt)
 
 
-def get_logger() -> Any:
-    return structlog.get_logger()
+Logger = FilteringBoundLogger  # what ``get_logger`` returns: info/warning/error(event, **fields)
+
+
+def get_logger() -> Logger:
+    logger: Logger = structlog.get_logger()
+    return logger
 
 
 @contextmanager

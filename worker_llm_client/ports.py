@@ -7,8 +7,8 @@ from datetime import datetime
 from typing import Protocol
 
 from worker_llm_client.errors import PermanentStepError, StepError
+from worker_llm_client.execution_models import LlmRequest, LlmResult, Profile, Prompt, StoredArtifact
 from worker_llm_client.models import Patch, RunSnapshot
-from worker_llm_client.report_models import LlmRequest, LlmResult, Profile, Prompt, StoredArtifact
 
 
 class RunStore(Protocol):
@@ -29,7 +29,7 @@ class RunStore(Protocol):
         ...
 
 
-class ConfigStore(Protocol):
+class CatalogStore(Protocol):
     def get_prompt(self, prompt_id: str, version: int | None) -> Prompt: ...
 
     def get_profile(self, profile_id: str) -> Profile: ...

@@ -25,7 +25,7 @@ from worker_llm_client.models import Patch, RunSnapshot
 from worker_llm_client.observability import bind_event, get_logger
 
 if TYPE_CHECKING:
-    from worker_llm_client.execute_step import RunExecutor, SweepReport
+    from worker_llm_client.execute_step import RunExecutor, SweepSummary
 
 MIN_SWEEP_WORK_SECONDS = 60.0
 SWEEP_BACKOFF_BASE_SECONDS = 60.0
@@ -39,10 +39,10 @@ class Sweeper:
         self.log = get_logger()
         self._lock = threading.Lock()
 
-    def sweep(self, limit: int) -> SweepReport:
-        from worker_llm_client.execute_step import SweepReport
+    def sweep(self, limit: int) -> SweepSummary:
+        from worker_llm_client.execute_step import SweepSummary
 
-        report = SweepReport()
+        report = SweepSummary()
         window = self.executor.policy.work_seconds
         deadline = self.retry.monotonic() + window  # one window for the whole sweep
         min_work = min(MIN_SWEEP_WORK_SECONDS, window / 2)
@@ -57,7 +57,7 @@ class Sweeper:
                 future.result()
         return report
 
-    def _sweep_run(self, run_id: str, deadline: float, min_work: float, report: SweepReport) -> None:
+    def _sweep_run(self, run_id: str, deadline: float, min_work: float, report: SweepSummary) -> None:
         bind_event(None, run_id, None)
         if deadline - self.retry.monotonic() < min_work:
             self._count(report, "deferred")
@@ -72,7 +72,7 @@ class Sweeper:
             self._count(report, "failed")
             self._push_back(snapshot)
 
-    def _redrive(self, snapshot: RunSnapshot, deadline: float, min_work: float, report: SweepReport) -> None:
+    def _redrive(self, snapshot: RunSnapshot, deadline: float, min_work: float, report: SweepSummary) -> None:
         wanted = len(runnable_steps(snapshot, self.clock.now()))
         slots = self.executor.slots
         taken = slots.take(min(wanted, slots.capacity), deadline - min_work - self.retry.monotonic()) if wanted else 0
@@ -91,7 +91,7 @@ class Sweeper:
         if not steps:
             self._count(report, "repaired", self._repair_wake(snapshot))
 
-    def _count(self, report: SweepReport, name: str, by: int = 1) -> None:
+    def _count(self, report: SweepSummary, name: str, by: int = 1) -> None:
         with self._lock:
             setattr(report, name, getattr(report, name) + by)
 

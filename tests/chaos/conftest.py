@@ -61,7 +61,7 @@ def stack(
     from google.cloud import firestore
 
     from devstack.services import FunctionsFramework, accepts_tcp
-    from worker_llm_client.config_push import push_all
+    from worker_llm_client.catalog.push import push_all
 
     env = function_env(E2E_PROJECT, firestore_emulator, fake_gcs, gemini_stub_server)
     function = FunctionsFramework(
@@ -102,7 +102,7 @@ def chaos_db(firestore_emulator: Any) -> Iterator[Callable[[str], Any]]:
     """A Firestore client for a project without a trigger, with prompts and profiles pushed once."""
     from google.cloud import firestore
 
-    from worker_llm_client.config_push import push_all
+    from worker_llm_client.catalog.push import push_all
 
     clients: dict[str, Any] = {}
 

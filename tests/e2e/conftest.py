@@ -23,7 +23,7 @@ def stack(
     from google.cloud import firestore
 
     from devstack.services import FunctionsFramework
-    from worker_llm_client.config_push import push_all
+    from worker_llm_client.catalog.push import push_all
 
     env = function_env(E2E_PROJECT, firestore_emulator, fake_gcs, gemini_stub_server)
     function = FunctionsFramework(

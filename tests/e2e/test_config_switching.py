@@ -11,7 +11,8 @@ from google.cloud.firestore_v1.field_path import FieldPath
 
 from tests.builders import step_data
 from tests.stacks import CONFIG_CACHE_SECONDS, Stack
-from worker_llm_client.config_push import PROFILES, PROMPTS, push
+from worker_llm_client.catalog.documents import PROFILES, PROMPTS
+from worker_llm_client.catalog.push import push
 from worker_llm_client.core.canonical import prompt_sha256
 
 pytestmark = pytest.mark.e2e

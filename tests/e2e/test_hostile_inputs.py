@@ -21,7 +21,8 @@ from tests.builders import step_data
 from tests.schema_host import SchemaHost
 from tests.schema_host import schema_host as serve_schemas
 from tests.stacks import Stack
-from worker_llm_client.config_push import PROMPTS, push
+from worker_llm_client.catalog.documents import PROMPTS
+from worker_llm_client.catalog.push import push
 from worker_llm_client.core.canonical import prompt_sha256
 
 pytestmark = pytest.mark.e2e

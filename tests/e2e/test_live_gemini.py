@@ -14,7 +14,7 @@ from tests.stacks import ROOT
 from worker_llm_client.adapters.gemini_client import GeminiClient
 from worker_llm_client.config import Settings
 from worker_llm_client.core.output_validation import load_schema, validate_reply
-from worker_llm_client.report_models import GenerationSettings, LlmRequest, Turn
+from worker_llm_client.execution_models import GenerationSettings, LlmRequest, Turn
 
 pytestmark = [
     pytest.mark.live,

@@ -11,7 +11,8 @@ import pytest
 from devstack.gemini_stub import Reply
 from tests.builders import step_data
 from tests.stacks import Stack
-from worker_llm_client.config_push import PROFILES, push
+from worker_llm_client.catalog.documents import PROFILES
+from worker_llm_client.catalog.push import push
 
 pytestmark = pytest.mark.e2e
 VARS = {"team": "search", "week": "2026-W47", "notes": ["reindex done"]}

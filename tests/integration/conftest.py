@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 def db(firestore_emulator: Any) -> Iterator[Any]:
     from google.cloud import firestore
 
-    from worker_llm_client.config_push import push_all
+    from worker_llm_client.catalog.push import push_all
 
     client = firestore.Client(project=IT_PROJECT)
     push_all(client, ROOT)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.builders import step_data
-from worker_llm_client.adapters import firestore_store
+from worker_llm_client.adapters import firestore_runs
 from worker_llm_client.models import run_from_document
 
 pytestmark = pytest.mark.integration
@@ -19,7 +19,7 @@ VARS = {"team": "core", "week": "2026-W47", "notes": ["n"]}
 def test_every_step_is_finalized_while_another_writer_keeps_changing_the_run(
     executor: Any, db: Any, stub: Any, run_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(firestore_store, "FINALIZE_ROUNDS", 2)  # the store gives up early; the use case goes on
+    monkeypatch.setattr(firestore_runs, "FINALIZE_ROUNDS", 2)  # the store gives up early; the use case goes on
     ref = db.collection("flow_runs").document(run_id)
     steps = {f"s{i}": step_data(prompt_id="weekly_report", profile="flash-json", vars=VARS) for i in range(6)}
     written = ref.set({"status": "RUNNING", "steps": steps, "orchestrator": {"tick": 0}})
@@ -50,7 +50,7 @@ def test_a_finalize_whose_write_landed_before_it_failed_counts_as_written(
 ) -> None:
     """Firestore may answer DEADLINE_EXCEEDED for a commit that landed: the retry must see its own
     write, not take the step for someone else's and log a discarded finalize."""
-    from worker_llm_client.adapters.firestore_store import FirestoreRunStore
+    from worker_llm_client.adapters.firestore_runs import FirestoreRunStore
     from worker_llm_client.errors import RunStoreUnavailable
 
     class LandsThenFails(FirestoreRunStore):

@@ -12,7 +12,7 @@ from tests.builders import REPORT_SCHEMA
 from worker_llm_client.adapters.gemini_client import GeminiClient
 from worker_llm_client.config import Settings
 from worker_llm_client.errors import LlmAuth, LlmBadRequest, LlmRateLimited, LlmTimeout, LlmUnavailable, StepError
-from worker_llm_client.report_models import GenerationSettings, LlmRequest, SafetySetting, Turn
+from worker_llm_client.execution_models import GenerationSettings, LlmRequest, SafetySetting, Turn
 
 pytestmark = pytest.mark.integration
 

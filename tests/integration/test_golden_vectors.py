@@ -23,7 +23,7 @@ from worker_llm_client.adapters.gemini_client import GeminiClient
 from worker_llm_client.config import Settings
 from worker_llm_client.core.output_validation import load_schema, validate_reply
 from worker_llm_client.errors import StepError
-from worker_llm_client.report_models import GenerationSettings, LlmRequest, LlmResult, Turn
+from worker_llm_client.execution_models import GenerationSettings, LlmRequest, LlmResult, Turn
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.builders import step_data
-from worker_llm_client.adapters.firestore_store import FirestoreRunStore
+from worker_llm_client.adapters.firestore_runs import FirestoreRunStore
 from worker_llm_client.core.document_size import MAX_DOCUMENT_BYTES, document_size
 from worker_llm_client.core.transitions import succeeded_patch
 from worker_llm_client.errors import RunTooLarge

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from tests.builders import T0, step_data
-from worker_llm_client.config_push import PROMPTS, push
+from worker_llm_client.catalog.documents import PROMPTS
+from worker_llm_client.catalog.push import push
 from worker_llm_client.core.canonical import prompt_sha256
 
 pytestmark = pytest.mark.integration

@@ -11,12 +11,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.builders import T0, make_profile, make_prompt, step_data
-from tests.fakes import FakeConfigStore, FakeLlm, InMemoryRunStore, reply
+from tests.fakes import FakeCatalog, FakeLlm, InMemoryRunStore, reply
 from tests.world import World
 from worker_llm_client.core.artifact_naming import artifact_object_name, request_fingerprint
 from worker_llm_client.core.canonical import sha256_hex
 from worker_llm_client.errors import LlmRateLimited, LlmUnavailable
-from worker_llm_client.report_models import LlmRequest, LlmResult, Turn
+from worker_llm_client.execution_models import LlmRequest, LlmResult, Turn
 
 SECRET_VAR = "var-value-never-logged"
 
@@ -190,16 +190,16 @@ def test_bad_configuration_fails_permanently_without_a_model_call(steps: dict, c
 
 
 def test_a_refused_profile_fails_the_step_even_while_its_prompt_cannot_be_read() -> None:
-    from worker_llm_client.config_cache import CachedConfigStore
+    from worker_llm_client.catalog.cache import CachedCatalog
     from worker_llm_client.errors import StorageUnavailable
 
-    class PromptOutage(FakeConfigStore):
+    class PromptOutage(FakeCatalog):
         def get_prompt(self, prompt_id: str, version: int | None) -> Any:
             raise StorageUnavailable(f"reading prompt '{prompt_id}' from Firestore failed: RetryError")
 
-    cache = CachedConfigStore(PromptOutage([make_prompt()], [make_profile("off", enabled=False)]), ttl=30)
+    cache = CachedCatalog(PromptOutage([make_prompt()], [make_profile("off", enabled=False)]), ttl=30)
     cache.get_profile("off")  # an earlier step of this instance read it
-    world = World(configs=cache, allowed_llm_profiles=frozenset({"off"}))  # type: ignore[arg-type]
+    world = World(catalog=cache, allowed_llm_profiles=frozenset({"off"}))  # type: ignore[arg-type]
     world.executor.handle(world.run({"s1": step_data(profile="off")}))
     assert world.step("s1")["status"] == "FAILED"
     assert world.step("s1")["error"]["code"] == "PROFILE_NOT_ALLOWED"  # governance, not the outage
@@ -212,7 +212,7 @@ def test_profile_missing_from_the_store() -> None:
 
 
 def test_schema_invalid_prompt() -> None:
-    world = World(configs=FakeConfigStore([make_prompt(schema='{"type": 5}')], [make_profile()]))
+    world = World(catalog=FakeCatalog([make_prompt(schema='{"type": 5}')], [make_profile()]))
     world.executor.handle(world.run({"s1": step_data()}))
     assert world.step("s1")["error"]["code"] == "SCHEMA_INVALID"
     assert world.llm.requests == []
@@ -370,7 +370,7 @@ def test_a_first_attempt_reuses_an_identical_artifact_without_calling_the_model(
 
 
 def test_a_dangling_schema_ref_fails_the_step_without_a_model_call() -> None:
-    world = World(configs=FakeConfigStore([make_prompt(schema='{"$ref": "#/$defs/gone"}')], [make_profile()]))
+    world = World(catalog=FakeCatalog([make_prompt(schema='{"$ref": "#/$defs/gone"}')], [make_profile()]))
     world.executor.handle(world.run({"s1": step_data()}))
     assert world.step("s1")["error"]["code"] == "SCHEMA_INVALID" and world.llm.requests == []
 
@@ -404,8 +404,8 @@ def test_an_invalid_reply_is_repaired_within_the_budget_and_usage_is_summed() ->
     [(0, 1), (1, 2), (2, 3)],
 )
 def test_the_repair_budget_bounds_the_requests(repair_attempts: int, calls: int) -> None:
-    configs = FakeConfigStore([make_prompt()], [make_profile(repair_attempts=repair_attempts)])
-    world = World(FakeLlm(lambda r: reply('{"title": 1}')), configs=configs)
+    catalog = FakeCatalog([make_prompt()], [make_profile(repair_attempts=repair_attempts)])
+    world = World(FakeLlm(lambda r: reply('{"title": 1}')), catalog=catalog)
     world.executor.handle(world.run({"s1": step_data()}))
     assert world.step("s1")["error"]["code"] == "OUTPUT_SCHEMA_MISMATCH"
     assert len(world.llm.requests) == calls

@@ -10,7 +10,7 @@ from tests.builders import T0, step_data
 from tests.fakes import FakeLlm, InMemoryRunStore, reply
 from tests.world import World
 from worker_llm_client.core.wake import READY_WAKE_SECONDS
-from worker_llm_client.report_models import LlmRequest
+from worker_llm_client.execution_models import LlmRequest
 
 
 def test_ready_steps_left_unclaimed_get_a_wake_time_and_the_sweeper_runs_them() -> None:

@@ -6,9 +6,8 @@ from urllib.parse import unquote
 import pytest
 
 from tests.builders import REPORT_SCHEMA, make_profile, make_prompt
-from worker_llm_client.core.artifact_naming import artifact_object_name, request_fingerprint
-from worker_llm_client.produce_report import debug_object_name
-from worker_llm_client.report_models import GenerationSettings, LlmRequest, SafetySetting, Turn
+from worker_llm_client.core.artifact_naming import artifact_object_name, debug_object_name, request_fingerprint
+from worker_llm_client.execution_models import GenerationSettings, LlmRequest, SafetySetting, Turn
 
 
 def _request(**changes: object) -> LlmRequest:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from tests.builders import T0, later, make_run, step_data
 from worker_llm_client.core.claim_planning import plan_claims
 from worker_llm_client.core.document_size import MAX_DOCUMENT_BYTES
+from worker_llm_client.execution_models import Claim
 from worker_llm_client.models import run_from_document
-from worker_llm_client.report_models import Claim
 
 FULL = "x" * (MAX_DOCUMENT_BYTES - 40_000)  # under the limit, but past the headroom: no room for a result
 LEASED = {"status": "RUNNING", "attempt": 1, "claim": {"token": "t", "leaseExpiresAt": later(600)}}

@@ -5,16 +5,16 @@ from __future__ import annotations
 import pytest
 
 from worker_llm_client.event_handler import DEFAULT_SWEEP_LIMIT, MAX_SWEEP_LIMIT, handle_sweep
-from worker_llm_client.execute_step import SweepReport
+from worker_llm_client.execute_step import SweepSummary
 
 
 class Sweeper:
     def __init__(self) -> None:
         self.asked: list[int] = []
 
-    def sweep(self, limit: int) -> SweepReport:
+    def sweep(self, limit: int) -> SweepSummary:
         self.asked.append(limit)
-        return SweepReport(runs=1)
+        return SweepSummary(runs=1)
 
 
 @pytest.mark.parametrize(

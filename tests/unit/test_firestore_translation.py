@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from google.api_core import exceptions as gexc
 
-from worker_llm_client.adapters.firestore_store import FirestoreConfigStore
+from worker_llm_client.adapters.firestore_catalog import FirestoreCatalog
 from worker_llm_client.errors import StorageUnavailable
 
 
@@ -29,7 +29,7 @@ class _Outage:
 
 @pytest.mark.parametrize("read", ["prompt", "profile", "both"])
 def test_an_outage_while_reading_config_is_retryable_storage_unavailable(read: str) -> None:
-    store = FirestoreConfigStore(_Outage())  # type: ignore[arg-type]
+    store = FirestoreCatalog(_Outage())  # type: ignore[arg-type]
     reads = {
         "prompt": lambda: store.get_prompt("p", None),
         "profile": lambda: store.get_profile("f"),

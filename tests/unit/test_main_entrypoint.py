@@ -24,7 +24,7 @@ from worker_llm_client.config import settings
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 # Loaded only once an event has work: a cold instance that sees only no-op events never pays for them.
 WORK_ONLY_MODULES = (
-    "worker_llm_client.report_models",
+    "worker_llm_client.execution_models",
     "worker_llm_client.core.claim_planning",
     "worker_llm_client.execute_step",
     "worker_llm_client.produce_report",
@@ -235,14 +235,14 @@ def test_a_malformed_setting_does_not_break_events_that_do_not_need_it(monkeypat
     [("", 200), ("?limit=5", 5), ("?limit=99999", 1000), ("?limit=-3", 200), ("?limit=x", 200), ("?limit=%C2%B2", 200)],
 )
 def test_sweep_entry_point_reports_what_it_did(monkeypatch: pytest.MonkeyPatch, query: str, limit: int) -> None:
-    from worker_llm_client.execute_step import SweepReport
+    from worker_llm_client.execute_step import SweepSummary
 
     asked: list[int] = []
 
     class Sweeper:
-        def sweep(self, limit: int) -> SweepReport:
+        def sweep(self, limit: int) -> SweepSummary:
             asked.append(limit)
-            return SweepReport(runs=2, steps=3, repaired=1)
+            return SweepSummary(runs=2, steps=3, repaired=1)
 
     monkeypatch.setattr(bootstrap, "executor", Sweeper)
     app = create_app("sweep_flow_runs", str(ROOT / "main.py"), "http")

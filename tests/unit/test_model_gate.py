@@ -29,7 +29,7 @@ def test_at_most_capacity_calls_are_in_flight() -> None:
     release = threading.Event()
 
     def call() -> None:
-        with gate.slot("m", max_wait=10):
+        with gate.admit("m", max_wait=10):
             with lock:
                 inside[0] += 1
                 peak[0] = max(peak[0], inside[0])
@@ -47,9 +47,9 @@ def test_other_calls_wait_out_a_models_cooldown() -> None:
     clock = Clock()
     gate = ModelGate(capacity=4, sleep=clock.sleep, monotonic=clock.monotonic)
     gate.cool_down("m", 1.5)
-    with gate.slot("m", max_wait=10) as stats:
+    with gate.admit("m", max_wait=10) as stats:
         assert stats.inflight == 1
-    with gate.slot("other", max_wait=10):
+    with gate.admit("other", max_wait=10):
         pass
     assert clock.slept == [1.5]  # only the cooled model waited
 
@@ -58,7 +58,7 @@ def test_a_cooldown_longer_than_the_wait_allowed_gives_up_at_once() -> None:
     clock = Clock()
     gate = ModelGate(capacity=4, sleep=clock.sleep, monotonic=clock.monotonic)
     gate.cool_down("m", 30)
-    with pytest.raises(LlmRateLimited) as info, gate.slot("m", max_wait=5):
+    with pytest.raises(LlmRateLimited) as info, gate.admit("m", max_wait=5):
         pass
     assert info.value.retry_after == 30 and clock.slept == [] and gate.completed == 1
 
@@ -67,7 +67,11 @@ def test_waiting_for_a_slot_gives_up_when_the_time_allowed_runs_out() -> None:
     from worker_llm_client.errors import LlmUnavailable
 
     gate = ModelGate(capacity=1)
-    with gate.slot("m", max_wait=10), pytest.raises(LlmUnavailable, match="slot"), gate.slot("m", max_wait=0.05):
+    with (
+        gate.admit("m", max_wait=10),
+        pytest.raises(LlmUnavailable, match="did not admit"),
+        gate.admit("m", max_wait=0.05),
+    ):
         pass
     assert (gate.inflight, gate.completed) == (0, 2)
 
@@ -95,6 +99,6 @@ def test_an_infinite_hint_does_not_wedge_the_model_for_good() -> None:
     gate = ModelGate(capacity=1, sleep=clock.sleep, monotonic=clock.monotonic)
     gate.cool_down("m", float("inf"))
     clock.now += MAX_RETRY_HINT_SECONDS
-    with gate.slot("m", max_wait=0) as stats:
+    with gate.admit("m", max_wait=0) as stats:
         assert stats.inflight == 1
     assert clock.slept == []

@@ -20,8 +20,8 @@ from worker_llm_client.core.plain_values import MAX_BYTES, MAX_DEPTH, plain
 from worker_llm_client.core.prompt_rendering import render
 from worker_llm_client.core.step_inputs import parse_inputs
 from worker_llm_client.errors import InvalidStep, TemplateError
+from worker_llm_client.execution_models import GenerationSettings, LlmRequest, Turn
 from worker_llm_client.models import RunSnapshot, run_from_document
-from worker_llm_client.report_models import GenerationSettings, LlmRequest, Turn
 
 WHEN = datetime(2026, 11, 22, 12, 0, 0, 123456, tzinfo=UTC)
 FULL_NAME = "projects/p/databases/(default)/documents/targets/t1"

@@ -8,7 +8,7 @@ from tests.builders import T0, later, make_run, step_data
 from worker_llm_client.core.claim_planning import plan_claims
 from worker_llm_client.core.step_selection import cycle_members, dependencies_met, runnable_steps
 from worker_llm_client.core.wake import next_wake
-from worker_llm_client.report_models import Claim
+from worker_llm_client.execution_models import Claim
 
 RUNNING_LEASED = {"status": "RUNNING", "attempt": 1, "claim": {"token": "x", "leaseExpiresAt": later(60)}}
 RUNNING_EXPIRED = {"status": "RUNNING", "attempt": 1, "claim": {"token": "x", "leaseExpiresAt": later(-1)}}

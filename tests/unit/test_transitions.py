@@ -11,7 +11,7 @@ from worker_llm_client.core.transitions import (
     retry_wait_patch,
     succeeded_patch,
 )
-from worker_llm_client.report_models import Claim
+from worker_llm_client.execution_models import Claim
 
 CLAIM = Claim("tok", "worker-1", T0, later(600))
 

@@ -21,7 +21,7 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 
 from worker_llm_client.core.bounds import MAX_SERVER_MESSAGE, clip
 from worker_llm_client.errors import Internal, StepError, StorageForbidden, StorageUnavailable
-from worker_llm_client.report_models import StoredArtifact
+from worker_llm_client.execution_models import StoredArtifact
 
 UPLOAD_TIMEOUT_SECONDS = 60.0
 MAX_NAME_IN_MESSAGE = 200  # an object name too long for GCS is clipped in our message

@@ -37,7 +37,7 @@ from worker_llm_client.errors import (
     LlmUnavailable,
     StepError,
 )
-from worker_llm_client.report_models import LlmRequest, LlmResult, Usage
+from worker_llm_client.execution_models import LlmRequest, LlmResult, Usage
 
 GEMINI_API_VERSION = "v1beta"
 VERTEX_API_VERSION = "v1"

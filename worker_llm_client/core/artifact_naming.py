@@ -26,7 +26,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from worker_llm_client.core.canonical import canonical_json, sha256_hex
-from worker_llm_client.report_models import LlmRequest, Profile, Prompt
+from worker_llm_client.execution_models import LlmRequest, Profile, Prompt
 
 
 def request_fingerprint(prompt: Prompt, profile: Profile, request: LlmRequest) -> str:
@@ -80,3 +80,8 @@ def _quoted_prefix(value: str) -> str:
 
 def artifact_object_name(run_id: str, step_id: str, fingerprint: str) -> str:
     return f"flow_runs/{_segment(run_id)}/{_segment(step_id)}/{fingerprint}.json"
+
+
+def debug_object_name(artifact_name: str, attempt: int) -> str:
+    """``…/{fingerprint}.attempt-{n}.invalid.json``: beside the report's name, never equal to it."""
+    return f"{artifact_name.removesuffix('.json')}.attempt-{attempt}.invalid.json"

@@ -20,8 +20,8 @@ from worker_llm_client.core.retry_policy import error_record
 from worker_llm_client.core.step_selection import runnable_steps
 from worker_llm_client.core.transitions import claim_attempt, claim_patch, exhausted_patch, failed_patch, lease_expired
 from worker_llm_client.errors import RunTooLarge
+from worker_llm_client.execution_models import Claim
 from worker_llm_client.models import FieldPathTuple, RunSnapshot, Step, StepStatus
-from worker_llm_client.report_models import Claim
 
 RUNS_COLLECTION = "flow_runs"
 

@@ -43,7 +43,7 @@ from worker_llm_client.errors import (
     OutputSchemaMismatch,
     SchemaInvalid,
 )
-from worker_llm_client.report_models import LlmResult
+from worker_llm_client.execution_models import LlmResult
 
 # Every finish reason (google-genai 3.4's FinishReason) that means a policy stopped the reply:
 # repairing those would only be blocked again.

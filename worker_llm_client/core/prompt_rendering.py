@@ -27,7 +27,7 @@ from worker_llm_client.core.template_sandbox import (
     sandbox_environment,
 )
 from worker_llm_client.errors import TemplateError
-from worker_llm_client.report_models import Prompt
+from worker_llm_client.execution_models import Prompt
 
 __all__ = [
     "MAX_INT_BITS",

@@ -15,8 +15,8 @@ from worker_llm_client.core.plain_values import JsonValue, plain
 from worker_llm_client.core.step_selection import cycle_members, cycle_through
 from worker_llm_client.core.transitions import max_attempts
 from worker_llm_client.errors import InvalidStep
+from worker_llm_client.execution_models import StepInputs
 from worker_llm_client.models import Step
-from worker_llm_client.report_models import StepInputs
 
 FIRESTORE_ID_MAX_BYTES = 1500
 _MAX_IDS_SHOWN = 8

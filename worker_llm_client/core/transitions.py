@@ -24,7 +24,7 @@ from worker_llm_client.errors import LeaseExpired
 from worker_llm_client.models import DEFAULT_MAX_ATTEMPTS, FieldPathTuple, Patch, Step, StepStatus
 
 if TYPE_CHECKING:  # on the no-op event path: report_models is loaded only when there is work
-    from worker_llm_client.report_models import Claim
+    from worker_llm_client.execution_models import Claim
 
 
 class Delete(Enum):

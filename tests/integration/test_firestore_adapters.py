@@ -12,11 +12,14 @@ import pytest
 
 from tests.builders import T0, later, step_data
 from tests.stacks import ROOT
-from worker_llm_client.adapters.firestore_store import FirestoreConfigStore, FirestoreRunStore
-from worker_llm_client.config_push import PROFILES, PROMPTS, load_prompts, push
+from worker_llm_client.adapters.firestore_catalog import FirestoreCatalog
+from worker_llm_client.adapters.firestore_runs import FirestoreRunStore
+from worker_llm_client.catalog.documents import PROFILES, PROMPTS
+from worker_llm_client.catalog.push import push
+from worker_llm_client.catalog.sources import load_prompts
 from worker_llm_client.core.transitions import Delete, failed_patch, succeeded_patch
 from worker_llm_client.errors import ProfileNotFound, PromptNotFound
-from worker_llm_client.report_models import Profile, Prompt
+from worker_llm_client.execution_models import Profile, Prompt
 
 pytestmark = pytest.mark.integration
 
@@ -99,7 +102,7 @@ def test_config_store_reads_current_and_pinned_versions(db: Any) -> None:
         first.version,
         first.version + 1,
     )
-    store = FirestoreConfigStore(db)
+    store = FirestoreCatalog(db)
     assert store.get_prompt("it-pinned", None).template == "changed {{ team }}"
     assert store.get_prompt("it-pinned", first.version).template == body["template"]
     with pytest.raises(PromptNotFound, match="version 99 does not exist"):
@@ -109,7 +112,7 @@ def test_config_store_reads_current_and_pinned_versions(db: Any) -> None:
 
 
 def test_config_store_profiles(db: Any) -> None:
-    store = FirestoreConfigStore(db)
+    store = FirestoreCatalog(db)
     profile = store.get_profile("flash-json")
     assert (profile.provider, profile.model, profile.generation.temperature, profile.timeout_seconds) == (
         "gemini",
@@ -127,7 +130,7 @@ def test_config_store_profiles(db: Any) -> None:
 def test_prompt_and_profile_are_read_in_one_request_and_problems_returned_not_raised(db: Any) -> None:
     from benchmarks.measure import counting_rpcs
 
-    store = FirestoreConfigStore(db)
+    store = FirestoreCatalog(db)
     push(db, PROMPTS, "it-both", load_prompts(ROOT / "prompts", ROOT / "schemas")["weekly_report"])
     db.collection(PROFILES).document("it-both-broken").set({"provider": "openai", "model": "x", "version": 1})
     with counting_rpcs() as rpcs:

@@ -1,9 +1,9 @@
-"""Firestore adapters: the run store (claim, token-guarded finalize) and the config store.
+"""The run store on Firestore: claims and token-guarded finalizes of ``flow_runs/{runId}``.
 
-Field paths are built with ``FieldPath`` so step ids like ``weekly-report.v2`` are quoted. Vendor
-errors stay here: a failed precondition is ``False``; a transient failure of the run store is
-``RunStoreUnavailable`` (the entry point answers 5xx so Eventarc redelivers; a finalize retries);
-a write the document cannot hold (1 MiB, 40,000 index entries) is ``RunTooLarge``.
+Field paths are built with ``FieldPath`` so step ids like ``weekly-report.v2`` are quoted. Every
+Firestore call goes through one edge, ``_edge``: a failed precondition is ``False``; a write the
+document cannot hold (1 MiB, 40,000 index entries) is ``RunTooLarge``; any other Firestore error is
+``RunStoreUnavailable`` (the entry point answers 5xx so Eventarc redelivers; a finalize retries).
 """
 
 from __future__ import annotations
@@ -12,67 +12,27 @@ import random
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from google.api_core import exceptions as gexc
-from google.api_core import retry as gretry
-from google.auth import exceptions as auth_errors
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
-from pydantic import ValidationError
 
-from worker_llm_client.adapters.config_documents import parse_profile, parse_prompt, validation_summary
+from worker_llm_client.adapters.firestore_errors import FIRESTORE_ERRORS, is_too_large
 from worker_llm_client.core.transitions import Delete
 from worker_llm_client.core.wake import WAKE_AT, with_wake
-from worker_llm_client.errors import (
-    PermanentStepError,
-    ProfileNotFound,
-    PromptNotFound,
-    RunStoreUnavailable,
-    RunTooLarge,
-    StorageUnavailable,
-    permanent_or,
-)
+from worker_llm_client.errors import RunStoreUnavailable, RunTooLarge
 from worker_llm_client.models import Patch, RunSnapshot, Step, run_from_document
-from worker_llm_client.report_models import Profile, Prompt
 
 RUNS = "flow_runs"
-PROMPTS = "prompts"
-PROFILES = "llm_profiles"
-T = TypeVar("T")
 RUN_LOCK_STRIPES = 64
 FINALIZE_ROUNDS = 10  # reads-and-writes of one finalize batch before it gives up (the event is redelivered)
-CONFIG_READ_TIMEOUT_SECONDS = 20.0
-CONFIG_READ_RETRY = gretry.Retry(
-    predicate=gretry.if_exception_type(gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError),
-    initial=0.25,
-    maximum=4.0,
-    timeout=CONFIG_READ_TIMEOUT_SECONDS,
-)
-TRANSIENT_FIRESTORE = (
-    gexc.ServiceUnavailable,
-    gexc.DeadlineExceeded,
-    gexc.InternalServerError,
-    gexc.RetryError,
-    gexc.Aborted,
-    gexc.ResourceExhausted,
-    gexc.Unknown,
-    auth_errors.TransportError,
-    auth_errors.RefreshError,  # the token endpoint blipped
-    ConnectionError,
-    TimeoutError,
-)
-# What Firestore (and its emulator) say when a document would exceed its size or index limits.
-TOO_LARGE_MARKS = (
-    "maximum entity size",
-    "exceeds the maximum allowed size",
-    "too many index entries",
-    "is longer than",  # the emulator: 'The value of property "x" is longer than 1048487 bytes.'
-)
+
 WAKE_FIELD = ".".join(WAKE_AT)
 
 
@@ -121,26 +81,19 @@ class FirestoreRunStore:
         return self.client.collection(RUNS).document(run_id)
 
     def get_run(self, run_id: str) -> RunSnapshot | None:
-        try:
+        with _edge(f"reading run '{run_id}'"):
             snap = self._ref(run_id).get()
-        except TRANSIENT_FIRESTORE as exc:
-            raise RunStoreUnavailable(f"reading run '{run_id}' failed: {type(exc).__name__}") from exc
         if not snap.exists:
             return None
         return run_from_document(run_id, snap.to_dict() or {}, snap.update_time)
 
     def write_if_unchanged(self, run_id: str, update_time: datetime, patch: Patch) -> bool:
         option = self.client.write_option(last_update_time=update_time)
-        try:
-            self._ref(run_id).update(to_firestore_updates(patch), option=option)
-        except (gexc.FailedPrecondition, gexc.NotFound):
-            return False
-        except gexc.InvalidArgument as exc:
-            if any(mark in str(exc.message).lower() for mark in TOO_LARGE_MARKS):
-                raise RunTooLarge(f"run '{run_id}' cannot hold this write: Firestore's document limits") from exc
-            raise
-        except TRANSIENT_FIRESTORE as exc:
-            raise RunStoreUnavailable(f"writing run '{run_id}' failed: {type(exc).__name__}") from exc
+        with _edge(f"writing run '{run_id}'"):
+            try:
+                self._ref(run_id).update(to_firestore_updates(patch), option=option)
+            except (gexc.FailedPrecondition, gexc.NotFound):
+                return False
         return True
 
     def finalize(self, run_id: str, step_id: str, token: str, patch: Patch, retried: bool = False) -> bool:
@@ -222,7 +175,19 @@ class FirestoreRunStore:
             .limit(limit)
             .select([WAKE_FIELD])
         )
-        return [snap.id for snap in query.stream()]
+        with _edge("querying the runs due"):
+            return [snap.id for snap in query.stream()]
+
+
+@contextmanager
+def _edge(doing: str) -> Iterator[None]:
+    """The run store's one translation of Firestore's errors (see the module docstring)."""
+    try:
+        yield
+    except FIRESTORE_ERRORS as exc:
+        if is_too_large(exc):
+            raise RunTooLarge(f"{doing}: the run cannot hold this write (Firestore's document limits)") from exc
+        raise RunStoreUnavailable(f"{doing} failed: {type(exc).__name__}") from exc
 
 
 def _either(first: list[bool], second: list[bool]) -> list[bool]:
@@ -251,68 +216,3 @@ def _landed(step: Step | None, item: _Finalize) -> bool:
         return False
     marks = {path[-1]: value for path, value in item.patch.items() if len(path) == 3 and path[-1] in LANDED_MARKS}
     return len(marks) > 1 and all(step.data.get(field) == value for field, value in marks.items())
-
-
-class FirestoreConfigStore:
-    def __init__(self, client: firestore.Client) -> None:
-        self.client = client
-
-    def _prompt(self, prompt_id: str, version: int | None) -> tuple[Any, str, Callable[[dict[str, Any]], Prompt]]:
-        ref = self.client.collection(PROMPTS).document(prompt_id)
-        if version is not None:
-            ref = ref.collection("versions").document(str(version))
-        label = f"prompt '{prompt_id}'" + (f" version {version}" if version is not None else "")
-        return ref, label, lambda data: parse_prompt(prompt_id, data)
-
-    def _profile(self, profile_id: str) -> tuple[Any, str, Callable[[dict[str, Any]], Profile]]:
-        ref = self.client.collection(PROFILES).document(profile_id)
-        return ref, f"llm profile '{profile_id}'", lambda data: parse_profile(profile_id, data)
-
-    def get_prompt(self, prompt_id: str, version: int | None) -> Prompt:
-        return _read_one(*self._prompt(prompt_id, version), PromptNotFound)
-
-    def get_profile(self, profile_id: str) -> Profile:
-        return _read_one(*self._profile(profile_id), ProfileNotFound)
-
-    def get_prompt_and_profile(
-        self, prompt_id: str, version: int | None, profile_id: str
-    ) -> tuple[Prompt | PermanentStepError, Profile | PermanentStepError]:
-        """One BatchGetDocuments for both documents."""
-        prompt_ref, prompt_label, parse_prompt_data = self._prompt(prompt_id, version)
-        profile_ref, profile_label, parse_profile_data = self._profile(profile_id)
-        refs = [prompt_ref, profile_ref]
-        label = f"{prompt_label} and {profile_label}"
-        snaps = _fetch(
-            label, lambda: self.client.get_all(refs, retry=CONFIG_READ_RETRY, timeout=CONFIG_READ_TIMEOUT_SECONDS)
-        )
-        by_path = {snap.reference.path: snap for snap in snaps}
-        return (
-            permanent_or(lambda: _parsed(by_path[prompt_ref.path], prompt_label, PromptNotFound, parse_prompt_data)),
-            permanent_or(
-                lambda: _parsed(by_path[profile_ref.path], profile_label, ProfileNotFound, parse_profile_data)
-            ),
-        )
-
-
-def _read_one(ref: Any, label: str, parse: Callable[[dict[str, Any]], T], missing: type[PermanentStepError]) -> T:
-    [snap] = _fetch(label, lambda: [ref.get(retry=CONFIG_READ_RETRY, timeout=CONFIG_READ_TIMEOUT_SECONDS)])
-    return _parsed(snap, label, missing, parse)
-
-
-def _fetch(label: str, read: Callable[[], Any]) -> list[Any]:
-    """The snapshots ``read()`` returns; an outage is STORAGE_UNAVAILABLE (retryable), so the step
-    waits instead of the event being redelivered."""
-    try:
-        return list(read())
-    except TRANSIENT_FIRESTORE as exc:
-        raise StorageUnavailable(f"reading {label} from Firestore failed: {type(exc).__name__}") from exc
-
-
-def _parsed(snap: Any, label: str, missing: type[PermanentStepError], parse: Callable[[dict[str, Any]], T]) -> T:
-    """A config document's value; absent or malformed is the step error ``missing``."""
-    if not snap.exists:
-        raise missing(f"{label} does not exist")
-    try:
-        return parse(snap.to_dict() or {})
-    except ValidationError as exc:
-        raise missing(f"{label} is malformed: {validation_summary(exc)}") from exc

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from worker_llm_client.config_push import SourceError, load_governance, load_profiles, load_prompts
+from worker_llm_client.catalog.sources import SourceError, load_governance, load_profiles, load_prompts
 from worker_llm_client.core.output_validation import load_schema
 from worker_llm_client.core.prompt_rendering import compile_template
 from worker_llm_client.errors import SchemaInvalid, TemplateError

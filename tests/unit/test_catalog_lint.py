@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.stacks import ROOT
+from worker_llm_client.catalog.lint import gemini_gaps, lint
+from worker_llm_client.catalog.push import diff_lines
 from worker_llm_client.cli import main
-from worker_llm_client.config_lint import gemini_gaps, lint
-from worker_llm_client.config_push import diff_lines
 
 
 def test_the_repository_lints_without_errors() -> None:

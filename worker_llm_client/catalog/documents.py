@@ -1,4 +1,4 @@
-"""Firestore ``prompts/`` and ``llm_profiles/`` documents, validated into our models.
+"""The catalog's documents (``prompts/``, ``llm_profiles/``), validated into our models.
 
 Pydantic does the field-by-field checking so a malformed document yields a message naming the
 bad field; unknown fields are ignored so newer documents do not break older workers.
@@ -11,9 +11,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
-from worker_llm_client.report_models import DEFAULT_REPAIR_ATTEMPTS, GenerationSettings, Profile, Prompt, SafetySetting
+from worker_llm_client.execution_models import (
+    DEFAULT_REPAIR_ATTEMPTS,
+    GenerationSettings,
+    Profile,
+    Prompt,
+    SafetySetting,
+)
 
-PROVIDERS = ("gemini", "vertex")
+PROMPTS = "prompts"  # the catalog's Firestore collections
+PROFILES = "llm_profiles"
 
 
 class _Doc(BaseModel):

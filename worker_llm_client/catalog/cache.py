@@ -1,4 +1,4 @@
-"""A per-instance cache in front of the ConfigStore: a burst of steps costs one read per document.
+"""A per-instance cache in front of the catalog's store: a burst of steps costs one read per document.
 
 Current prompts and profiles are cached for ``ttl`` seconds, so an edit pushed to Firestore is used
 within the TTL without a deploy; pinned prompt versions are immutable and cached until evicted.
@@ -15,15 +15,17 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from worker_llm_client.errors import PermanentStepError, RetryableStepError, StepError, permanent_or
-from worker_llm_client.ports import ConfigStore
-from worker_llm_client.report_models import Profile, Prompt
+from worker_llm_client.execution_models import Profile, Prompt
+from worker_llm_client.ports import CatalogStore
 
 MAX_ENTRIES = 512
 T = TypeVar("T")
 
 
-class CachedConfigStore:
-    def __init__(self, inner: ConfigStore, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+class CachedCatalog:
+    """The catalog through a per-instance TTL cache (see the module docstring)."""
+
+    def __init__(self, inner: CatalogStore, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.inner, self.ttl, self.clock = inner, ttl, clock
         self._entries: OrderedDict[tuple[str, ...], tuple[float, Any]] = OrderedDict()
         self._key_locks: dict[tuple[str, ...], threading.Lock] = {}
@@ -106,6 +108,4 @@ def _prompt_key(prompt_id: str, version: int | None, ttl: float) -> tuple[tuple[
 def _own(value: T) -> T:
     """A cached error as a fresh instance per caller (threads share the cache; raising one
     instance from several threads would tangle their tracebacks)."""
-    if isinstance(value, PermanentStepError):
-        return cast(T, type(value)(value.message))
-    return value
+    return cast(T, value.fresh()) if isinstance(value, PermanentStepError) else value

@@ -9,13 +9,13 @@ from dataclasses import replace
 import pytest
 
 from tests.builders import make_profile, make_prompt
-from tests.fakes import FakeConfigStore, Monotonic
-from worker_llm_client.config_cache import CachedConfigStore
+from tests.fakes import FakeCatalog, Monotonic
+from worker_llm_client.catalog.cache import CachedCatalog
 from worker_llm_client.errors import PermanentStepError, PromptNotFound, permanent_or
-from worker_llm_client.report_models import Profile, Prompt
+from worker_llm_client.execution_models import Profile, Prompt
 
 
-class CountingStore(FakeConfigStore):
+class CountingStore(FakeCatalog):
     def __init__(self) -> None:
         super().__init__([make_prompt(version=1), make_prompt(version=2, template="v2 {{ team }}")], [make_profile()])
         self.reads = 0
@@ -38,15 +38,15 @@ class CountingStore(FakeConfigStore):
     ) -> tuple[Prompt | PermanentStepError, Profile | PermanentStepError]:
         self.reads += 1  # one request for both
         return (
-            permanent_or(lambda: FakeConfigStore.get_prompt(self, prompt_id, version)),
-            permanent_or(lambda: FakeConfigStore.get_profile(self, profile_id)),
+            permanent_or(lambda: FakeCatalog.get_prompt(self, prompt_id, version)),
+            permanent_or(lambda: FakeCatalog.get_profile(self, profile_id)),
         )
 
 
 def test_a_burst_of_concurrent_steps_costs_one_read() -> None:
     inner = CountingStore()
     inner.release.clear()  # hold the first read open so the others pile up behind it
-    cache = CachedConfigStore(inner, ttl=30)
+    cache = CachedCatalog(inner, ttl=30)
     with ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(cache.get_prompt, "weekly", None) for _ in range(8)]
         assert inner.entered.wait(5)
@@ -57,7 +57,7 @@ def test_a_burst_of_concurrent_steps_costs_one_read() -> None:
 
 def test_an_edit_is_picked_up_after_the_ttl() -> None:
     inner, clock = CountingStore(), Monotonic()
-    cache = CachedConfigStore(inner, ttl=30, clock=clock)
+    cache = CachedCatalog(inner, ttl=30, clock=clock)
     assert cache.get_prompt("weekly", None).version == 2
     inner.prompts[("weekly", 3)] = replace(make_prompt(version=3), template="v3")
     inner.current["weekly"] = 3
@@ -70,7 +70,7 @@ def test_an_edit_is_picked_up_after_the_ttl() -> None:
 
 def test_pinned_versions_never_expire_and_profiles_are_cached() -> None:
     inner, clock = CountingStore(), Monotonic()
-    cache = CachedConfigStore(inner, ttl=30, clock=clock)
+    cache = CachedCatalog(inner, ttl=30, clock=clock)
     for _ in range(3):
         assert cache.get_prompt("weekly", 1).version == 1
         assert cache.get_profile("fast").model == "gemini-2.5-flash"
@@ -80,7 +80,7 @@ def test_pinned_versions_never_expire_and_profiles_are_cached() -> None:
 
 def test_not_found_is_cached_for_the_ttl_and_raised_afresh() -> None:
     inner, clock = CountingStore(), Monotonic()
-    cache = CachedConfigStore(inner, ttl=30, clock=clock)
+    cache = CachedCatalog(inner, ttl=30, clock=clock)
     errors = []
     for _ in range(2):
         with pytest.raises(PromptNotFound) as info:
@@ -91,7 +91,7 @@ def test_not_found_is_cached_for_the_ttl_and_raised_afresh() -> None:
 
 def test_ttl_zero_disables_caching() -> None:
     inner = CountingStore()
-    cache = CachedConfigStore(inner, ttl=0)
+    cache = CachedCatalog(inner, ttl=0)
     cache.get_prompt("weekly", None)
     cache.get_prompt("weekly", None)
     assert inner.reads == 2
@@ -99,7 +99,7 @@ def test_ttl_zero_disables_caching() -> None:
 
 def test_a_cold_step_reads_its_prompt_and_profile_in_one_request_then_none() -> None:
     inner, clock = CountingStore(), Monotonic()
-    cache = CachedConfigStore(inner, ttl=30, clock=clock)
+    cache = CachedCatalog(inner, ttl=30, clock=clock)
     for _ in range(3):
         prompt, profile = cache.get_prompt_and_profile("weekly", None, "fast")
         assert isinstance(prompt, Prompt) and prompt.version == 2
@@ -112,7 +112,7 @@ def test_a_cold_step_reads_its_prompt_and_profile_in_one_request_then_none() -> 
 
 def test_only_what_is_not_cached_is_read() -> None:
     inner = CountingStore()
-    cache = CachedConfigStore(inner, ttl=30)
+    cache = CachedCatalog(inner, ttl=30)
     cache.get_prompt("weekly", 1)  # a pin, cached for good
     cache.get_prompt_and_profile("weekly", 1, "fast")  # reads only the profile
     cache.get_prompt_and_profile("weekly", 1, "fast")
@@ -121,7 +121,7 @@ def test_only_what_is_not_cached_is_read() -> None:
 
 def test_a_missing_prompt_comes_back_as_its_error_cached_and_fresh_per_caller() -> None:
     inner = CountingStore()
-    cache = CachedConfigStore(inner, ttl=30)
+    cache = CachedCatalog(inner, ttl=30)
     first, profile = cache.get_prompt_and_profile("ghost", None, "fast")
     second, _ = cache.get_prompt_and_profile("ghost", None, "fast")
     assert isinstance(first, PromptNotFound) and isinstance(second, PromptNotFound) and first is not second
@@ -133,7 +133,7 @@ def test_a_missing_prompt_comes_back_as_its_error_cached_and_fresh_per_caller() 
 
 def test_a_missing_pinned_version_is_looked_up_again_after_the_ttl() -> None:
     inner, clock = CountingStore(), Monotonic()
-    cache = CachedConfigStore(inner, ttl=30, clock=clock)
+    cache = CachedCatalog(inner, ttl=30, clock=clock)
     with pytest.raises(PromptNotFound):
         cache.get_prompt("weekly", 9)
     inner.prompts[("weekly", 9)] = replace(make_prompt(version=9), template="v9")  # pushed since
@@ -153,7 +153,7 @@ def test_an_outage_reading_the_prompt_is_returned_beside_a_cached_profile_and_no
             return super().get_prompt(prompt_id, version)
 
     inner = PromptOutage()
-    cache = CachedConfigStore(inner, ttl=30)
+    cache = CachedCatalog(inner, ttl=30)
     cache.get_profile("fast")
     prompt, profile = cache.get_prompt_and_profile("weekly", None, "fast")
     assert isinstance(prompt, StorageUnavailable) and isinstance(profile, Profile)

@@ -1,0 +1,162 @@
+"""Calling the model for one attempt: retries, repairs and the attempt's accounting.
+
+``ModelCaller.call_and_validate`` sends a request and returns the validated report, resending it
+with a repair turn while the profile's ``repairAttempts`` last. Transient errors (429, 5xx,
+timeouts) are retried here, in the one retry loop (the SDKs' own retries are off), bounded by the
+retry budget and by the time left in the invocation. Every request sent is counted in the
+attempt's ``AttemptLedger``, whatever comes back. The coming providers and fallbacks plug in here.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any
+
+import tenacity
+
+from worker_llm_client.config import DEFAULT_MODEL_RETRY_BUDGET_SECONDS
+from worker_llm_client.core.output_validation import OutputSchema, repair_instruction, validate_reply
+from worker_llm_client.core.retry_policy import give_up, model_retry_wait
+from worker_llm_client.errors import InvalidOutput, LlmRateLimited, LlmTimeout, LlmUnavailable
+from worker_llm_client.execution_models import LlmRequest, LlmResult, Profile, Prompt, Turn, Usage
+from worker_llm_client.model_gate import ModelGate
+from worker_llm_client.observability import Logger, get_logger
+from worker_llm_client.ports import LlmClient
+
+MODEL_TRANSIENT = (LlmRateLimited, LlmUnavailable, LlmTimeout)
+
+
+@dataclass(frozen=True)
+class ModelRetry:
+    """What the retry loop needs from outside, injectable: tests pass ``sleep=slept.append``."""
+
+    budget_seconds: float = DEFAULT_MODEL_RETRY_BUDGET_SECONDS  # waiting allowed per model call
+    sleep: Callable[[float], None] = time.sleep
+    monotonic: Callable[[], float] = time.monotonic
+    jitter: Callable[[], float] = random.random
+
+
+@dataclass
+class AttemptLedger:
+    """What one attempt cost and yielded: feeds ``outputs``, the artifact's metadata and the
+    failed attempt's ``llmCalls``/``usage``."""
+
+    prompt: Prompt
+    profile: Profile
+    llm_calls: int = 0
+    usage: Usage = field(default_factory=Usage)
+    latency_ms: int = 0
+    result: LlmResult | None = None
+    replies: list[LlmResult] = field(default_factory=list)
+
+
+class ModelCaller:
+    def __init__(
+        self,
+        llm: LlmClient,
+        retry: ModelRetry,
+        max_inflight: int,
+        timer: Callable[[], float] = time.perf_counter,
+        log: Logger | None = None,
+    ) -> None:
+        self.llm, self.retry, self.timer = llm, retry, timer
+        self.gate = ModelGate(max_inflight, sleep=retry.sleep, monotonic=retry.monotonic)
+        self.log = log or get_logger()
+
+    def call_and_validate(
+        self, request: LlmRequest, ledger: AttemptLedger, output_schema: OutputSchema, deadline: float
+    ) -> Any:
+        """Call, validate, and resend with a repair turn while the profile's budget lasts.
+
+        Blocked and truncated replies are never repaired; every request's usage is summed.
+        """
+        repairs_allowed, repairs = ledger.profile.repair_attempts, 0  # transient retries do not count
+        while True:
+            result = self._call_with_retries(request, ledger, deadline)
+            try:
+                return validate_reply(result, output_schema)
+            except InvalidOutput as error:
+                repair = repairs < repairs_allowed
+                self.log.warning("output.invalid", code=error.code, reason=error.message, repair=repair)
+                if not repair:
+                    raise
+                repairs += 1
+                request = replace(request, contents=(*request.contents, *_repair_turns(result, error)))
+                self.log.info("llm.retry", reason="repair", repair=repairs, of=repairs_allowed)
+
+    def _call_with_retries(self, request: LlmRequest, ledger: AttemptLedger, deadline: float) -> LlmResult:
+        """The one retry loop for transient model errors, bounded by the retry budget and by the
+        time left in the invocation."""
+        give_up_at = min(self.retry.monotonic() + self.retry.budget_seconds, deadline)
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(MODEL_TRANSIENT),
+            wait=self._retry_wait,
+            stop=partial(self._retry_stop, give_up_at),
+            sleep=self.retry.sleep,
+            reraise=True,
+        )
+        result: LlmResult = retrying(self._attempt, request, ledger, deadline)
+        return result
+
+    def _attempt(self, request: LlmRequest, ledger: AttemptLedger, deadline: float) -> LlmResult:
+        """One request, only if the invocation still has time for it, and no longer than that."""
+        left = deadline - self.retry.monotonic()
+        if left <= 0:
+            raise LlmTimeout("no time left in this invocation for another model request")
+        if request.timeout_seconds is None or left < request.timeout_seconds:
+            request = replace(request, timeout_seconds=left) if left != float("inf") else request
+        return self._call(request, ledger, max_wait=min(self.retry.budget_seconds, left))
+
+    def _retry_wait(self, state: tenacity.RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        return model_retry_wait(state.attempt_number, getattr(error, "retry_after", None), self.retry.jitter())
+
+    def _retry_stop(self, give_up_at: float, state: tenacity.RetryCallState) -> bool:
+        error = state.outcome.exception() if state.outcome else None
+        time_left = give_up_at - self.retry.monotonic()
+        reason = give_up(state.attempt_number - 1, state.upcoming_sleep, time_left)
+        code = getattr(error, "code", None)
+        if reason is None:
+            self.log.warning(
+                "llm.retry", code=code, waitSeconds=round(state.upcoming_sleep, 3), retry=state.attempt_number
+            )
+        else:
+            self.log.warning("llm.retry", code=code, gaveUp=reason, retries=state.attempt_number - 1)
+        return reason is not None
+
+    def _call(self, request: LlmRequest, ledger: AttemptLedger, max_wait: float) -> LlmResult:
+        with self.gate.admit(request.model, max_wait=max_wait) as gate:
+            ledger.llm_calls += 1  # a request sent counts, whatever comes back
+            call = ledger.llm_calls
+            self.log.info("llm.request", model=request.model, provider=request.provider, call=call, **gate.as_log())
+            started = self.timer()
+            try:
+                result = self.llm.generate(request)
+            except LlmRateLimited as error:
+                self.gate.cool_down(request.model, error.retry_after)  # spare the model for the whole instance
+                raise
+            finally:
+                elapsed_ms = int((self.timer() - started) * 1000)
+                ledger.latency_ms += elapsed_ms
+        ledger.usage += result.usage
+        ledger.result = result
+        ledger.replies.append(result)
+        self.log.info(
+            "llm.response",
+            model=request.model,
+            modelVersion=result.model_version,
+            finishReason=result.finish_reason,
+            latencyMs=elapsed_ms,
+            **result.usage.as_outputs(),
+        )
+        return result
+
+
+def _repair_turns(result: LlmResult, error: InvalidOutput) -> tuple[Turn, ...]:
+    """The model's rejected reply (when it had text) and our request to correct it."""
+    previous = (Turn("model", result.text),) if result.text and result.text.strip() else ()
+    return (*previous, Turn("user", repair_instruction(error)))
