@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 from devstack import services
 from devstack.gemini_stub import GeminiStub
@@ -58,7 +58,7 @@ NOTES = {
 
 @dataclass(frozen=True)
 class Backend:
-    name: str  # stub | gemini | vertex
+    name: Literal["stub", "gemini", "vertex"]
     profile: str  # the llm_profiles id the demo steps use
     project: str  # of the emulator and the function (Vertex AI bills this project)
     label: str

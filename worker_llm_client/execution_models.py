@@ -13,11 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from worker_llm_client.models import Step
 
 DEFAULT_REPAIR_ATTEMPTS = 1
+Provider = Literal["gemini", "vertex"]  # gemini: the Gemini Developer API; vertex: Vertex AI (ADC)
+Role = Literal["user", "model"]  # who said a turn of the conversation
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ class SafetySetting:
 @dataclass(frozen=True)
 class Profile:
     profile_id: str
-    provider: str
+    provider: Provider
     model: str
     version: int
     enabled: bool
@@ -93,7 +95,7 @@ class Profile:
 
 @dataclass(frozen=True)
 class Turn:
-    role: str  # "user" | "model"
+    role: Role
     text: str
 
 
@@ -101,7 +103,7 @@ class Turn:
 class LlmRequest:
     """Everything sent to the model for one call: the conversation so far and its settings."""
 
-    provider: str
+    provider: Provider
     model: str
     system_instruction: str | None
     contents: tuple[Turn, ...]

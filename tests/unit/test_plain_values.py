@@ -14,7 +14,7 @@ from google.cloud.firestore_v1 import _helpers
 
 from devstack.cloudevents import document_event_bytes
 from tests.builders import make_profile, make_prompt, step_data
-from worker_llm_client.adapters.cloudevent_decoding import decode_event
+from worker_llm_client.adapters.cloudevent_decoding import decode_snapshot
 from worker_llm_client.core.artifact_naming import request_fingerprint
 from worker_llm_client.core.plain_values import MAX_BYTES, MAX_DEPTH, plain
 from worker_llm_client.core.prompt_rendering import render
@@ -45,9 +45,9 @@ def _vars(client: firestore.Client) -> dict[str, Any]:
 
 def _event_path(data: dict[str, Any]) -> RunSnapshot:
     body = document_event_bytes("p", "run-1", data)
-    event = decode_event({"document": "flow_runs/run-1", "id": "ev-1"}, body)
-    assert event is not None and event.snapshot is not None
-    return event.snapshot
+    snapshot = decode_snapshot("run-1", body)
+    assert snapshot is not None
+    return snapshot
 
 
 def _sdk_path(data: dict[str, Any], client: firestore.Client) -> RunSnapshot:

@@ -19,7 +19,6 @@ import binascii
 import contextlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -36,16 +35,6 @@ COLLECTION = "flow_runs"
 _BASE64_LINES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/\r\n"
 _ASCII_WHITESPACE = b" \t\n\r\x0b\x0c"
 _EventPb: Any = DocumentEventData.pb()
-
-
-@dataclass(frozen=True)
-class RunEvent:
-    """A decoded event: ``snapshot`` is None when the document was deleted."""
-
-    event_id: str | None
-    run_id: str
-    snapshot: RunSnapshot | None
-    traceparent: str | None
 
 
 def run_id_from_attributes(attributes: Mapping[str, Any]) -> str | None:
@@ -74,14 +63,6 @@ def _header_text(value: object) -> str:
         return unquote_to_bytes(value).decode("utf-8")
     except UnicodeError:
         return value
-
-
-def decode_event(attributes: Mapping[str, Any], data: Any) -> RunEvent | None:
-    """None for events about other documents; raises EventDecodeError for bad bodies, and only that."""
-    run_id = run_id_from_attributes(attributes)
-    if run_id is None:
-        return None
-    return RunEvent(attributes.get("id"), run_id, decode_snapshot(run_id, data), attributes.get("traceparent"))
 
 
 def decode_snapshot(run_id: str, data: Any) -> RunSnapshot | None:

@@ -7,7 +7,7 @@ bad field; unknown fields are ignored so newer documents do not break older work
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
@@ -16,6 +16,7 @@ from worker_llm_client.execution_models import (
     GenerationSettings,
     Profile,
     Prompt,
+    Provider,
     SafetySetting,
 )
 
@@ -42,7 +43,7 @@ class SafetyDoc(_Doc):
 
 
 class ProfileDoc(_Doc):
-    provider: Literal["gemini", "vertex"]
+    provider: Provider
     model: str = Field(min_length=1)
     version: PositiveInt
     enabled: bool = True

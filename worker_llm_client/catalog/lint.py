@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from worker_llm_client.catalog.sources import SourceError, load_governance, load_profiles, load_prompts
 from worker_llm_client.core.output_validation import load_schema
@@ -43,7 +43,7 @@ _SCHEMA_VALUES = ("items", "additionalProperties", "not", "contains", "if", "the
 
 @dataclass(frozen=True)
 class Finding:
-    level: str  # "error" | "notice"
+    level: Literal["error", "notice"]
     where: str
     message: str
 
