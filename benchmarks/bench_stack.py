@@ -55,7 +55,7 @@ class InstantModel:
 def per_step_overhead(stack: BenchStack, rounds: int = 120, warmup: int = 10, profile: bool = False) -> dict[str, Any]:
     """One READY step claimed, produced (zero-latency model) and finalized by the real executor, vs
     the sum of the calls no executor can avoid: a precondition write, one read of the prompt and
-    the profile, one upload, one finalize transaction. Config cache cold (every step reads its
+    the profile, one upload, one finalize transaction. Catalog cache cold (every step reads its
     prompt and profile, as the floor does) and warm (the default 30 s TTL, a burst's steady state).
     ``profile``: afterwards, 30 cold-config steps under pyinstrument (docs/profiles/per-step.txt).
     """
@@ -70,7 +70,7 @@ def per_step_overhead(stack: BenchStack, rounds: int = 120, warmup: int = 10, pr
     base = Settings.from_env(stack.env(project, {"MAX_PARALLEL_STEPS": str(MAX_PARALLEL_STEPS)}))
     with stack.client_env():
         executors = {
-            "cold": build_executor(replace(base, config_cache_seconds=0), llm=InstantModel()),
+            "cold": build_executor(replace(base, catalog_cache_seconds=0), llm=InstantModel()),
             "warm": build_executor(base, llm=InstantModel()),
         }
     runs = db.collection("flow_runs")
@@ -118,7 +118,7 @@ def per_step_overhead(stack: BenchStack, rounds: int = 120, warmup: int = 10, pr
             calls[label] = rpcs.reset()
 
         for round_ in range(warmup + rounds):  # interleaved: the machine's noise hits all three alike
-            if round_ == warmup:  # connections, the config cache, the schema validator are warm
+            if round_ == warmup:  # connections, the catalog cache, the schema validator are warm
                 samples = {label: [] for label in samples}
             ours("cold")
             ours("warm")
@@ -130,7 +130,7 @@ def per_step_overhead(stack: BenchStack, rounds: int = 120, warmup: int = 10, pr
                 for _ in range(30):
                     ours("cold")
 
-            what = "30 steps, config cache cold, zero-latency model, real Firestore emulator and fake-gcs-server"
+            what = "30 steps, catalog cache cold, zero-latency model, real Firestore emulator and fake-gcs-server"
             steps_profile(thirty_cold_steps, what)
     for executor in executors.values():
         executor.close()

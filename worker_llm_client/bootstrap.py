@@ -64,7 +64,7 @@ def build_executor(config: Settings, llm: LlmClient | None = None) -> RunExecuto
         llm, closers = gemini, [gemini.close, *closers]
     return RunExecutor(
         runs=FirestoreRunStore(db, clock=SystemClock().now),
-        catalog=CachedCatalog(FirestoreCatalog(db), ttl=config.config_cache_seconds),
+        catalog=CachedCatalog(FirestoreCatalog(db), ttl=config.catalog_cache_seconds),
         artifacts=GcsArtifactStore(gcs, config.artifacts_bucket),
         llm=llm,
         clock=SystemClock(),

@@ -20,7 +20,7 @@ DEFAULT_LOCATION = "us-central1"
 DEFAULT_LEASE_SECONDS = 600
 DEFAULT_MAX_PARALLEL_STEPS = 8
 DEFAULT_LOG_LEVEL = "INFO"
-DEFAULT_CONFIG_CACHE_SECONDS = 30
+DEFAULT_CATALOG_CACHE_SECONDS = 30
 DEFAULT_MODEL_RETRY_BUDGET_SECONDS = 120
 DEFAULT_FUNCTION_TIMEOUT_SECONDS = 540  # the deploy's --timeout; LEASE_SECONDS stays above it
 FINALIZE_MARGIN_SECONDS = 60  # kept free at the end of an invocation for the upload and finalize
@@ -39,7 +39,7 @@ class Settings:
     lease_seconds: int = DEFAULT_LEASE_SECONDS
     max_parallel_steps: int = DEFAULT_MAX_PARALLEL_STEPS
     log_level: str = DEFAULT_LOG_LEVEL
-    config_cache_seconds: int = DEFAULT_CONFIG_CACHE_SECONDS
+    catalog_cache_seconds: int = DEFAULT_CATALOG_CACHE_SECONDS
     model_retry_budget_seconds: int = DEFAULT_MODEL_RETRY_BUDGET_SECONDS
     function_timeout_seconds: int = DEFAULT_FUNCTION_TIMEOUT_SECONDS
     worker_id: str = ""
@@ -62,7 +62,9 @@ class Settings:
             lease_seconds=_positive_int(env, "LEASE_SECONDS", DEFAULT_LEASE_SECONDS, problems),
             max_parallel_steps=_positive_int(env, "MAX_PARALLEL_STEPS", DEFAULT_MAX_PARALLEL_STEPS, problems),
             log_level=(env.get("LOG_LEVEL") or DEFAULT_LOG_LEVEL).upper(),
-            config_cache_seconds=_non_negative_int(env, "CONFIG_CACHE_SECONDS", DEFAULT_CONFIG_CACHE_SECONDS, problems),
+            catalog_cache_seconds=_non_negative_int(
+                env, "CONFIG_CACHE_SECONDS", DEFAULT_CATALOG_CACHE_SECONDS, problems
+            ),
             model_retry_budget_seconds=_non_negative_int(
                 env, "MODEL_RETRY_BUDGET_SECONDS", DEFAULT_MODEL_RETRY_BUDGET_SECONDS, problems
             ),

@@ -91,7 +91,7 @@ def test_finalize_leaves_a_cancelled_step_alone(db: Any, run_id: str) -> None:
     assert _step(db, run_id, "s1")["status"] == "CANCELLED"
 
 
-def test_config_store_reads_current_and_pinned_versions(db: Any) -> None:
+def test_catalog_reads_current_and_pinned_versions(db: Any) -> None:
     body = load_prompts(ROOT / "prompts", ROOT / "schemas")["weekly_report"]
     first = push(db, PROMPTS, "it-pinned", body)
     again = push(db, PROMPTS, "it-pinned", body)
@@ -111,7 +111,7 @@ def test_config_store_reads_current_and_pinned_versions(db: Any) -> None:
         store.get_prompt("nope", None)
 
 
-def test_config_store_profiles(db: Any) -> None:
+def test_catalog_profiles(db: Any) -> None:
     store = FirestoreCatalog(db)
     profile = store.get_profile("flash-json")
     assert (profile.provider, profile.model, profile.generation.temperature, profile.timeout_seconds) == (

@@ -1,4 +1,4 @@
-"""The per-instance config cache: one read per burst, edits seen after the TTL, pins forever."""
+"""The per-instance catalog cache: one read per burst, edits seen after the TTL, pins forever."""
 
 from __future__ import annotations
 

@@ -91,7 +91,7 @@ def _fetch(label: str, read: Callable[[], Any]) -> list[Any]:
 
 
 def _parsed(snap: Any, label: str, missing: type[PermanentStepError], parse: Callable[[dict[str, Any]], T]) -> T:
-    """A config document's value; absent or malformed is the step error ``missing``."""
+    """A catalog document's value; absent or malformed is the step error ``missing``."""
     if not snap.exists:
         raise missing(f"{label} does not exist")
     try:
