@@ -73,7 +73,7 @@ class ModelGate:
             self.sleep(left)
         if not self._capacity.acquire(timeout=None if max_wait == float("inf") else max(max_wait - left, 0.0)):
             self._done()
-            raise LlmUnavailable("the instance's model gate did not admit the call in time (all its calls busy)")
+            raise LlmUnavailable("no model-call slot of this instance came free in time")
         try:
             with self._lock:
                 self.inflight += 1

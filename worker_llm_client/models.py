@@ -5,7 +5,7 @@ Firestore adapter turns them into quoted paths, so step ids may contain any char
 
 Cold start: this is the only models module the no-op event path (``import main``, decode, select)
 loads. The values of doing work (claims, prompts, profiles, LLM requests and results, artifacts)
-live in ``report_models.py``, imported only once there is a step to run.
+live in ``execution_models.py``, imported only once there is a step to run.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from worker_llm_client.models import Patch, RunSnapshot, Step, run_from_document
 
 RUNS = "flow_runs"
 RUN_LOCK_STRIPES = 64
-FINALIZE_ROUNDS = 10  # reads-and-writes of one finalize batch before it gives up (the event is redelivered)
+FINALIZE_ROUNDS = 10  # reads-and-writes of one finalize batch before it gives up (the use case retries it)
 
 WAKE_FIELD = ".".join(WAKE_AT)
 
@@ -89,7 +89,7 @@ class FirestoreRunStore:
 
     def write_if_unchanged(self, run_id: str, update_time: datetime, patch: Patch) -> bool:
         option = self.client.write_option(last_update_time=update_time)
-        with _edge(f"writing run '{run_id}'"):
+        with _edge(f"writing run '{run_id}'", run_id):
             try:
                 self._ref(run_id).update(to_firestore_updates(patch), option=option)
             except (gexc.FailedPrecondition, gexc.NotFound):
@@ -180,13 +180,13 @@ class FirestoreRunStore:
 
 
 @contextmanager
-def _edge(doing: str) -> Iterator[None]:
+def _edge(doing: str, run_id: str = "") -> Iterator[None]:
     """The run store's one translation of Firestore's errors (see the module docstring)."""
     try:
         yield
     except FIRESTORE_ERRORS as exc:
         if is_too_large(exc):
-            raise RunTooLarge(f"{doing}: the run cannot hold this write (Firestore's document limits)") from exc
+            raise RunTooLarge(f"run '{run_id}' cannot hold this write: Firestore's document limits") from exc
         raise RunStoreUnavailable(f"{doing} failed: {type(exc).__name__}") from exc
 
 

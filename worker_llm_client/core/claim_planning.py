@@ -1,7 +1,7 @@
 """The single precondition write that claims a run's runnable steps.
 
 Apart from ``step_selection.py`` because only an event with work gets this far: the no-op path
-asks ``runnable_steps`` and stops (see ``report_models.py`` on cold start).
+asks ``runnable_steps`` and stops (see ``execution_models.py`` on cold start).
 
 What cannot fit in the run document is refused in the same write, before anything is spent on
 it (``document_size.py``): every report step of a run over ``MAX_STEPS_PER_RUN`` steps, and a

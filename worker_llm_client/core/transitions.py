@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from worker_llm_client.errors import LeaseExpired
 from worker_llm_client.models import DEFAULT_MAX_ATTEMPTS, FieldPathTuple, Patch, Step, StepStatus
 
-if TYPE_CHECKING:  # on the no-op event path: report_models is loaded only when there is work
+if TYPE_CHECKING:  # on the no-op event path: execution_models is loaded only when there is work
     from worker_llm_client.execution_models import Claim
 
 
