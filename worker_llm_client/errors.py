@@ -7,7 +7,7 @@ at the edge with ``raise ... from exc``; the core and the use case never see a g
     ├── EventDecodeError             the CloudEvent cannot be turned into a run snapshot (acked)
     ├── ConfigurationError           the function's own environment is unusable (fail loudly)
     ├── DeliveryInFlight             a copy of an event whose first delivery failed or still runs (5xx)
-    ├── RunStoreUnavailable          the run document cannot be read or written now (5xx, or retried)
+    ├── RunStoreUnavailable          any Firestore error on the run document (5xx, or retried)
     ├── UnhandledError               what an entry point raises in place of a foreign exception (5xx)
     └── StepError                    recorded on the step as error {code, message, retryable}
         ├── PermanentStepError       FAILED at once, never retried
@@ -66,8 +66,9 @@ class DeliveryInFlight(WorkerError):
 
 
 class RunStoreUnavailable(WorkerError):
-    """Firestore failed transiently (or kept conflicting) reading or writing a run: a claim answers
-    5xx so that Eventarc redelivers; a finalize is retried within the invocation."""
+    """Firestore failed reading or writing a run (any of its errors but a failed precondition and
+    a write the document cannot hold), or kept conflicting: a claim answers 5xx so that Eventarc
+    redelivers; a finalize is retried within the invocation."""
 
 
 class UnhandledError(WorkerError):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+from google.cloud import firestore
+
 from tests.builders import T0, later, make_run, step_data
 from worker_llm_client.core.claim_planning import plan_claims
-from worker_llm_client.core.document_size import MAX_DOCUMENT_BYTES
+from worker_llm_client.core.document_size import MAX_DOCUMENT_BYTES, value_size
 from worker_llm_client.execution_models import Claim
 from worker_llm_client.models import run_from_document
 
@@ -34,3 +37,37 @@ def test_steps_beyond_the_limit_are_neither_claimed_nor_refused() -> None:
     run = make_run({f"s{i}": step_data() for i in range(5)})
     plan = plan_claims(run, T0, 2, _claim)
     assert [c.step.step_id for c in plan.claimed] == ["s0", "s1"] and plan.refused == []
+
+
+class _Text:
+    """A value of a kind the SDK decodes that this module does not know, with the given text."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [
+        ("é", 3),  # UTF-8 bytes + 1
+        (True, 1),
+        (None, 1),
+        (2**62, 8),
+        (0.5, 8),
+        (T0, 8),
+        (b"\x00\xff\x00", 3),  # bytes: their length
+        (bytearray(b"ab"), 2),
+        ({"ab": [1, b"x"]}, 3 + 8 + 1),  # a map: its keys and values; an array: its elements
+        (_Text("x"), 16),  # anything else: its text, at least a geo point's 16
+        (_Text("y" * 100), 101),
+    ],
+)
+def test_values_are_sized_by_firestores_formula(value: object, size: int) -> None:
+    assert value_size(value) == size
+
+
+def test_a_geo_point_from_the_sdk_is_sized_no_smaller_than_firestore_sizes_it() -> None:
+    assert value_size({"where": firestore.GeoPoint(48.85, 2.35)}) >= len("where") + 1 + 16

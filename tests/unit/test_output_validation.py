@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -74,6 +75,21 @@ def test_invalid_schemas(text: str, message: str) -> None:
         load_schema(text)
 
 
+@pytest.mark.parametrize("text", [b'{"type": "object"}', None])
+def test_a_schema_that_is_not_text_is_schema_invalid(text: object) -> None:
+    with pytest.raises(SchemaInvalid, match=r"^outputSchema must be JSON text$") as info:
+        load_schema(text)
+    assert info.value.code == "SCHEMA_INVALID"
+
+
+def test_a_long_rule_is_cut_in_the_message() -> None:
+    options = [f"option-{i}-" + "x" * 40 for i in range(5)]
+    output = load_schema(json.dumps({"type": "string", "enum": options}))
+    with pytest.raises(OutputSchemaMismatch) as info:
+        parse_report('"other"', output)
+    assert info.value.message == "1 schema violation(s): $: enum " + json.dumps(options)[:119] + "…"
+
+
 def test_schema_is_compiled_once() -> None:
     assert load_schema(json.dumps(REPORT_SCHEMA)) is SCHEMA
 
@@ -143,6 +159,28 @@ def test_hostile_replies_are_not_json_and_never_quoted(text: str, message: str) 
     assert info.value.code == "OUTPUT_NOT_JSON"
     assert SECRET not in info.value.message and SECRET not in info.value.feedback
     assert f"{len(text)} characters" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("text", "number"), [("0.5", 0.5), ("-2.5e-3", -0.0025), ("1e308", 1e308), ("1E+2", 100.0), ("12", 12)]
+)
+def test_finite_numbers_are_the_report(text: str, number: float) -> None:
+    report = parse_report(text, load_schema('{"type": "number"}'))
+    assert report == number and type(report) is type(number)
+
+
+def test_an_integer_over_a_lowered_interpreter_limit_is_not_json_rather_than_a_crash() -> None:
+    """PYTHONINTMAXSTRDIGITS may set CPython's int/str limit below MAX_REPLY_INT_DIGITS."""
+    text = f'{{"title": "{SECRET}", "n": {"9" * 1000}}}'
+    message = rf"^the reply is not JSON \(it cannot be parsed \(ValueError\); {len(text)} characters\)$"
+    default = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(640)  # CPython's lowest
+    try:
+        with pytest.raises(OutputNotJson, match=message) as info:
+            parse_report(text, SCHEMA)
+    finally:
+        sys.set_int_max_str_digits(default)
+    assert info.value.code == "OUTPUT_NOT_JSON" and SECRET not in info.value.message
 
 
 @pytest.mark.parametrize("text", [["a", 1], [], 42, b'{"title": "t"}'])

@@ -108,6 +108,7 @@ def test_a_reference_var_is_text_to_a_template(client: firestore.Client, monkeyp
         (datetime(1, 1, 1, tzinfo=UTC), "0001-01-01T00:00:00.000000Z"),
         (DatetimeWithNanoseconds(2026, 1, 2, 3, 4, 5, nanosecond=123456789, tzinfo=UTC), "2026-01-02T03:04:05.123456Z"),
         (bytearray(b"ab"), "YWI="),
+        (firestore.DocumentReference("targets", "t1"), "targets/t1"),  # built without a client: no full name
         (True, True),
         (2**62, 2**62),
         (-0.5, -0.5),

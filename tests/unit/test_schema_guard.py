@@ -145,6 +145,21 @@ def test_ordinary_schemas_still_load(schema: dict[str, Any]) -> None:
     load_schema(json.dumps(schema))
 
 
+@pytest.mark.parametrize(
+    ("schema", "report"),
+    [
+        ({"patternProperties": {"^x": {"type": "integer"}}}, ["x", "y"]),
+        ({"patternProperties": {"^x": {"type": "integer"}}, "additionalProperties": False}, "x-text"),
+        ({"properties": {"a": {"type": "integer"}}, "additionalProperties": False}, [{"a": "b"}]),
+        ({"format": "regex"}, 42),
+        ({"items": {"format": "regex"}}, [None, True, {"(a)\\1": 1}]),
+    ],
+)
+def test_object_and_string_keywords_let_other_types_pass(schema: dict[str, Any], report: Any) -> None:
+    """As in JSON Schema: patternProperties and additionalProperties apply to objects, the regex format to strings."""
+    assert parse_report(json.dumps(report), load_schema(json.dumps(schema))) == report
+
+
 def _pattern_schema() -> OutputSchema:
     return load_schema(
         json.dumps(

@@ -16,6 +16,12 @@ def test_parses_inputs() -> None:
     assert inputs.prompt_version is None
 
 
+def test_a_prompt_version_pins_the_prompt_and_absent_vars_are_empty() -> None:
+    run = make_run({"s1": {**step_data(), "inputs": {"promptId": "p", "promptVersion": 3, "llm": {"llmProfile": "f"}}}})
+    inputs = parse_inputs(run.steps["s1"], run.steps)
+    assert (inputs.prompt_version, dict(inputs.vars)) == (3, {})
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
@@ -26,6 +32,14 @@ def test_parses_inputs() -> None:
         (
             {"inputs": {"promptId": "p", "promptVersion": "2", "llm": {"llmProfile": "f"}}},
             "promptVersion must be a positive integer",
+        ),
+        (
+            {"inputs": {"promptId": "p", "promptVersion": True, "llm": {"llmProfile": "f"}}},
+            "promptVersion must be a positive integer",
+        ),
+        (
+            {"inputs": {"promptId": "p\ud800", "llm": {"llmProfile": "f"}}},
+            r"^inputs\.promptId must be valid UTF-8 text$",
         ),
         ({"inputs": {"promptId": "p", "llm": {"llmProfile": "f"}, "vars": [1]}}, "vars must be a map"),
         ({"maxAttempts": 0}, "maxAttempts must be a positive integer"),
@@ -40,7 +54,7 @@ def test_rejects_bad_steps(data: dict, message: str) -> None:
         parse_inputs(run.steps["s1"], run.steps)
 
 
-@pytest.mark.parametrize("bad_id", ["__evil__", "____", "..", ".", "é" * 751, "a/b"])
+@pytest.mark.parametrize("bad_id", ["__evil__", "____", "..", ".", "é" * 751, "a/b", "\udc00"])
 @pytest.mark.parametrize("field", ["promptId", "llmProfile"])
 def test_ids_firestore_would_reject_are_invalid_step_naming_the_field(bad_id: str, field: str) -> None:
     inputs = {"promptId": "p", "llm": {"llmProfile": "f"}}

@@ -6,7 +6,7 @@ import pytest
 
 from tests.builders import T0, later, make_run, step_data
 from worker_llm_client.core.claim_planning import plan_claims
-from worker_llm_client.core.step_selection import cycle_members, dependencies_met, runnable_steps
+from worker_llm_client.core.step_selection import cycle_members, cycle_through, dependencies_met, runnable_steps
 from worker_llm_client.core.wake import next_wake
 from worker_llm_client.execution_models import Claim
 
@@ -162,3 +162,19 @@ def test_cycle_members_are_computed_once_per_snapshot() -> None:
     assert not dependencies_met(run.steps["c"], run.steps)
     other = make_run({"a": step_data(depends_on=["b"]), "b": step_data(status="SUCCEEDED", depends_on=["a"])})
     assert cycle_members(other.steps) == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("depends_on", "cycle"),
+    [
+        ({"a": ["c", "b"], "b": ["a"], "c": ["d"], "d": ["a"]}, ("a", "b", "a")),  # the shortest, not the first
+        ({"a": ["b", "c"], "b": ["d"], "c": ["d"], "d": ["a"]}, ("a", "b", "d", "a")),  # d reached twice
+        ({"a": ["b"], "b": ["c"], "c": ["b"]}, ()),  # a leads into a cycle it is not on
+        ({"a": [], "b": ["a"]}, ()),
+    ],
+)
+def test_cycle_through_names_a_shortest_cycle_back_to_the_step(
+    depends_on: dict[str, list[str]], cycle: tuple[str, ...]
+) -> None:
+    run = make_run({sid: step_data(depends_on=deps) for sid, deps in depends_on.items()})
+    assert cycle_through("a", run.steps) == cycle

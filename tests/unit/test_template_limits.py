@@ -33,6 +33,10 @@ HOSTILE = {
         f"the rendered text exceeds {MAX_OUTPUT_CHARS} characters",
     ),
     "range-over-the-cap": ("{% for i in range(99999) %}{% endfor %}", f"range() yields at most {MAX_RANGE} numbers"),
+    "range-too-long-to-measure": (
+        "{% for i in range(2 ** 64) %}{% endfor %}",
+        f"range() yields at most {MAX_RANGE} numbers",
+    ),
     "nested-loops-without-output": (
         "{% for i in range(10000) %}{% for j in range(200) %}{% endfor %}{% endfor %}",
         STEPS,
@@ -73,6 +77,8 @@ HOSTILE = {
     "format-width": ("{{ '{:>999999999}'.format(1) }}", TOO_BIG),
     "format-repeated-field": ("{{ ('{0}' * 50000).format(secret) }}", TOO_BIG),
     "percent-width": ("{{ '%0999999999d' % 1 }}", TOO_BIG),
+    "percent-width-from-an-argument": ("{{ '%*d' % (999999999, 1) }}", f"would build a value {TOO_BIG}"),
+    "format-width-from-an-argument": ("{{ '{:>{}}'.format(1, 999999999) }}", f"would build a value {TOO_BIG}"),
     "format-filter-width": ("{{ '%0999999999d'|format(1) }}", TOO_BIG),
     "center-filter": ("{{ 'x'|center(999999999) }}", TOO_BIG),
     "ljust": ("{{ 'x'.ljust(999999999) }}", TOO_BIG),
@@ -80,6 +86,7 @@ HOSTILE = {
     "join-with-a-long-separator": ("{{ range(10000)|map('string')|join(secret) }}", TOO_BIG),
     "str-join": ("{{ secret.join(range(10000)|map('string')) }}", TOO_BIG),
     "replace-the-empty-string": ("{{ secret.replace('', secret) }}", TOO_BIG),
+    "replace-a-number": ("{{ secret.replace(7, secret) }}", "TypeError while rendering"),
     "translate": ("{{ secret.translate({118: secret}) }}", TOO_BIG),
     "expandtabs": ("{{ ('\\t' * 100000).expandtabs(100000) }}", TOO_BIG),
     "batch-fill": ("{{ [1]|batch(100000000, 'x')|list }}", TOO_BIG),
@@ -92,6 +99,11 @@ HOSTILE = {
     # work that outputs nothing
     "searching-a-var-in-a-loop": (
         "{% for i in range(10000) %}{% for j in range(100) %}{% if 'zz' in secret %}{% endif %}{% endfor %}{% endfor %}",
+        f"more than {MAX_RENDER_WORK} characters",
+    ),
+    "slicing-a-list-in-a-loop": (  # a slice copies: Jinja2 compiles it outside the environment's getitem
+        "{% set l = [0] * 130000 %}{% for i in range(10000) %}{% for j in range(10) %}{% set y = l[1:] %}"
+        "{% endfor %}{% endfor %}done",
         f"more than {MAX_RENDER_WORK} characters",
     ),
     # what Python refuses to compile, and what is not available
@@ -111,6 +123,25 @@ def test_a_hostile_template_is_a_template_error_that_quotes_nothing(case: str) -
     assert info.value.code == "TEMPLATE_ERROR"
     assert info.value.message.startswith("template: ") and message in info.value.message
     assert template not in info.value.message and "s3cr3t" not in info.value.message
+
+
+# Each renders only because its estimate counts what the operation can build, no more: a literal
+# '%%' or escaped brace counted as a field, or a replace's every hit despite its count, would put
+# the secret's size past MAX_OUTPUT_CHARS.
+ESTIMATED = {
+    "a-literal-percent-is-no-field": ("{{ ('%%' * 100 + '%s') % secret }}", "%" * 100 + SECRET),
+    "escaped-braces-are-no-field": ("{{ ('{{}}' * 100 + '{}').format(secret) }}", "{}" * 100 + SECRET),
+    "replace-bounded-by-its-count": ("{{ secret.replace('v', secret, 1) }}", "s3cr3t-" + SECRET + "v" * 9992),
+    "percent-width-from-an-argument": ("{{ '%*d' % (5, 42) }}", "   42"),
+    "format-width-from-an-argument": ("{{ '{:>{}}'.format(42, 5) }}", "   42"),
+    "slices-still-slice": ("{{ [1, 2, 3, 4][1:3] }}{{ 'abcdef'[::2] }}{{ 'abc'[:] }}{{ 'abc'[-1:] }}", "[2, 3]aceabcc"),
+}
+
+
+@pytest.mark.parametrize("case", ESTIMATED, ids=list(ESTIMATED))
+def test_an_estimate_counts_only_what_the_operation_can_build(case: str) -> None:
+    template, expected = ESTIMATED[case]
+    assert render(make_prompt(template=template, system=""), VARS).user == expected
 
 
 def test_the_system_instruction_is_bounded_and_named_too() -> None:

@@ -23,6 +23,7 @@ the quoting: no carriage return or line feed, and every name starts with ``flow_
 
 from __future__ import annotations
 
+from itertools import accumulate
 from urllib.parse import quote
 
 from worker_llm_client.core.canonical import canonical_json, sha256_hex
@@ -67,15 +68,8 @@ def _segment(value: str) -> str:
 def _quoted_prefix(value: str) -> str:
     """The quoted characters of ``value`` that fit SEGMENT_MAX (at least SEGMENT_MAX - 11: one
     character quotes to at most 12)."""
-    kept: list[str] = []
-    size = 0
-    for char in value:
-        piece = _quote(char)
-        if size + len(piece) > SEGMENT_MAX:
-            break
-        kept.append(piece)
-        size += len(piece)
-    return "".join(kept)
+    pieces = [_quote(char) for char in value]  # quoting is per character: the pieces add up to the whole
+    return "".join(piece for piece, end in zip(pieces, accumulate(map(len, pieces)), strict=True) if end <= SEGMENT_MAX)
 
 
 def artifact_object_name(run_id: str, step_id: str, fingerprint: str) -> str:

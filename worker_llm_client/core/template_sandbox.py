@@ -401,7 +401,7 @@ def _range(*args: int) -> range:
 class _BoundedCodeGenerator(CodeGenerator):
     """A for loop iterates through the ``(iterate)`` filter, which pays the size of the loop's body
     per item; the bodies of recursive loops, macros, call blocks and blocks start with ``(charge)``.
-    ``~`` and comparisons go through the environment, which pays for them. Jinja2 allows no custom
+    ``~``, comparisons and slices go through the environment, which pays for them. Jinja2 allows no custom
     nodes, and filters are the calls its sandbox leaves direct; no template can name these two."""
 
     def visit_Template(self, node: nodes.Template, frame: Frame | None = None) -> None:
@@ -433,6 +433,24 @@ class _BoundedCodeGenerator(CodeGenerator):
         for item in node.nodes:
             self.visit(item, frame)
             self.write(", ")
+        self.write("))")
+
+    @optimizeconst
+    def visit_Getitem(self, node: nodes.Getitem, frame: Frame) -> None:
+        """Jinja2 compiles ``x[a:b]`` to a bare Python slice; here it goes through the environment
+        too, which pays for the copy a slice makes."""
+        if not isinstance(node.arg, nodes.Slice):
+            super().visit_Getitem(node, frame)
+            return
+        self.write("environment.getitem(")
+        self.visit(node.node, frame)
+        self.write(", slice(")
+        for index, part in enumerate((node.arg.start, node.arg.stop, node.arg.step)):
+            self.write(", " if index else "")
+            if part is None:
+                self.write("None")
+            else:
+                self.visit(part, frame)
         self.write("))")
 
     @optimizeconst
