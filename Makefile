@@ -17,6 +17,10 @@ help:
 	@echo "make demo      local stack: emulator + fake GCS + Gemini stub + the function; runs a demo flow"
 	@echo "make seed      push prompts/ and llm_profiles.yaml to the Firestore in GOOGLE_CLOUD_PROJECT"
 	@echo "make seed-dry-run  show what 'make seed' would change, write nothing"
+	@echo "make unit      the fast tests only (unit and service: fakes, no emulator), about 10 s"
+	@echo "make stub      serve the local Gemini stub on its own (python -m devstack stub)"
+	@echo "make lock      regenerate requirements.txt, the pinned deploy lock"
+	@echo "make clean     remove .venv/, .devstack/ and the tools' caches"
 
 install: $(STAMP)
 

@@ -20,6 +20,7 @@ from tests.stacks import ROOT
 
 PACKAGE = ROOT / "worker_llm_client"
 NOT_SHIPPED = ("devstack", "benchmarks", "tests")
+BUILD_OUTPUT = (".egg-info", "__pycache__", "build", "dist")
 DESCRIPTION_COLUMN = 26  # where the README's layout lines start their descriptions
 
 
@@ -93,14 +94,23 @@ def test_the_readme_layout_names_every_top_level_entry_and_package_module() -> N
     lines = [line for line in _layout() if not line.startswith(" " * DESCRIPTION_COLUMN)]  # not continuations
     top = {n.rstrip("/") for line in lines if not line.startswith(" ") for n in _names_before_description(line)}
     inner = {n.rstrip("/") for line in lines if line.startswith("  ") for n in _names_before_description(line)}
-    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    top_level = {path.split("/")[0] for path in tracked if not path.startswith(".")}
+    top_level = _top_level_entries()
     top_level -= {"README.md", "CONTRIBUTING.md", "CHANGELOG.md", "Makefile", "pyproject.toml", "requirements.txt"}
     package = {p.name for p in PACKAGE.iterdir() if _is_module(p)}
     assert top_level - top == set(), "top-level entries missing from the README's layout"
     assert {name for name in top if not (ROOT / name).exists()} == set(), "the layout names what is not there"
     assert {name for name in package if name not in inner} == set(), "package modules missing from the layout"
     assert {name for name in inner if not (PACKAGE / name).exists()} == set(), "the layout names what is not there"
+
+
+def _top_level_entries() -> set[str]:
+    """What the repository holds at its top (git's view; without git, the tree minus build output)."""
+    try:
+        tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):  # a source tarball, a build image without git
+        entries = {path.name for path in ROOT.iterdir()}
+        return {name for name in entries if not name.startswith(".") and not name.endswith(BUILD_OUTPUT)}
+    return {path.split("/")[0] for path in tracked.split() if not path.startswith(".")}
 
 
 def _names_before_description(line: str) -> list[str]:

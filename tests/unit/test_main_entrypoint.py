@@ -36,6 +36,8 @@ WORK_ONLY_MODULES = (
     "re2",
     "worker_llm_client.core.schema_guard",
     "worker_llm_client.core.template_sandbox",
+    "worker_llm_client.core.render_budget",
+    "worker_llm_client.core.render_estimates",
 )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import jinja2
 from jinja2.exceptions import SecurityError
 
-from worker_llm_client.core.template_sandbox import (
+from worker_llm_client.core.render_budget import (
     MAX_INT_BITS,
     MAX_OUTPUT_CHARS,
     MAX_RANGE,
@@ -24,8 +24,8 @@ from worker_llm_client.core.template_sandbox import (
     MAX_RENDER_WORK,
     limit_message,
     render_budget,
-    sandbox_environment,
 )
+from worker_llm_client.core.template_sandbox import sandbox_environment
 from worker_llm_client.errors import TemplateError
 from worker_llm_client.execution_models import Prompt
 
