@@ -103,6 +103,10 @@ class InMemoryRunStore:
             ]
             return [run_id for _, run_id in sorted(due)[:limit]]
 
+    def overdue(self, due_by: datetime) -> tuple[int, datetime | None]:
+        wakes = [w for doc in self.docs.values() if (w := doc.get("executor", {}).get("wakeAt")) and w <= due_by]
+        return len(wakes), min(wakes, default=None)
+
     def _apply(self, run_id: str, patch: Patch) -> None:
         doc = copy.deepcopy(self.docs[run_id])
         self._patch(doc, patch)

@@ -18,16 +18,21 @@ from typing import Any
 
 import tenacity
 
+from worker_llm_client import tracing
 from worker_llm_client.config import DEFAULT_MODEL_RETRY_BUDGET_SECONDS
+from worker_llm_client.core.cost import add_cost, request_cost
 from worker_llm_client.core.output_validation import OutputSchema, repair_instruction, validate_reply
 from worker_llm_client.core.retry_policy import give_up, model_retry_wait
-from worker_llm_client.errors import InvalidOutput, LlmRateLimited, LlmTimeout, LlmUnavailable
+from worker_llm_client.errors import Internal, InvalidOutput, LlmRateLimited, LlmTimeout, LlmUnavailable, StepError
 from worker_llm_client.execution_models import LlmRequest, LlmResult, Profile, Prompt, Turn, Usage
 from worker_llm_client.model_gate import ModelGate
 from worker_llm_client.observability import Logger, get_logger
 from worker_llm_client.ports import LlmClient
 
 MODEL_TRANSIENT = (LlmRateLimited, LlmUnavailable, LlmTimeout)
+OK = "OK"  # an llm.call whose request was answered (the reply is judged afterwards)
+GENAI_OPERATION = "generate_content"
+GENAI_PROVIDERS = {"gemini": "gcp.gemini", "vertex": "gcp.vertex_ai"}  # gen_ai.provider.name
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,22 @@ class AttemptLedger:
     latency_ms: int = 0
     result: LlmResult | None = None
     replies: list[LlmResult] = field(default_factory=list)
+    cost_usd: float | None = None  # every request's, from the profile's pricing (None: unpriced)
+
+    def __post_init__(self) -> None:
+        if self.profile.pricing is not None:
+            self.cost_usd = 0.0
+
+    def bill(self, error: StepError) -> None:
+        """Put what the failed attempt cost on its error (the ``step.failed`` line reports it)."""
+        error.llm_calls, error.usage, error.cost_usd = self.llm_calls, self.usage.as_outputs(), self.cost_usd
+
+    def charge(self, usage: Usage) -> float | None:
+        """Account one request's tokens; its cost."""
+        cost = request_cost(usage, self.profile.pricing)
+        self.usage += usage
+        self.cost_usd = add_cost(self.cost_usd, cost)
+        return cost
 
 
 class ModelCaller:
@@ -129,31 +150,82 @@ class ModelCaller:
         return reason is not None
 
     def _call(self, request: LlmRequest, ledger: AttemptLedger, max_wait: float) -> LlmResult:
+        """One request through the gate: one ``llm.call`` line and one span, whatever comes back."""
         with self.gate.admit(request.model, max_wait=max_wait) as gate:
             ledger.llm_calls += 1  # a request sent counts, whatever comes back
             call = ledger.llm_calls
             self.log.info("llm.request", model=request.model, provider=request.provider, call=call, **gate.as_log())
-            started = self.timer()
-            try:
-                result = self.llm.generate(request)
-            except LlmRateLimited as error:
-                self.gate.cool_down(request.model, error.retry_after)  # spare the model for the whole instance
-                raise
-            finally:
-                elapsed_ms = int((self.timer() - started) * 1000)
-                ledger.latency_ms += elapsed_ms
-        ledger.usage += result.usage
+            with tracing.span(f"{GENAI_OPERATION} {request.model}", _genai_request(request), client=True) as span:
+                result: LlmResult | None = None
+                started, outcome = self.timer(), OK
+                try:
+                    result = self.llm.generate(request)
+                except StepError as error:
+                    outcome = error.code
+                    if isinstance(error, LlmRateLimited):  # spare the model for the whole instance
+                        self.gate.cool_down(request.model, error.retry_after)
+                    raise
+                except Exception:
+                    outcome = Internal.code
+                    raise
+                finally:
+                    self._account(request, ledger, call, outcome, int((self.timer() - started) * 1000), result, span)
+        assert result is not None  # generate() returned
         ledger.result = result
         ledger.replies.append(result)
-        self.log.info(
-            "llm.response",
-            model=request.model,
-            modelVersion=result.model_version,
-            finishReason=result.finish_reason,
-            latencyMs=elapsed_ms,
-            **result.usage.as_outputs(),
-        )
         return result
+
+    def _account(
+        self,
+        request: LlmRequest,
+        ledger: AttemptLedger,
+        call: int,
+        outcome: str,
+        latency_ms: int,
+        result: LlmResult | None,
+        span: tracing.SpanHandle,
+    ) -> None:
+        usage = result.usage if result is not None else Usage()
+        cost = ledger.charge(usage)
+        ledger.latency_ms += latency_ms
+        self.log.info(
+            "llm.call",
+            outcome=outcome,
+            provider=request.provider,
+            model=request.model,
+            llmProfile=ledger.profile.profile_id,
+            call=call,
+            latencyMs=latency_ms,
+            modelVersion=result.model_version if result is not None else None,
+            finishReason=result.finish_reason if result is not None else None,
+            costUsd=cost,
+            **usage.as_outputs(),
+        )
+        span.set(**_genai_response(result, usage), **{"flow.cost_usd": cost})
+        if outcome != OK:
+            span.fail(outcome)
+
+
+def _genai_request(request: LlmRequest) -> dict[str, tracing.AttributeValue]:
+    """The OpenTelemetry GenAI attributes of a request: names and settings, never content."""
+    return {
+        "gen_ai.operation.name": GENAI_OPERATION,
+        "gen_ai.provider.name": GENAI_PROVIDERS.get(request.provider, request.provider),
+        "gen_ai.request.model": request.model,
+        "gen_ai.request.temperature": request.generation.temperature,
+        "gen_ai.request.max_tokens": request.generation.max_output_tokens,
+        "gen_ai.request.seed": request.generation.seed,
+    }
+
+
+def _genai_response(result: LlmResult | None, usage: Usage) -> dict[str, tracing.AttributeValue]:
+    return {
+        "gen_ai.response.model": result.model_version if result is not None else None,
+        "gen_ai.response.id": result.response_id if result is not None else None,
+        "gen_ai.response.finish_reasons": [result.finish_reason] if result and result.finish_reason else None,
+        "gen_ai.usage.input_tokens": usage.prompt_tokens,
+        "gen_ai.usage.output_tokens": usage.output_tokens + usage.thoughts_tokens,
+    }
 
 
 def _repair_turns(result: LlmResult, error: InvalidOutput) -> tuple[Turn, ...]:

@@ -12,6 +12,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Literal
 
 from worker_llm_client.errors import ConfigurationError
 
@@ -24,6 +25,8 @@ DEFAULT_CATALOG_CACHE_SECONDS = 30
 DEFAULT_MODEL_RETRY_BUDGET_SECONDS = 120
 DEFAULT_FUNCTION_TIMEOUT_SECONDS = 540  # the deploy's --timeout; LEASE_SECONDS stays above it
 FINALIZE_MARGIN_SECONDS = 60  # kept free at the end of an invocation for the upload and finalize
+TracesExporter = Literal["gcp_trace", "otlp", "console", "none"]
+TRACES_EXPORTERS: tuple[TracesExporter, ...] = ("gcp_trace", "otlp", "console", "none")
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class Settings:
     model_retry_budget_seconds: int = DEFAULT_MODEL_RETRY_BUDGET_SECONDS
     function_timeout_seconds: int = DEFAULT_FUNCTION_TIMEOUT_SECONDS
     worker_id: str = ""
+    traces_exporter: TracesExporter = "none"  # OTEL_TRACES_EXPORTER, or chosen by where we run
     problems: tuple[str, ...] = ()  # malformed values, reported when the executor is built
 
     @classmethod
@@ -72,6 +76,7 @@ class Settings:
                 env, "FUNCTION_TIMEOUT_SECONDS", DEFAULT_FUNCTION_TIMEOUT_SECONDS, problems
             ),
             worker_id=_worker_id(env),
+            traces_exporter=_traces_exporter(env, problems),
             problems=tuple(problems),
         )
 
@@ -111,6 +116,20 @@ def _bounded_int(env: Mapping[str, str], name: str, default: int, problems: list
         problems.append(f"{name} must be an integer >= {minimum}, got {raw!r}")
         return default
     return value
+
+
+def _traces_exporter(env: Mapping[str, str], problems: list[str]) -> TracesExporter:
+    """``OTEL_TRACES_EXPORTER`` (the standard switch; the first of a list); unset: Cloud Trace on
+    Cloud Run (``K_SERVICE``), OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, else none."""
+    raw = (env.get("OTEL_TRACES_EXPORTER") or "").split(",")[0].strip().lower()
+    if not raw:
+        if env.get("K_SERVICE"):
+            return "gcp_trace"
+        return "otlp" if env.get("OTEL_EXPORTER_OTLP_ENDPOINT") else "none"
+    if raw not in TRACES_EXPORTERS:
+        problems.append(f"OTEL_TRACES_EXPORTER must be one of {', '.join(TRACES_EXPORTERS)}, got {raw!r}")
+        return "none"
+    return raw
 
 
 def _worker_id(env: Mapping[str, str]) -> str:

@@ -88,6 +88,7 @@ class StepError(WorkerError):
         self.message = message
         self.llm_calls = 0  # what the failed attempt cost, for the step.failed log line
         self.usage: dict[str, int] = {}
+        self.cost_usd: float | None = None
 
     def fresh(self) -> Self:
         """A new instance of this very error (class, message and every attribute), without its

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from worker_llm_client.adapters.cloudevent_decoding import decode_snapshot, run_id_from_attributes
 from worker_llm_client.core.step_selection import runnable_steps
+from worker_llm_client.core.trace_context import TraceParent, parse_traceparent
 from worker_llm_client.errors import DeliveryInFlight, EventDecodeError
-from worker_llm_client.observability import bind_event, get_logger, trace_resource
+from worker_llm_client.observability import bind_event, get_logger
 
 if TYPE_CHECKING:
     from worker_llm_client.execute_step import RunExecutor, StepResult
@@ -107,10 +108,13 @@ def handle_firestore_event(
     project: str = "",
     now: Callable[[], datetime] = utc_now,
     deliveries: Deliveries | None = None,
+    trace: TraceParent | None = None,
 ) -> list[StepResult]:
-    """Returns the reports of the steps executed (empty for ignored, no-op and repeated events)."""
+    """The results of the steps executed (empty for ignored, no-op and repeated events). ``trace``:
+    the HTTP request's (else the event's ``traceparent`` extension); a trace is started only when
+    there is work."""
     run_id = run_id_from_attributes(attributes)
-    bind_event(attributes.get("id"), run_id, trace_resource(project, attributes.get("traceparent")))
+    bind_event(attributes.get("id"), run_id, trace or parse_traceparent(attributes.get("traceparent")), project)
     log = get_logger()
     log.info("event.received", eventType=attributes.get("type"), subject=attributes.get("subject"))
     if run_id is None:
@@ -127,22 +131,34 @@ def handle_firestore_event(
     if not runnable_steps(snapshot, now()):
         log.info("event.ignored", reason="nothing_runnable")
         return []
+    trace = trace or parse_traceparent(attributes.get("traceparent"))
+
+    def work() -> list[StepResult]:
+        from worker_llm_client import tracing
+
+        with tracing.root("handle_flow_run_event", trace, {"flow.run_id": snapshot.run_id}):
+            return executor().handle(snapshot)
+
     if deliveries is None:
-        return executor().handle(snapshot)
-    reports = deliveries.handle_once(attributes.get("id"), lambda: executor().handle(snapshot))
-    if reports is None:
+        return work()
+    results = deliveries.handle_once(attributes.get("id"), work)
+    if results is None:
         log.info("event.ignored", reason="duplicate_delivery")
         return []
-    return reports
+    return results
 
 
 DEFAULT_SWEEP_LIMIT = 200
 MAX_SWEEP_LIMIT = 1000
 
 
-def handle_sweep(query: Mapping[str, str], executor: Callable[[], RunExecutor]) -> dict[str, int]:
+def handle_sweep(
+    query: Mapping[str, str], executor: Callable[[], RunExecutor], project: str = "", trace: TraceParent | None = None
+) -> dict[str, int | None]:
     """Cloud Scheduler's periodic call: re-drive due runs, return what was done."""
-    bind_event(None, None, None)
+    from worker_llm_client import tracing
+
+    bind_event(None, None, trace, project)
     raw = query.get("limit", "")
     digits = raw.lstrip("0") if raw.isascii() and raw.isdecimal() else ""  # "" for 0 and for non-numbers
     if not digits:
@@ -151,8 +167,11 @@ def handle_sweep(query: Mapping[str, str], executor: Callable[[], RunExecutor]) 
         limit = MAX_SWEEP_LIMIT
     else:
         limit = min(int(digits), MAX_SWEEP_LIMIT)
-    report = executor().sweep(limit)
-    summary = {"runs": report.runs, "steps": report.steps, "repaired": report.repaired, "failed": report.failed}
+    with tracing.root("sweep_flow_runs", trace, {"flow.sweep_limit": limit}):
+        report = executor().sweep(limit)
+    summary: dict[str, int | None] = {"runs": report.runs, "steps": report.steps, "repaired": report.repaired}
+    summary |= {"failed": report.failed}
     summary |= {"deferred": report.deferred, "limit": limit}
+    summary |= {"overdueRuns": report.overdue_runs, "oldestOverdueSeconds": report.oldest_overdue_seconds}
     get_logger().info("sweep.finished", **summary)
     return summary

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+from worker_llm_client import tracing
 from worker_llm_client.call_model import ModelRetry
 from worker_llm_client.core.claim_planning import ClaimPlan, PlannedClaim, plan_claims
 from worker_llm_client.core.retry_policy import after_failure, error_record
@@ -62,6 +63,8 @@ class SweepSummary:
     repaired: int = 0  # runs whose stale wakeAt was recomputed
     failed: int = 0  # runs that raised (logged, pushed back); the sweep went on
     deferred: int = 0  # due runs left for the next sweep: too little of its window was left
+    overdue_runs: int | None = None  # runs still due when the sweep ended (None: could not be counted)
+    oldest_overdue_seconds: int | None = None  # how long the earliest of them has been due
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,13 @@ class RunExecutor:
     def claim(
         self, run: RunSnapshot, deadline: float = float("inf"), limit: int | None = None
     ) -> tuple[RunSnapshot, list[ClaimedStep]]:
-        limit = limit or self.policy.max_parallel_steps
+        """Claim what is runnable in ``run`` with precondition writes, deciding again on conflict."""
+        with tracing.span("claim", {"flow.run_id": run.run_id}) as span:
+            snapshot, claimed = self._claim(run, deadline, limit or self.policy.max_parallel_steps)
+            span.set(**{"flow.steps_claimed": len(claimed)})
+        return snapshot, claimed
+
+    def _claim(self, run: RunSnapshot, deadline: float, limit: int) -> tuple[RunSnapshot, list[ClaimedStep]]:
         snapshot: RunSnapshot | None = run
         for conflicts in range(CLAIM_ROUNDS):
             if conflicts:
@@ -198,17 +207,31 @@ class RunExecutor:
     def execute(self, run: RunSnapshot, claimed: ClaimedStep) -> StepResult:
         """Produce the step's report and record the outcome, whatever happens on the way."""
         bind_step(claimed.step.step_id, claimed.attempt)
+        ids: dict[str, tracing.AttributeValue] = {"flow.run_id": claimed.run_id, "flow.step_id": claimed.step.step_id}
+        ids["flow.attempt"] = claimed.attempt
+        with tracing.span("step", ids) as span:
+            result, cost = self._execute(run, claimed)
+            span.set(**{"flow.status": result.status, "flow.cost_usd": cost})
+            if result.code is not None:
+                span.fail(result.code)
+        return result
+
+    def _execute(self, run: RunSnapshot, claimed: ClaimedStep) -> tuple[StepResult, float | None]:
         try:
             outputs = self.producer.produce(run, claimed)  # raises nothing but a StepError
         except StepError as error:
-            return self._finalize_error(claimed, error)
+            return self._finalize_error(claimed, error), error.cost_usd
         patch = succeeded_patch(claimed.step.step_id, outputs, self.clock.now())
         finalized = self._finalize(claimed, patch)
         if finalized:
             self.log.info(
-                "step.succeeded", gcsUri=outputs["gcs_uri"], llmCalls=outputs["llmCalls"], cached=outputs["cached"]
+                "step.succeeded",
+                gcsUri=outputs["gcs_uri"],
+                llmCalls=outputs["llmCalls"],
+                cached=outputs["cached"],
+                costUsd=outputs["costUsd"],
             )
-        return StepResult(claimed.step.step_id, "SUCCEEDED", None, finalized)
+        return StepResult(claimed.step.step_id, "SUCCEEDED", None, finalized), outputs["costUsd"]
 
     def _internal(self, exc: BaseException, where: str) -> Internal:
         self.log.error("step.internal_error", where=where, exc_info=exc)
@@ -223,7 +246,7 @@ class RunExecutor:
         else:
             patch = retry_wait_patch(step_id, outcome.error, outcome.retry_at)
         finalized = self._finalize(claimed, patch)
-        cost = {"llmCalls": error.llm_calls, "usage": error.usage}
+        cost = {"llmCalls": error.llm_calls, "usage": error.usage, "costUsd": error.cost_usd}
         if finalized and outcome.retry_at is None:
             self.log.warning("step.failed", code=error.code, retryable=error.retryable, **cost)
         elif finalized and outcome.retry_at is not None:
@@ -235,6 +258,12 @@ class RunExecutor:
         until the finalize window closes. A result the document cannot hold is recorded as
         RUN_TOO_LARGE instead; anything unforeseen as INTERNAL. False: not written (the step is no
         longer ours, or the window closed: then its lease and the sweeper take over)."""
+        with tracing.span("finalize", {"flow.step_id": claimed.step.step_id}) as span:
+            written = self._write_result(claimed, patch)
+            span.set(**{"flow.written": written})
+        return written
+
+    def _write_result(self, claimed: ClaimedStep, patch: Patch) -> bool:
         step_id, token = claimed.step.step_id, claimed.claim.token
         give_up_at = claimed.deadline + self.policy.finalize_seconds
         retried = False  # a transient failure may come after the write landed: the next try checks

@@ -81,6 +81,27 @@ class SafetySetting:
 
 
 @dataclass(frozen=True)
+class LongContextPricing:
+    """Above ``threshold_tokens`` of prompt, the whole request is billed at these rates."""
+
+    threshold_tokens: int
+    input_per_mtok: float
+    output_per_mtok: float
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """USD per million tokens, as read on ``as_of`` (a date): thinking tokens are billed as
+    output, cached input at ``cached_input_per_mtok`` (the input rate when absent)."""
+
+    input_per_mtok: float
+    output_per_mtok: float
+    as_of: str
+    cached_input_per_mtok: float | None = None
+    long_context: LongContextPricing | None = None
+
+
+@dataclass(frozen=True)
 class Profile:
     profile_id: str
     provider: Provider
@@ -91,6 +112,7 @@ class Profile:
     safety_settings: tuple[SafetySetting, ...] = ()
     timeout_seconds: float | None = None
     repair_attempts: int = DEFAULT_REPAIR_ATTEMPTS
+    pricing: Pricing | None = None
 
 
 @dataclass(frozen=True)

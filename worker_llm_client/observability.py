@@ -1,10 +1,12 @@
 """Structured logs in Cloud Logging's JSON format: configured once, context bound per event.
 
-Every line is one JSON object on stdout with ``severity``, ``message`` (the event name),
-``timestamp`` and, when known, ``runId``/``stepId``/``attempt``/``eventId``, the same ids as
-``logging.googleapis.com/labels`` and ``logging.googleapis.com/trace`` from the event's
-``traceparent``. Callers log ids, codes, counts and durations only: never secrets, prompt text,
-variable values or model output.
+Every line is one JSON object on stdout with ``severity``, ``message`` (the event name), ``time``
+(RFC 3339, the key Cloud Logging takes as the entry's timestamp) and, when known,
+``runId``/``stepId``/``attempt``/``eventId``, the same ids as ``logging.googleapis.com/labels``, and
+``logging.googleapis.com/trace``/``spanId``/``trace_sampled``: the request's trace, and the span
+the line was written in (``tracing.py``; the caller's span when traces are not exported). Callers
+log ids, codes, counts and durations only: never secrets, prompt text, variable values or model
+output.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 import structlog
 from structlog.typing import FilteringBoundLogger
 
+from worker_llm_client.core.trace_context import TraceParent
 from worker_llm_client.errors import UnhandledError, WorkerError
 
 LABEL_KEYS = ("runId", "stepId")
@@ -96,7 +99,7 @@ def configure_logging(level: str = "INFO") -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
-            structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
             _safe_exc_info,
             _cloud_logging_fields,
             structlog.processors.JSONRenderer(serializer=_dumps),
@@ -112,22 +115,30 @@ def _dumps(value: Any, **kwargs: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def trace_resource(project: str, traceparent: str | None) -> str | None:
-    """``projects/P/traces/T`` from a W3C ``traceparent`` (``00-<trace>-<span>-<flags>``)."""
-    if not project or not traceparent:
-        return None
-    parts = traceparent.split("-")
-    if len(parts) < 3 or len(parts[1]) != 32:
-        return None
-    return f"projects/{project}/traces/{parts[1]}"
+TRACE_KEY = "logging.googleapis.com/trace"
+SPAN_KEY = "logging.googleapis.com/spanId"
+SAMPLED_KEY = "logging.googleapis.com/trace_sampled"
 
 
-def bind_event(event_id: str | None, run_id: str | None, trace: str | None) -> None:
+def trace_fields(project: str, trace_id: str, span_id: str, sampled: bool) -> dict[str, Any]:
+    """The keys Cloud Logging correlates a line with a trace and span by."""
+    trace = {TRACE_KEY: f"projects/{project}/traces/{trace_id}"} if project else {}
+    return trace | {SPAN_KEY: span_id, SAMPLED_KEY: sampled}
+
+
+def bind_event(event_id: str | None, run_id: str | None, trace: TraceParent | None, project: str = "") -> None:
+    """A new event's context: every other key of the previous one is dropped."""
     structlog.contextvars.clear_contextvars()
     context: dict[str, Any] = {"eventId": event_id, "runId": run_id}
-    if trace:
-        context["logging.googleapis.com/trace"] = trace
+    if trace is not None:
+        context |= trace_fields(project, trace.trace_id, trace.span_id, trace.sampled)
     structlog.contextvars.bind_contextvars(**{k: v for k, v in context.items() if v is not None})
+
+
+def bind_run(run_id: str) -> None:
+    """The run a sweep's thread works on, keeping the sweep's trace."""
+    structlog.contextvars.unbind_contextvars("stepId", "attempt")
+    structlog.contextvars.bind_contextvars(runId=run_id)
 
 
 def bind_step(step_id: str, attempt: int) -> None:

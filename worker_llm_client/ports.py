@@ -28,6 +28,11 @@ class RunStore(Protocol):
         """Ids of runs whose ``executor.wakeAt`` has come, earliest first (one indexed query)."""
         ...
 
+    def overdue(self, due_by: datetime) -> tuple[int, datetime | None]:
+        """How many runs have ``executor.wakeAt <= due_by``, and the earliest such ``wakeAt``
+        (a count and a one-document read on the same index)."""
+        ...
+
 
 class CatalogStore(Protocol):
     def get_prompt(self, prompt_id: str, version: int | None) -> Prompt: ...

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from worker_llm_client import tracing
 from worker_llm_client.call_model import AttemptLedger, ModelCaller, ModelRetry
 from worker_llm_client.core.artifact_naming import artifact_object_name, debug_object_name, request_fingerprint
 from worker_llm_client.core.canonical import sha256_hex
@@ -73,7 +74,10 @@ class ReportProducer:
 
     def _produce(self, run: RunSnapshot, claimed: ClaimedStep) -> dict[str, Any]:
         inputs = parse_inputs(claimed.step, run.steps)
-        profile, prompt = self._resolve(inputs)
+        with tracing.span(
+            "catalog.resolve", {"flow.prompt_id": inputs.prompt_id, "flow.llm_profile": inputs.llm_profile}
+        ):
+            profile, prompt = self._resolve(inputs)
         output_schema = load_schema(prompt.output_schema)
         rendered = render(prompt, inputs.vars)
         request = LlmRequest(
@@ -97,12 +101,12 @@ class ReportProducer:
         try:
             return self._report(name, claimed, inputs, request, ledger, output_schema)
         except StepError as error:
-            error.llm_calls, error.usage = ledger.llm_calls, ledger.usage.as_outputs()
+            ledger.bill(error)
             raise
         except Exception as exc:  # outside our error tree: recorded as INTERNAL, the attempt's cost kept
             self.log.error("step.internal_error", where="producing the report", exc_info=exc)
             internal = Internal.from_exception(exc, "producing the report")
-            internal.llm_calls, internal.usage = ledger.llm_calls, ledger.usage.as_outputs()
+            ledger.bill(internal)
             raise internal from exc
 
     def _report(
@@ -120,7 +124,8 @@ class ReportProducer:
             self._keep_replies(error, debug_object_name(name, claimed.attempt), claimed, ledger)
             raise
         data = report_bytes(report)
-        stored = self.artifacts.put(name, data, _metadata(claimed, inputs, ledger, sha256_hex(data)))
+        with tracing.span("artifact.write", {"flow.size_bytes": len(data)}):
+            stored = self.artifacts.put(name, data, _metadata(claimed, inputs, ledger, sha256_hex(data)))
         event = "artifact.written" if stored.created else "artifact.reused"
         self.log.info(event, gcsUri=stored.uri, sizeBytes=stored.size_bytes)
         return _outputs(stored, inputs, ledger, cached=not stored.created)
@@ -189,6 +194,7 @@ def _provenance(inputs: StepInputs, ledger: AttemptLedger) -> dict[str, Any]:
         "promptSha256": ledger.prompt.sha256,
         "llmProfile": inputs.llm_profile,
         "profileVersion": ledger.profile.version,
+        "provider": ledger.profile.provider,
         "model": ledger.profile.model,
         "modelVersion": result.model_version if result else None,
         "responseId": result.response_id if result else None,
@@ -212,6 +218,7 @@ def _outputs(stored: StoredArtifact, inputs: StepInputs, ledger: AttemptLedger, 
         usage=ledger.usage.as_outputs(),
         llmCalls=ledger.llm_calls,
         latencyMs=ledger.latency_ms,
+        costUsd=ledger.cost_usd,
         cached=cached,
     )
     return outputs

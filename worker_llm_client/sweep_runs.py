@@ -15,14 +15,15 @@ from __future__ import annotations
 import contextvars
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from worker_llm_client.core.step_selection import runnable_steps
 from worker_llm_client.core.transitions import Delete
 from worker_llm_client.core.wake import SWEEP_FAILURES, WAKE_AT, next_wake, wake_field
+from worker_llm_client.errors import RunStoreUnavailable
 from worker_llm_client.models import Patch, RunSnapshot
-from worker_llm_client.observability import bind_event, get_logger
+from worker_llm_client.observability import bind_run, get_logger
 
 if TYPE_CHECKING:
     from worker_llm_client.execute_step import RunExecutor, SweepSummary
@@ -46,7 +47,8 @@ class Sweeper:
         window = self.executor.policy.work_seconds
         deadline = self.retry.monotonic() + window  # one window for the whole sweep
         min_work = min(MIN_SWEEP_WORK_SECONDS, window / 2)
-        due = self.runs.due_runs(self.clock.now(), limit)
+        started = self.clock.now()
+        due = self.runs.due_runs(started, limit)
         workers = max(1, min(self.executor.policy.max_parallel_steps, len(due)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sweep") as pool:
             futures = [
@@ -55,10 +57,22 @@ class Sweeper:
             ]
             for future in futures:
                 future.result()
+        self._backlog(report, started)
         return report
 
+    def _backlog(self, report: SweepSummary, started: datetime) -> None:
+        """What is still due from before this sweep began: runs it could not reach (beyond its
+        limit, deferred, pushed back) are the backlog an operator alerts on."""
+        try:
+            count, oldest = self.runs.overdue(started)
+        except RunStoreUnavailable as error:  # the sweep's work stands; only the figure is missing
+            self.log.warning("sweep.run_failed", reason="backlog_not_counted", detail=str(error))
+            return
+        waited = 0 if oldest is None else int((self.clock.now() - oldest).total_seconds())
+        report.overdue_runs, report.oldest_overdue_seconds = count, max(0, waited)
+
     def _sweep_run(self, run_id: str, deadline: float, min_work: float, report: SweepSummary) -> None:
-        bind_event(None, run_id, None)
+        bind_run(run_id)
         if deadline - self.retry.monotonic() < min_work:
             self._count(report, "deferred")
             return

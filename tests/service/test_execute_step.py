@@ -332,7 +332,7 @@ def test_logs_carry_ids_but_no_prompt_text_vars_or_output() -> None:
     with capture_logs() as logs:
         world.executor.handle(world.run({"s1": step_data(vars={"team": SECRET_VAR})}))
     events = [e["event"] for e in logs]
-    assert events == ["step.claimed", "llm.request", "llm.response", "artifact.written", "step.succeeded"]
+    assert events == ["step.claimed", "llm.request", "llm.call", "artifact.written", "step.succeeded"]
     flat = json.dumps(logs, default=str)
     for forbidden in (SECRET_VAR, "MODEL-OUTPUT", "Weekly report for", "terse reports"):
         assert forbidden not in flat

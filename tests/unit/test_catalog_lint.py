@@ -163,6 +163,20 @@ def test_disabled_and_unlisted_profiles_are_notices(repo: Path, capsys: pytest.C
     assert "flash-json: disabled" in out and "pro-json: not in governance.yaml allowedLlmProfiles" in out
 
 
+def test_prices_are_checked_and_a_profile_without_them_is_a_notice(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert "no pricing" not in "\n".join(str(f) for f in lint(repo))  # the repository prices every profile
+    text = (repo / "llm_profiles.yaml").read_text()
+    start = text.index("  pricing:", text.index("pro-json:"))
+    (repo / "llm_profiles.yaml").write_text(text[:start])
+    assert main(["lint", "--root", str(repo)]) == 0
+    assert "pro-json: no pricing: outputs.costUsd and llm.call costUsd will be null" in capsys.readouterr().out
+    _edit(repo / "llm_profiles.yaml", 'asOf: "2025-06-17"', "asOf: yesterday")
+    assert main(["lint", "--root", str(repo)]) == 1
+    assert "pricing.asOf" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("schema", "gaps"),
     [

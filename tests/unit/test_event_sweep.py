@@ -42,4 +42,13 @@ def test_the_limit_is_read_safely_defaulted_and_capped(raw: str | None, limit: i
     query = {} if raw is None else {"limit": raw}
     summary = handle_sweep(query, lambda: sweeper)  # type: ignore[arg-type,return-value]
     assert sweeper.asked == [limit]
-    assert summary == {"runs": 1, "steps": 0, "repaired": 0, "failed": 0, "deferred": 0, "limit": limit}
+    assert summary == {
+        "runs": 1,
+        "steps": 0,
+        "repaired": 0,
+        "failed": 0,
+        "deferred": 0,
+        "limit": limit,
+        "overdueRuns": None,
+        "oldestOverdueSeconds": None,
+    }

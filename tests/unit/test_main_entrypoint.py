@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -38,6 +39,10 @@ WORK_ONLY_MODULES = (
     "worker_llm_client.core.template_sandbox",
     "worker_llm_client.core.render_budget",
     "worker_llm_client.core.render_estimates",
+    "worker_llm_client.tracing",
+    "opentelemetry",
+    "opentelemetry.sdk",
+    "opentelemetry.trace",
 )
 
 
@@ -201,17 +206,47 @@ def test_a_repeated_delivery_of_a_handled_event_is_acknowledged_without_work(
     assert [(line["eventId"], line["reason"]) for line in ignored] == [("ev-7", "duplicate_delivery")]
 
 
+SPAN_ID = "00f067aa0ba902b7"
+
+
+@pytest.mark.parametrize(
+    ("trace_headers", "span_id", "sampled"),
+    [
+        pytest.param({"traceparent": f"00-{TRACE_ID}-{SPAN_ID}-01"}, SPAN_ID, True, id="traceparent-header"),
+        pytest.param({"traceparent": f"00-{TRACE_ID}-{SPAN_ID}-00"}, SPAN_ID, False, id="not-sampled"),
+        pytest.param(
+            {"X-Cloud-Trace-Context": f"{TRACE_ID}/{int(SPAN_ID, 16)};o=1"}, SPAN_ID, True, id="x-cloud-trace-context"
+        ),
+        pytest.param(
+            {"traceparent": f"00-{TRACE_ID}-{SPAN_ID}-01", "X-Cloud-Trace-Context": f"{'f' * 32}/1;o=0"},
+            SPAN_ID,
+            True,
+            id="traceparent-wins",
+        ),
+        pytest.param({"ce-traceparent": f"00-{TRACE_ID}-{SPAN_ID}-01"}, SPAN_ID, True, id="cloudevent-extension"),
+    ],
+)
 def test_log_lines_follow_cloud_loggings_structured_format(
-    client: Any, recorder: RecordingExecutor, capsys: pytest.CaptureFixture[str]
+    client: Any,
+    recorder: RecordingExecutor,
+    capsys: pytest.CaptureFixture[str],
+    trace_headers: dict[str, str],
+    span_id: str,
+    sampled: bool,
 ) -> None:
+    """``time`` in RFC 3339 (Cloud Logging ignores a ``timestamp`` string), and the trace of the
+    HTTP request: functions-framework does not copy its headers into the CloudEvent."""
     capsys.readouterr()
-    headers = event_headers("run-1", event_id="ev-42", traceparent=f"00-{TRACE_ID}-00f067aa0ba902b7-01")
+    headers = event_headers("run-1", event_id="ev-42") | trace_headers
     client.post("/", headers=headers, data=document_event_bytes("demo", "run-1", READY_RUN))
     [received] = [line for line in _logs(capsys) if line["message"] == "event.received"]
-    assert received["severity"] == "INFO" and received["timestamp"].endswith("Z")
+    assert received["severity"] == "INFO" and "timestamp" not in received
+    assert datetime.fromisoformat(received["time"]).utcoffset() == timedelta(0) and received["time"].endswith("Z")
     assert received["runId"] == "run-1" and received["eventId"] == "ev-42"
     assert received["logging.googleapis.com/labels"] == {"runId": "run-1"}
     assert received["logging.googleapis.com/trace"] == f"projects/demo/traces/{TRACE_ID}"
+    assert received["logging.googleapis.com/spanId"] == span_id
+    assert received["logging.googleapis.com/trace_sampled"] is sampled
 
 
 def test_a_malformed_setting_does_not_break_events_that_do_not_need_it(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -257,6 +292,8 @@ def test_sweep_entry_point_reports_what_it_did(monkeypatch: pytest.MonkeyPatch, 
         "failed": 0,
         "deferred": 0,
         "limit": limit,
+        "overdueRuns": None,
+        "oldestOverdueSeconds": None,
     } and asked == [limit]
 
 

@@ -178,6 +178,13 @@ class FirestoreRunStore:
         with _edge("querying the runs due"):
             return [snap.id for snap in query.stream()]
 
+    def overdue(self, due_by: datetime) -> tuple[int, datetime | None]:
+        due: Any = self.client.collection(RUNS).where(filter=FieldFilter(WAKE_FIELD, "<=", due_by))
+        with _edge("counting the runs overdue"):
+            counted = due.count(alias="overdue").get()[0][0]
+            oldest = [snap.get(WAKE_FIELD) for snap in due.order_by(WAKE_FIELD).limit(1).select([WAKE_FIELD]).stream()]
+        return int(counted.value), (oldest[0] if oldest else None)
+
 
 @contextmanager
 def _edge(doing: str, run_id: str = "") -> Iterator[None]:

@@ -7,13 +7,15 @@ bad field; unknown fields are ignored so newer documents do not break older work
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from worker_llm_client.execution_models import (
     DEFAULT_REPAIR_ATTEMPTS,
     GenerationSettings,
+    LongContextPricing,
+    Pricing,
     Profile,
     Prompt,
     Provider,
@@ -42,6 +44,28 @@ class SafetyDoc(_Doc):
     threshold: str
 
 
+Rate = Annotated[float, Field(ge=0, le=10_000, allow_inf_nan=False)]  # USD per million tokens
+
+
+class LongContextDoc(_Doc):
+    threshold_tokens: PositiveInt = Field(alias="thresholdTokens")
+    input_per_mtok: Rate = Field(alias="inputPerMTok")
+    output_per_mtok: Rate = Field(alias="outputPerMTok")
+
+
+class PricingDoc(_Doc):
+    input_per_mtok: Rate = Field(alias="inputPerMTok")
+    output_per_mtok: Rate = Field(alias="outputPerMTok")
+    cached_input_per_mtok: Rate | None = Field(default=None, alias="cachedInputPerMTok")
+    as_of: str = Field(alias="asOf", pattern=r"^\d{4}-\d{2}-\d{2}$")  # when the prices were read
+    long_context: LongContextDoc | None = Field(default=None, alias="longContext")
+
+    def to_pricing(self) -> Pricing:
+        tier = self.long_context
+        long_context = LongContextPricing(**tier.model_dump()) if tier is not None else None
+        return Pricing(self.input_per_mtok, self.output_per_mtok, self.as_of, self.cached_input_per_mtok, long_context)
+
+
 class ProfileDoc(_Doc):
     provider: Provider
     model: str = Field(min_length=1)
@@ -51,6 +75,7 @@ class ProfileDoc(_Doc):
     safety_settings: list[SafetyDoc] = Field(default_factory=list, alias="safetySettings")
     timeout_seconds: float | None = Field(default=None, alias="timeoutSeconds", gt=0)
     repair_attempts: int = Field(default=DEFAULT_REPAIR_ATTEMPTS, alias="repairAttempts", ge=0, le=5)
+    pricing: PricingDoc | None = None
 
     def to_profile(self, profile_id: str) -> Profile:
         return Profile(
@@ -63,6 +88,7 @@ class ProfileDoc(_Doc):
             safety_settings=tuple(SafetySetting(s.category, s.threshold) for s in self.safety_settings),
             timeout_seconds=self.timeout_seconds,
             repair_attempts=self.repair_attempts,
+            pricing=self.pricing.to_pricing() if self.pricing is not None else None,
         )
 
 

@@ -112,3 +112,5 @@ def _lint_profile(
         )
     if body.get("enabled") is False:
         yield Finding("notice", where, "disabled: steps naming it fail PROFILE_NOT_ALLOWED")
+    if body.get("pricing") is None:
+        yield Finding("notice", where, "no pricing: outputs.costUsd and llm.call costUsd will be null")
