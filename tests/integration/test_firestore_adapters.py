@@ -241,3 +241,22 @@ def test_a_step_failed_by_another_writer_under_our_token_is_not_taken_for_our_wr
     patch = failed_patch("s1", {"code": "LLM_BAD_REQUEST", "message": "m", "retryable": False}, datetime.now(UTC))
     assert FirestoreRunStore(db).finalize(run_id, "s1", "mine", patch) is False
     assert _step(db, run_id, "s1")["finishedAt"] == other and "error" not in _step(db, run_id, "s1")
+
+
+def test_the_backlog_is_counted_on_the_wake_index(firestore_emulator: Any) -> None:
+    """``overdue``: a count aggregation and a one-document read on ``executor.wakeAt`` (a project
+    of its own, so other tests' runs do not count)."""
+    import uuid
+
+    from google.cloud import firestore
+
+    client = firestore.Client(project=f"it-backlog-{uuid.uuid4().hex[:8]}")
+    try:
+        store = FirestoreRunStore(client)
+        assert store.overdue(T0) == (0, None)
+        for name, offset in (("old", -100), ("recent", -10), ("future", 100)):
+            client.collection("flow_runs").document(name).set({"steps": {}, "executor": {"wakeAt": later(offset)}})
+        client.collection("flow_runs").document("idle").set({"steps": {}})
+        assert store.overdue(T0) == (2, later(-100))
+    finally:
+        client.close()
