@@ -5,10 +5,14 @@
     profiles push [--root PATH] [--dry-run]   push the LLM profiles only
     lint [--root PATH]            offline checks of prompts, schemas, profiles and governance.yaml
     env-file [--root PATH] [--set KEY=VALUE ...]   the function's env vars (allowlists from governance.yaml) as YAML
+    status RUN_ID [--json] [--watch [--interval S] [--timeout S]]   a run's steps: status, attempts, timings, errors
+    logs RUN_ID [--step S] [--project P] [--query-only]   the Cloud Logging filter, and the lines via gcloud
+    redrive RUN_ID STEP_ID [--force] [--by WHO]   a FAILED or RETRY_WAIT step back to READY, with a fresh budget
 
-Pushes go to the project in GOOGLE_CLOUD_PROJECT (database FIRESTORE_DATABASE); the client honours
-FIRESTORE_EMULATOR_HOST. Exit codes: 0 ok, 1 failure, 2 bad input or a missing prerequisite.
-Heavy modules are imported inside the commands, so ``--help`` stays instant.
+Pushes, status and redrive go to the project in GOOGLE_CLOUD_PROJECT (database FIRESTORE_DATABASE);
+the client honours FIRESTORE_EMULATOR_HOST. Exit codes: 0 ok, 1 failure, 2 bad input or a missing
+prerequisite (an unknown run or step), 130 interrupted. Heavy modules are imported inside the
+commands, so ``--help`` stays instant (the operations' logic is in ``operations/``).
 """
 
 from __future__ import annotations
@@ -110,6 +114,96 @@ def _env_file(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from worker_llm_client.models import RunSnapshot
+    from worker_llm_client.operations import status, store
+
+    def show(run: RunSnapshot) -> None:
+        now = datetime.now(UTC)
+        rows = status.step_rows(run, now)
+        if args.json:
+            print(json.dumps(status.as_json(run, rows, now), indent=None if args.watch else 2), flush=True)
+            return
+        clear = "\033[H\033[J" if args.watch and sys.stdout.isatty() else ""
+        print(clear + status.table(run, rows, now) + ("\n" if args.watch and not clear else ""), flush=True)
+
+    client = store.connect()
+    try:
+        if not args.watch:
+            show(store.read_run(client, args.run_id))
+            return 0
+        if status.watch(lambda: store.read_run(client, args.run_id), show, args.interval, args.timeout):
+            return 0
+    finally:
+        client.close()
+    print(f"error: run '{args.run_id}' still has steps running or ready after {args.timeout:g} s", file=sys.stderr)
+    return 1
+
+
+def _logs(args: argparse.Namespace) -> int:
+    import shutil
+
+    from worker_llm_client.operations import OperatorError, logs, store
+
+    project = args.project or store.project()
+    if not project:
+        raise OperatorError("GOOGLE_CLOUD_PROJECT is not set; set it or pass --project")
+    query = logs.log_filter(args.run_id, args.step)
+    print(f"# Cloud Logging filter: {query}\n{logs.paste_line(query, project)}", flush=True)
+    gcloud = None if args.query_only else shutil.which("gcloud")
+    if gcloud is None:
+        if not args.query_only:
+            print("gcloud is not on PATH: run the command above where it is", file=sys.stderr)
+        return 0
+    entries = logs.read_entries(gcloud, query, project)
+    for entry in entries:
+        print(logs.entry_line(entry))
+    print(f"# {len(entries)} log entries", flush=True)
+    return 0
+
+
+def _redrive(args: argparse.Namespace) -> int:
+    from worker_llm_client.operations import redrive, store
+
+    client = store.connect()
+    try:
+        done = redrive.redrive(client, args.run_id, args.step_id, args.by or redrive.operator(), args.force)
+    finally:
+        client.close()
+    print(done.describe(), flush=True)
+    return 0
+
+
+def _operation(command: Command) -> Command:
+    """An operator command: its ``OperatorError`` is a message on stderr and an exit code; Ctrl-C is 130."""
+
+    def run(args: argparse.Namespace) -> int:
+        from worker_llm_client.operations import OperatorError
+
+        try:
+            return command(args)
+        except OperatorError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+
+    return run
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
+
+
 def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 2
@@ -145,7 +239,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_root(env_file)
     env_file.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="add or override a variable")
     env_file.set_defaults(run=_env_file)
+    _add_operations(commands)
     return parser
+
+
+def _add_operations(commands: _Subparsers) -> None:
+    status = _add(commands, "status", "a run's steps: status, attempt, timings, error, artifact, tokens, cost (UTC)")
+    status.add_argument("run_id", metavar="RUN_ID")
+    status.add_argument("--json", action="store_true", help="one JSON document (one line per refresh with --watch)")
+    status.add_argument("--watch", action="store_true", help="refresh until no step is RUNNING or READY to be claimed")
+    status.add_argument("--interval", type=_seconds, default=2.0, help="seconds between refreshes (default 2)")
+    status.add_argument("--timeout", type=_seconds, default=None, help="stop watching after this many seconds (exit 1)")
+    status.set_defaults(run=_operation(_status))
+    logs = _add(commands, "logs", "the Cloud Logging filter of a run (or a step), and its lines when gcloud is at hand")
+    logs.add_argument("run_id", metavar="RUN_ID")
+    logs.add_argument("--step", default=None, metavar="STEP_ID", help="only this step's lines")
+    logs.add_argument("--project", default="", help="project to read (default: GOOGLE_CLOUD_PROJECT)")
+    logs.add_argument("--query-only", action="store_true", help="print the filter and the command, run nothing")
+    logs.set_defaults(run=_operation(_logs))
+    redrive = _add(commands, "redrive", "set a FAILED or RETRY_WAIT LLM_REPORT step back to READY with a fresh budget")
+    redrive.add_argument("run_id", metavar="RUN_ID")
+    redrive.add_argument("step_id", metavar="STEP_ID")
+    redrive.add_argument("--force", action="store_true", help="also re-drive a SUCCEEDED or RUNNING step")
+    redrive.add_argument("--by", default="", help="who re-drives (default: $USER@hostname)")
+    redrive.set_defaults(run=_operation(_redrive))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
