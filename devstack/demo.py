@@ -4,8 +4,10 @@ Starts the Firestore emulator (delivering Eventarc triggers), fake-gcs-server, t
 (or real Gemini when ``GEMINI_API_KEY`` / ``GOOGLE_GENAI_USE_VERTEXAI=true`` is set) and
 functions-framework serving ``main.handle_flow_run_event``; pushes prompts and profiles; writes
 one run with three ``LLM_REPORT`` steps (two team reports and a digest that depends on them) and
-one step of another type; prints every step state change as it happens, then the artifacts.
-Service logs go to ``.devstack/logs/``. Everything started is stopped on exit, Ctrl-C and SIGTERM.
+one step of another type; prints every step state change as it happens, then the artifacts with
+their cost, and each step's waterfall from the spans the function exported to a local OTLP receiver
+(``devstack/otlp_receiver.py``, ``devstack/waterfall.py``). Service logs go to ``.devstack/logs/``.
+Everything started is stopped on exit, Ctrl-C and SIGTERM.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from devstack import services
+from devstack import services, waterfall
 from devstack.gemini_stub import GeminiStub
+from devstack.otlp_receiver import OtlpReceiver
 from devstack.services import (
     FakeGcs,
     FirestoreEmulator,
@@ -44,6 +47,8 @@ PROJECT = "demo-project"
 BUCKET = "demo-artifacts"
 RUN_TIMEOUT_SECONDS = 60.0
 POLL_SECONDS = 0.05  # a stub reply of 0.05 s still shows RUNNING
+SPANS_WAIT_SECONDS = 5.0  # the function flushes its spans before each invocation returns
+SERVICE_NAME = "worker-llm-client"
 REPORT_STEPS = ("report-payments", "report-search", "digest")
 OTHER_STEP = "notify"
 SETTLED = frozenset({"SUCCEEDED", "FAILED", "RETRY_WAIT"})  # RETRY_WAIT: only the sweeper (not run here) resumes it
@@ -70,6 +75,7 @@ class Stack:
     gcs: FakeGcs
     function: FunctionsFramework
     stub: GeminiStub | None
+    traces: OtlpReceiver
 
 
 def choose_backend(env: Mapping[str, str]) -> Backend:
@@ -148,6 +154,7 @@ def _demo(cleanup: contextlib.ExitStack, out: TextIO, backend: Backend, latency:
         _say(out, textwrap.indent(stack.function.log_tail(15), "  "))
         return stack, 1
     _print_artifacts(steps, out)
+    _print_waterfall(stack.traces, run_id, steps, out)
     calls = None if stack.stub is None else stack.stub.calls()
     return stack, _verdict(run_id, steps, written, calls, out)
 
@@ -166,14 +173,18 @@ def _start_services(cleanup: contextlib.ExitStack, out: TextIO, backend: Backend
         stub = GeminiStub(latency=latency)
         cleanup.callback(stub.stop)
         _say(out, f"  {'gemini stub':<20}{stub.start().base_url}  (in-process, replies after {latency:g}s)")
-    env = function_env(backend.project, emulator.host_port, gcs.url, None if stub is None else stub.base_url)
+    traces = OtlpReceiver()
+    cleanup.callback(traces.stop)
+    _say(out, f"  {'trace receiver':<20}{traces.start().endpoint}  (in-process, OTLP/HTTP)")
+    stub_url = None if stub is None else stub.base_url
+    env = function_env(backend.project, emulator.host_port, gcs.url, stub_url, otlp_endpoint=traces.endpoint)
     main_py = ROOT / "main.py"
     function = FunctionsFramework("handle_flow_run_event", main_py, "cloudevent", env, LOG_DIR, port=function_port)
     _start(started, out, "function", function, function.url)
     emulator.register_trigger("flow-runs")  # writes to flow_runs/{runId} now reach the function
     os.environ.update(FIRESTORE_EMULATOR_HOST=emulator.host_port, STORAGE_EMULATOR_HOST=gcs.url)
     os.environ.update(NO_PROXY=LOOPBACK, no_proxy=LOOPBACK)
-    return Stack(emulator, gcs, function, stub)
+    return Stack(emulator, gcs, function, stub, traces)
 
 
 def _start(started: list[Service], out: TextIO, label: str, service: Service, address: str) -> None:
@@ -190,10 +201,16 @@ def _stop_together(started: list[Service]) -> None:
 
 
 def function_env(
-    project: str, firestore_host: str, gcs_url: str, stub_url: str | None, bucket: str = BUCKET
+    project: str,
+    firestore_host: str,
+    gcs_url: str,
+    stub_url: str | None,
+    bucket: str = BUCKET,
+    otlp_endpoint: str | None = None,
 ) -> dict[str, str]:
     """A function process's environment on the local stack: the governance allowlists, the
-    emulators, and the stub (``stub_url``) or real Gemini (None)."""
+    emulators, the stub (``stub_url``) or real Gemini (None), and its traces exported over OTLP/HTTP
+    to ``otlp_endpoint`` (None: not exported, whatever the environment inherited says)."""
     from worker_llm_client.catalog.sources import load_governance
 
     governance = load_governance(ROOT / "governance.yaml")
@@ -211,7 +228,14 @@ def function_env(
     }
     if stub_url is not None:
         env |= {"GEMINI_API_KEY": "stub-key", "GEMINI_BASE_URL": stub_url}
-    return env
+    if otlp_endpoint is None:
+        return env | {"OTEL_TRACES_EXPORTER": "none"}
+    return env | {
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_SERVICE_NAME": SERVICE_NAME,
+    }
 
 
 def demo_steps(profile: str) -> dict[str, Any]:
@@ -290,9 +314,22 @@ def _print_artifacts(steps: Mapping[str, Any], out: TextIO) -> None:
             bucket, _, name = str(outputs["gcs_uri"]).removeprefix("gs://").partition("/")
             report = json.loads(client.bucket(bucket).blob(name).download_as_bytes())
             calls, tokens = _plural(outputs["llmCalls"], "model call"), outputs["usage"]["totalTokens"]
+            took, cost = f"{outputs['latencyMs']} ms", _usd(outputs.get("costUsd"))
             _say(out, f"\n{step_id}  {outputs['gcs_uri']}")
-            _say(out, f"  {outputs['sizeBytes']} bytes, {calls}, {outputs['latencyMs']} ms, {tokens} tokens")
+            _say(out, f"  {outputs['sizeBytes']} bytes, {calls}, {took}, {tokens} tokens, cost {cost}")
             _say(out, textwrap.indent(json.dumps(report, indent=2, ensure_ascii=False), "  "))
+
+
+def _print_waterfall(traces: OtlpReceiver, run_id: str, steps: Mapping[str, Any], out: TextIO) -> None:
+    """Each LLM_REPORT step's phases from its trace; one line when no span arrived."""
+    ran = [s for s in REPORT_STEPS if steps[s].get("status") in SETTLED]
+    traces.wait_for(lambda spans: waterfall.complete(spans, run_id, ran), SPANS_WAIT_SECONDS)
+    spans = traces.spans()
+    if not spans:
+        _say(out, f"\nno spans reached the trace receiver within {SPANS_WAIT_SECONDS:g}s: no waterfall to draw")
+        return
+    _say(out, "\nwaterfall per step (from its trace: claim, config, model, artifact, finalize)")
+    _say(out, textwrap.indent("\n".join(waterfall.render(spans, run_id, ran)), "  "))
 
 
 def _verdict(run_id: str, steps: Mapping[str, Any], written: Mapping[str, Any], calls: int | None, out: TextIO) -> int:
@@ -321,6 +358,7 @@ def _linger(stack: Stack, out: TextIO, code: int) -> int:
     _say(out, f"  function     {stack.function.url}  (log: {stack.function.log_path})")
     if stack.stub is not None:
         _say(out, f"  gemini stub  {stack.stub.base_url}")
+    _say(out, f"  traces       {stack.traces.endpoint}  (OTLP/HTTP receiver, in this process)")
     with contextlib.suppress(KeyboardInterrupt):
         while True:
             time.sleep(3600)
@@ -338,6 +376,11 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _usd(cost: object) -> str:
+    """``outputs.costUsd``: dollars, or "—" when the model's price is not known."""
+    return "—" if not isinstance(cost, int | float) or isinstance(cost, bool) else f"${cost:.6f}"
 
 
 def _plural(count: int, noun: str) -> str:

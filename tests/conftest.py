@@ -1,7 +1,7 @@
-"""Session-wide real components: one Firestore emulator (with Eventarc delivery), fake-gcs-server
-and the Gemini stub. Integration tests use project ``it-project`` (no trigger registered) and the
-e2e tests ``e2e-project`` (trigger registered), so in-process writes never reach the function.
-Every test uses unique run ids; the emulator starts once per session.
+"""Session-wide real components: one Firestore emulator (with Eventarc delivery), fake-gcs-server,
+the Gemini stub and an OTLP trace receiver. Integration tests use project ``it-project`` (no trigger
+registered) and the e2e tests ``e2e-project`` (trigger registered), so in-process writes never reach
+the function. Every test uses unique run ids; the emulator starts once per session.
 """
 
 from __future__ import annotations
@@ -68,6 +68,15 @@ def gemini_stub_server() -> Iterator[Any]:
 
     with GeminiStub() as stub:
         yield stub
+
+
+@pytest.fixture(scope="session")
+def otlp_receiver() -> Iterator[Any]:
+    """Where function processes of the e2e stack export their spans (OTLP/HTTP)."""
+    from devstack.otlp_receiver import OtlpReceiver
+
+    with OtlpReceiver() as receiver:
+        yield receiver
 
 
 @pytest.fixture

@@ -20,12 +20,16 @@ CONFIG_CACHE_SECONDS = 1
 MODEL_RETRY_BUDGET_SECONDS = 5  # in-invocation retries stay within seconds in the test stacks
 
 
-def function_env(project: str, emulator: Any, gcs: Any, stub: Any, **overrides: str) -> dict[str, str]:
+def function_env(
+    project: str, emulator: Any, gcs: Any, stub: Any, *, traces: Any = None, **overrides: str
+) -> dict[str, str]:
     """The environment of a function process of the e2e and chaos stacks, for ``project``: the
-    demo's, with the test profiles allowed and the test stacks' short cache and retry budget."""
+    demo's, with the test profiles allowed and the test stacks' short cache and retry budget;
+    spans exported to ``traces`` (an OtlpReceiver), else not exported."""
     from devstack.demo import function_env as stack_env
 
-    env = stack_env(project, emulator.host_port, gcs.url, stub.base_url, bucket=BUCKET)
+    endpoint = None if traces is None else traces.endpoint
+    env = stack_env(project, emulator.host_port, gcs.url, stub.base_url, bucket=BUCKET, otlp_endpoint=endpoint)
     env |= {
         "ALLOWED_LLM_PROFILES": ALLOWED_PROFILES,
         "ALLOWED_MODELS": ALLOWED_MODELS,
@@ -40,6 +44,7 @@ class Stack:
     function: Any
     db: Any
     bucket: Any
+    traces: Any = None  # the OtlpReceiver the function exports its spans to, if it does
 
     def logs(self) -> list[dict[str, Any]]:
         return self.function.json_log_lines()  # type: ignore[no-any-return]
@@ -76,9 +81,14 @@ class FunctionProcesses:
         self.started: list[Any] = []
 
     @classmethod
-    def on(cls, log_root: Path, emulator: Any, gcs: Any, stub: Any) -> FunctionProcesses:
-        """Processes whose environment is ``function_env`` on the given emulator, GCS and stub."""
-        return cls(log_root, lambda project, **overrides: function_env(project, emulator, gcs, stub, **overrides))
+    def on(cls, log_root: Path, emulator: Any, gcs: Any, stub: Any, traces: Any = None) -> FunctionProcesses:
+        """Processes whose environment is ``function_env`` on the given emulator, GCS and stub (and
+        trace receiver)."""
+
+        def env_for(project: str, **overrides: str) -> dict[str, str]:
+            return function_env(project, emulator, gcs, stub, traces=traces, **overrides)
+
+        return cls(log_root, env_for)
 
     def start(self, target: str, project: str, **overrides: str) -> Any:
         from devstack.services import FunctionsFramework

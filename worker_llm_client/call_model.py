@@ -21,7 +21,7 @@ import tenacity
 from worker_llm_client import tracing
 from worker_llm_client.config import DEFAULT_MODEL_RETRY_BUDGET_SECONDS
 from worker_llm_client.core.cost import add_cost, request_cost
-from worker_llm_client.core.output_validation import OutputSchema, repair_instruction, validate_reply
+from worker_llm_client.core.output_validation import OutputSchema, repair_instruction, reply_outcome, validate_reply
 from worker_llm_client.core.retry_policy import give_up, model_retry_wait
 from worker_llm_client.errors import Internal, InvalidOutput, LlmRateLimited, LlmTimeout, LlmUnavailable, StepError
 from worker_llm_client.execution_models import LlmRequest, LlmResult, Profile, Prompt, Turn, Usage
@@ -30,7 +30,7 @@ from worker_llm_client.observability import Logger, get_logger
 from worker_llm_client.ports import LlmClient
 
 MODEL_TRANSIENT = (LlmRateLimited, LlmUnavailable, LlmTimeout)
-OK = "OK"  # an llm.call whose request was answered (the reply is judged afterwards)
+OK = "OK"  # an llm.call answered with a reply that may hold a report
 GENAI_OPERATION = "generate_content"
 GENAI_PROVIDERS = {"gemini": "gcp.gemini", "vertex": "gcp.vertex_ai"}  # gen_ai.provider.name
 
@@ -160,6 +160,7 @@ class ModelCaller:
                 started, outcome = self.timer(), OK
                 try:
                     result = self.llm.generate(request)
+                    outcome = reply_outcome(result)
                 except StepError as error:
                     outcome = error.code
                     if isinstance(error, LlmRateLimited):  # spare the model for the whole instance

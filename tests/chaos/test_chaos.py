@@ -308,7 +308,7 @@ def _most_runs_in_flight(lines: list[dict[str, Any]], run_ids: list[str]) -> int
     """How many runs were being worked on at once (from first claim to last finalize, per the logs)."""
     windows = []
     for run_id in run_ids:
-        stamps = [line["timestamp"] for line in run_lines(lines, run_id, "step.claimed", "step.succeeded")]
+        stamps = [line["time"] for line in run_lines(lines, run_id, "step.claimed", "step.succeeded")]
         windows.append((min(stamps), max(stamps)))
     return max(sum(1 for start, end in windows if start <= moment <= end) for moment, _ in windows)
 
@@ -342,8 +342,8 @@ def _own_write_events(stack: Stack, run_ids: list[str]) -> dict[str, Any]:
     wait_until(lambda: len(_runs_lines(stack, run_ids, "event.ignored")) >= wanted, timeout=30, what="own events")
     ignored = _runs_lines(stack, run_ids, "event.ignored")
     assert {line["reason"] for line in ignored} == {"nothing_runnable"}
-    received = {line["eventId"]: line["timestamp"] for line in _runs_lines(stack, run_ids, "event.received")}
-    handled_ms = [(_ts(line["timestamp"]) - _ts(received[line["eventId"]])) * 1000 for line in ignored]
+    received = {line["eventId"]: line["time"] for line in _runs_lines(stack, run_ids, "event.received")}
+    handled_ms = [(_ts(line["time"]) - _ts(received[line["eventId"]])) * 1000 for line in ignored]
     return {"ownWriteEvents": len(ignored), "ownWriteEventMaxMs": round(max(handled_ms), 1)}
 
 

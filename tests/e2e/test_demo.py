@@ -3,6 +3,7 @@ from the repository root on the embedded default (the local Gemini stub)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -23,6 +24,8 @@ pytestmark = pytest.mark.e2e
 REPORT_STEPS = ("report-payments", "report-search", "digest")
 NOT_INHERITED = ("GEMINI_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI", "FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST")
 SERVICE_ADDRESSES = re.compile(r"^  (?:firestore emulator|fake gcs|function)\s+(?:http://)?(127\.0\.0\.1):(\d+)", re.M)
+PHASES = ("claim", "config", "model", "artifact", "finalize")
+BAR = re.compile(r"^    (?P<phase>\w+)\s+▕(?P<bar>[ █]{40})▏\s+(?P<ms>\d+\.\d) ms$")
 
 
 def _demo(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -54,6 +57,17 @@ def _artifact(output: str, step_id: str) -> object:
     return json.loads(textwrap.dedent(block.group(0)))
 
 
+def _waterfall(output: str, step_id: str) -> list[re.Match[str]]:
+    """The bar lines printed under ``<step_id>  total N ms`` in the waterfall section."""
+    section = output.split("\nwaterfall per step", 1)
+    assert len(section) == 2, f"no waterfall in the output:\n{output}"
+    block = re.search(rf"^  {re.escape(step_id)}\s+total \d+\.\d ms\n((?:    .*\n)+)", section[1], re.M)
+    assert block is not None, f"no waterfall for {step_id}:\n{section[1]}"
+    bars = [BAR.match(line) for line in block.group(1).splitlines()]
+    assert all(bars), block.group(1)
+    return [bar for bar in bars if bar is not None]
+
+
 def test_demo_runs_the_three_reports_to_succeeded_and_leaves_nothing_running() -> None:
     result = _demo(_stub_env(), "--latency", "0.05")
 
@@ -71,6 +85,19 @@ def test_demo_runs_the_three_reports_to_succeeded_and_leaves_nothing_running() -
         name = "weekly_digest" if step_id == "digest" else "weekly_report"
         schema = json.loads((ROOT / "schemas" / f"{name}.json").read_text(encoding="utf-8"))
         Draft202012Validator(schema).validate(_artifact(output, step_id))
+    for step_id in REPORT_STEPS:  # the summary under each artifact ends with the step's cost
+        summary = (
+            rf"^{re.escape(step_id)}  gs://\S+\n  \d+ bytes, 1 model call, \d+ ms, \d+ tokens, cost \$\d+\.\d{{6}}$"
+        )
+        assert re.search(summary, output, re.M), f"no cost for {step_id}"
+    assert re.search(r"^  trace receiver\s+http://127\.0\.0\.1:\d+", output, re.M)
+    for step_id in REPORT_STEPS:
+        bars = _waterfall(output, step_id)
+        phases = [phase for phase, _ in itertools.groupby(bar["phase"] for bar in bars)]  # repairs: model twice
+        assert phases == list(PHASES), f"{step_id}: {[bar.group(0) for bar in bars]}"
+        assert all("█" in bar["bar"] for bar in bars)
+        starts = [bar["bar"].index("█") for bar in bars]
+        assert starts == sorted(starts), f"{step_id}: the phases are not in time order"
     assert "model calls received by the stub: 3" in output
     assert "DEMO OK" in output and output.rstrip().endswith("all services stopped")
     addresses = SERVICE_ADDRESSES.findall(output)

@@ -100,7 +100,7 @@ def test_reply_outcome(stack: Stack, stub: Any, run_id: str, case: str, short_ti
     assert step["status"] == status
     assert stub.calls() == calls if calls else stub.calls() in (3, 4)
     calls = stub.calls()
-    responses = [e for e in stack.logs() if e.get("runId") == run_id and e["message"] == "llm.response"]
+    responses = [e for e in stack.logs() if e.get("runId") == run_id and e["message"] == "llm.call"]
     summed = sum(e["totalTokens"] for e in responses)
     if status == "SUCCEEDED":
         assert step["outputs"]["llmCalls"] == calls and step["outputs"]["usage"]["totalTokens"] == summed > 0

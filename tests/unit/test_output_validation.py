@@ -11,10 +11,12 @@ from worker_llm_client.core.output_validation import (
     MAX_REPLY_DEPTH,
     load_schema,
     parse_report,
+    reply_outcome,
     report_bytes,
     validate_reply,
 )
 from worker_llm_client.errors import LlmBlocked, LlmTruncated, OutputNotJson, OutputSchemaMismatch, SchemaInvalid
+from worker_llm_client.execution_models import LlmResult
 
 SCHEMA = load_schema(json.dumps(REPORT_SCHEMA))
 GOOD = '{"title": "t", "severity": "low", "findings": ["a"]}'
@@ -219,3 +221,18 @@ def test_a_finish_reason_that_is_not_a_string_is_not_json_rather_than_a_crash() 
 
     with pytest.raises(OutputNotJson):
         validate_reply(reply(finish_reason=["SAFETY"]), load_schema('{"type": "object"}'))
+
+
+@pytest.mark.parametrize(
+    ("result", "outcome"),
+    [
+        (reply(), "OK"),
+        (reply("not json"), "OK"),  # judged afterwards: output.invalid, OUTPUT_NOT_JSON
+        (reply(None, finish_reason="STOP"), "OK"),
+        (reply(None, block_reason="SAFETY", finish_reason=None), "LLM_BLOCKED"),
+        (reply("{", finish_reason="RECITATION"), "LLM_BLOCKED"),
+        (reply('{"title": "t', finish_reason="MAX_TOKENS"), "LLM_TRUNCATED"),
+    ],
+)
+def test_a_requests_outcome_is_the_models_verdict_on_its_reply(result: LlmResult, outcome: str) -> None:
+    assert reply_outcome(result) == outcome

@@ -107,6 +107,18 @@ def classify(result: LlmResult) -> str:
     return result.text  # parse_report refuses anything but a str
 
 
+def reply_outcome(result: LlmResult) -> str:
+    """A request's outcome on the ``llm.call`` line: the code of a reply the model blocked or cut
+    off, else ``OK`` (whether the text is a report is judged afterwards)."""
+    try:
+        classify(result)
+    except (LlmBlocked, LlmTruncated) as verdict:
+        return verdict.code
+    except OutputNotJson:
+        pass
+    return "OK"
+
+
 def parse_report(text: str, output: OutputSchema) -> Any:
     """The report ``text`` holds, valid against ``output``; only ``InvalidOutput`` otherwise.
 
