@@ -188,9 +188,20 @@ class RunExecutor:
         self, snapshot: RunSnapshot, claims: list[PlannedClaim], plan: ClaimPlan, deadline: float
     ) -> list[ClaimedStep]:
         for step in plan.exhausted:
-            self.log.warning("step.failed", stepId=step.step_id, attempt=step.attempt, reason="budget_used")
+            written = plan.patch.get(("steps", step.step_id, "error"))
+            code = written.get("code") if isinstance(written, dict) else None
+            self.log.warning(
+                "step.failed",
+                stepId=step.step_id,
+                attempt=step.attempt,
+                code=code,
+                retryable=True,
+                reason="budget_used",
+            )
         for step, error in plan.refused:
-            self.log.warning("step.failed", stepId=step.step_id, code=error.code, reason=error.message)
+            self.log.warning(
+                "step.failed", stepId=step.step_id, code=error.code, retryable=error.retryable, reason=error.message
+            )
         claimed = [ClaimedStep(snapshot.run_id, c.step, c.attempt, c.claim, deadline, c.salvage) for c in claims]
         for item in claimed:
             if item.step.status == StepStatus.RUNNING:

@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 from structlog.testing import capture_logs
 
-from tests.builders import make_profile, make_prompt, step_data
+from tests.builders import T0, make_profile, make_prompt, step_data
 from tests.fakes import FakeCatalog, FakeLlm, reply
 from tests.world import World
 from worker_llm_client import tracing
@@ -195,3 +195,21 @@ def test_traces_off_cost_no_span_and_no_sdk() -> None:
         root.set(x=1)
         span.fail("X")
     assert root is tracing.NOOP and span is tracing.NOOP
+
+
+def test_claim_time_failures_say_their_code_and_whether_retryable() -> None:
+    """The permanent-failure metric counts step.failed lines with retryable=false: those written
+    by a claim (a used budget, a run that cannot hold the result) say it too."""
+    world = _world()
+    exhausted = step_data("RETRY_WAIT", attempt=3, retryAt=T0, error={"code": "LLM_TIMEOUT", "message": "m"})
+    with capture_logs() as logs:
+        world.executor.handle(world.run({"s1": exhausted}))
+    [failed] = [line for line in logs if line["event"] == "step.failed"]
+    assert (failed["code"], failed["retryable"], failed["reason"]) == ("LLM_TIMEOUT", True, "budget_used")
+    assert world.step("s1")["error"]["code"] == "LLM_TIMEOUT" and world.llm.requests == []
+    crowded = _world()
+    many = {f"s{i:03}": step_data("SUCCEEDED") for i in range(500)} | {"z": step_data()}
+    with capture_logs() as logs:
+        crowded.executor.handle(crowded.run(many))
+    [refused] = [line for line in logs if line["event"] == "step.failed"]
+    assert (refused["code"], refused["retryable"]) == ("RUN_TOO_LARGE", False)
