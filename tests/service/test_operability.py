@@ -169,18 +169,9 @@ def test_log_lines_inside_a_span_carry_its_id(spans: InMemorySpanExporter) -> No
     import structlog
 
     world = _world()
-    seen: list[dict[str, Any]] = []
-
-    def remember(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
-        seen.append(dict(structlog.contextvars.get_contextvars()) | event)
-        raise structlog.DropEvent
-
-    structlog.configure(processors=[remember])
-    try:
-        with tracing.root("handle_flow_run_event", INCOMING):
-            world.executor.handle(world.run({"s1": step_data()}))
-    finally:
-        structlog.reset_defaults()
+    merged = [structlog.contextvars.merge_contextvars]
+    with capture_logs(processors=merged) as seen, tracing.root("handle_flow_run_event", INCOMING):
+        world.executor.handle(world.run({"s1": step_data()}))
     named = _by_name(spans.get_finished_spans())
     [model] = named["generate_content gemini-2.5-flash"]
     [call] = [line for line in seen if line["event"] == "llm.call"]
