@@ -70,7 +70,9 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self, cast
+from typing import Any, cast
+
+from devstack.local_server import LocalServer
 
 __all__ = ["GeminiStub", "RecordedRequest", "Reply", "example_for_schema", "main"]
 
@@ -529,50 +531,33 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(*stub._respond(stub._record(request), body))
 
 
-class GeminiStub:
+class GeminiStub(LocalServer):
     """In-process fake Gemini endpoint; see the module docstring."""
+
+    thread_name = "gemini-stub"
 
     def __init__(
         self, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0, model_version: str = "stub-001"
     ) -> None:
-        self.host, self.port, self.latency = host, port, latency
-        self.model_version, self._initial_latency = model_version, latency
+        super().__init__(host, port)
+        self.latency, self.model_version, self._initial_latency = latency, model_version, latency
         self._cond = threading.Condition()
         self._stopping = threading.Event()
         self._global: deque[Reply] = deque()
         self._per_model: dict[str, deque[Reply]] = {}
         self._records: list[RecordedRequest] = []
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> Self:
+    def _make_server(self) -> _Server:
         self._stopping.clear()
-        self._server = _Server((self.host, self.port), self)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="gemini-stub", kwargs={"poll_interval": 0.1}, daemon=True
-        )
-        self._thread.start()
-        return self
+        return _Server((self.host, self.port), self)
 
     def stop(self) -> None:
         self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().stop()
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return self.url
 
     def script(self, *replies: Reply, model: str | None = None) -> None:
         with self._cond:

@@ -22,7 +22,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self, cast
+from typing import Any, cast
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
@@ -31,6 +31,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from devstack.local_server import LocalServer
 
 __all__ = ["AttributeValue", "OtlpReceiver", "Span"]
 
@@ -160,43 +162,23 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, "application/x-protobuf", ExportTraceServiceResponse().SerializeToString())
 
 
-class OtlpReceiver:
+class OtlpReceiver(LocalServer):
     """In-process OTLP/HTTP trace endpoint; see the module docstring."""
 
+    thread_name = "otlp-receiver"
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.host, self.port = host, port
+        super().__init__(host, port)
         self._cond = threading.Condition()
         self._spans: list[Span] = []
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> Self:
-        self._server = _Server((self.host, self.port), self)
-        self.port = self._server.server_address[1]
-        serve = {"poll_interval": 0.1}
-        self._thread = threading.Thread(target=self._server.serve_forever, name="otlp-receiver", kwargs=serve)
-        self._thread.daemon = True
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _make_server(self) -> _Server:
+        return _Server((self.host, self.port), self)
 
     @property
     def endpoint(self) -> str:
         """Value for ``OTEL_EXPORTER_OTLP_ENDPOINT`` (the exporter appends ``/v1/traces``)."""
-        return f"http://{self.host}:{self.port}"
+        return self.url
 
     def spans(self) -> list[Span]:
         """Every span received since the start or the last ``reset``, in arrival order."""
