@@ -18,13 +18,15 @@ import traceback
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from worker_llm_client.core.trace_context import TraceParent
 from worker_llm_client.errors import UnhandledError, WorkerError
+
+if TYPE_CHECKING:
+    from worker_llm_client.core.trace_context import TraceParent
 
 LABEL_KEYS = ("runId", "stepId")
 _SEVERITY = {
