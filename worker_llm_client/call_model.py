@@ -58,6 +58,7 @@ class AttemptLedger:
     result: LlmResult | None = None
     replies: list[LlmResult] = field(default_factory=list)
     cost_usd: float | None = None  # every request's, from the profile's pricing (None: unpriced)
+    secrets_redacted: int = 0  # credentials replaced in vars before rendering
 
     def __post_init__(self) -> None:
         if self.profile.pricing is not None:
@@ -171,7 +172,8 @@ class ModelCaller:
                     raise
                 finally:
                     self._account(request, ledger, call, outcome, int((self.timer() - started) * 1000), result, span)
-        assert result is not None  # generate() returned
+        if result is None:  # only if a context manager above swallowed generate()'s exception
+            raise Internal("the model request ended without a reply or an error")
         ledger.result = result
         ledger.replies.append(result)
         return result

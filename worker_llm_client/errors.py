@@ -25,6 +25,7 @@ at the edge with ``raise ... from exc``; the core and the use case never see a g
         │   ├── StorageForbidden         STORAGE_FORBIDDEN   (the bucket is missing or not ours to write)
         │   ├── RunTooLarge              RUN_TOO_LARGE       (the run document cannot hold the step's result)
         │   ├── Internal                 INTERNAL            (anything unforeseen: its type, never its text)
+        │   ├── InputRejected            INPUT_REJECTED      (a var holds a credential; secretsPolicy reject)
         │   └── InvalidOutput            (carries ``feedback`` for a repair turn: sent, never logged)
         │       ├── OutputNotJson            OUTPUT_NOT_JSON
         │       └── OutputSchemaMismatch     OUTPUT_SCHEMA_MISMATCH
@@ -185,6 +186,13 @@ class Internal(PermanentStepError):
     @classmethod
     def from_exception(cls, exc: BaseException, where: str) -> Internal:
         return cls(f"unexpected {type(exc).__module__}.{type(exc).__qualname__} while {where}")
+
+
+class InputRejected(PermanentStepError):
+    """A var holds a credential and the profile's ``secretsPolicy`` is ``reject``: the message
+    names the var and the kind of secret, never its value."""
+
+    code = "INPUT_REJECTED"
 
 
 class InvalidOutput(PermanentStepError):

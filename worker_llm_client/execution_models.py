@@ -113,6 +113,7 @@ class Profile:
     timeout_seconds: float | None = None
     repair_attempts: int = DEFAULT_REPAIR_ATTEMPTS
     pricing: Pricing | None = None
+    secrets_policy: Literal["redact", "reject"] = "redact"  # credentials found in vars: see core/secret_scan.py
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from worker_llm_client import tracing
@@ -19,9 +19,11 @@ from worker_llm_client.core.artifact_naming import artifact_object_name, debug_o
 from worker_llm_client.core.canonical import sha256_hex
 from worker_llm_client.core.output_validation import OutputSchema, load_schema, report_bytes
 from worker_llm_client.core.prompt_rendering import render
+from worker_llm_client.core.secret_scan import redact_secrets
 from worker_llm_client.core.step_inputs import parse_inputs
 from worker_llm_client.core.transitions import lease_expired_error
 from worker_llm_client.errors import (
+    InputRejected,
     Internal,
     InvalidOutput,
     LlmTruncated,
@@ -79,7 +81,8 @@ class ReportProducer:
         ):
             profile, prompt = self._resolve(inputs)
         output_schema = load_schema(prompt.output_schema)
-        rendered = render(prompt, inputs.vars)
+        variables, redacted = self._screen(inputs, profile)
+        rendered = render(prompt, variables)
         request = LlmRequest(
             provider=profile.provider,
             model=profile.model,
@@ -91,7 +94,7 @@ class ReportProducer:
             timeout_seconds=profile.timeout_seconds,
         )
         name = artifact_object_name(claimed.run_id, claimed.step.step_id, request_fingerprint(prompt, profile, request))
-        ledger = AttemptLedger(prompt, profile)
+        ledger = AttemptLedger(prompt, profile, secrets_redacted=redacted)
         existing = self.artifacts.find(name)
         if existing is not None:
             self.log.info("artifact.reused", gcsUri=existing.uri, reason="identical_request_replayed")
@@ -157,6 +160,22 @@ class ReportProducer:
             return
         error.add_detail(f"the rejected replies are kept at {kept.uri}")
 
+    def _screen(self, inputs: StepInputs, profile: Profile) -> tuple[Mapping[str, Any], int]:
+        """The vars a template may see: credentials redacted, or the step refused (the profile's
+        ``secretsPolicy``). Logs and errors name the vars and kinds, never the values."""
+        variables, found = redact_secrets(inputs.vars)
+        if not found:
+            return inputs.vars, 0
+        kinds, where = sorted({f.kind for f in found}), sorted({f.var for f in found})
+        if profile.secrets_policy == "reject":
+            first = found[0]
+            raise InputRejected(
+                f"inputs.vars.{first.var} holds a credential ({first.kind}) and profile '{profile.profile_id}' "
+                f"rejects them (secretsPolicy: reject); {len(found)} found in {', '.join(where)}"
+            )
+        self.log.warning("input.secrets_redacted", count=len(found), kinds=kinds, vars=where)
+        return variables, len(found)
+
     def _resolve(self, inputs: StepInputs) -> tuple[Profile, Prompt]:
         """The governed profile and the prompt, read together; the profile's problems come first
         (nothing is read for a profile outside the allowlist)."""
@@ -219,6 +238,7 @@ def _outputs(stored: StoredArtifact, inputs: StepInputs, ledger: AttemptLedger, 
         llmCalls=ledger.llm_calls,
         latencyMs=ledger.latency_ms,
         costUsd=ledger.cost_usd,
+        secretsRedacted=ledger.secrets_redacted,
         cached=cached,
     )
     return outputs

@@ -215,3 +215,16 @@ def test_a_body_of_newlines_is_acknowledged_and_the_function_stays_up(stack: Sta
         assert response.status == 200
     final = _run(stack, run_id, {"good": _good()})
     assert final["good"]["status"] == "SUCCEEDED"
+
+
+def test_a_credential_in_vars_never_reaches_the_model(stack: Stack, stub: Any, run_id: str) -> None:
+    """End to end: the request the stub receives carries the placeholder, not the key."""
+    key = "AIza" + "SyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY"  # shaped like a Google API key, valid nowhere
+    step = step_data(
+        prompt_id="weekly_report", profile="flash-json", vars={"team": "core", "week": "W1", "notes": [f"key {key}"]}
+    )
+    final = _run(stack, run_id, {"s": step})["s"]
+    assert final["status"] == "SUCCEEDED" and final["outputs"]["secretsRedacted"] == 1, final
+    [request] = stub.requests
+    sent = json.dumps(request.body)
+    assert key not in sent and "[REDACTED:google-api-key:1]" in sent

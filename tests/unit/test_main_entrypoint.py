@@ -40,6 +40,8 @@ WORK_ONLY_MODULES = (
     "worker_llm_client.core.render_budget",
     "worker_llm_client.core.render_estimates",
     "worker_llm_client.tracing",
+    "worker_llm_client.core.secret_scan",
+    "detect_secrets",
     "opentelemetry",
     "opentelemetry.sdk",
     "opentelemetry.trace",

@@ -7,7 +7,7 @@ bad field; unknown fields are ignored so newer documents do not break older work
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
@@ -76,6 +76,7 @@ class ProfileDoc(_Doc):
     timeout_seconds: float | None = Field(default=None, alias="timeoutSeconds", gt=0)
     repair_attempts: int = Field(default=DEFAULT_REPAIR_ATTEMPTS, alias="repairAttempts", ge=0, le=5)
     pricing: PricingDoc | None = None
+    secrets_policy: Literal["redact", "reject"] = Field(default="redact", alias="secretsPolicy")
 
     def to_profile(self, profile_id: str) -> Profile:
         return Profile(
@@ -89,6 +90,7 @@ class ProfileDoc(_Doc):
             timeout_seconds=self.timeout_seconds,
             repair_attempts=self.repair_attempts,
             pricing=self.pricing.to_pricing() if self.pricing is not None else None,
+            secrets_policy=self.secrets_policy,
         )
 
 
