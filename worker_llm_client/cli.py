@@ -8,6 +8,8 @@
     status RUN_ID [--json] [--watch [--interval S] [--timeout S]]   a run's steps: status, attempts, timings, errors
     logs RUN_ID [--step S] [--project P] [--query-only]   the Cloud Logging filter, and the lines via gcloud
     redrive RUN_ID STEP_ID [--force] [--by WHO]   a FAILED or RETRY_WAIT step back to READY, with a fresh budget
+    cleanup [--bucket B] [--older-than DAYS] [--delete] [--prefix P] [--limit N] [--include-invalid] [--verbose]
+                                  report objects no run refers to, older than DAYS (7): listed, deleted with --delete
 
 Pushes, status and redrive go to the project in GOOGLE_CLOUD_PROJECT (database FIRESTORE_DATABASE);
 the client honours FIRESTORE_EMULATOR_HOST. Exit codes: 0 ok, 1 failure, 2 bad input or a missing
@@ -176,6 +178,49 @@ def _redrive(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cleanup(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    import google.cloud.storage as storage
+    from google.auth.exceptions import DefaultCredentialsError
+
+    from worker_llm_client.config import Settings
+    from worker_llm_client.operations import OperatorError, cleanup, store
+
+    config = Settings.from_env()
+    bucket = args.bucket or config.artifacts_bucket
+    if not bucket:
+        raise OperatorError("no bucket: set ARTIFACTS_BUCKET or pass --bucket")
+    if not args.prefix.startswith(cleanup.PREFIX):
+        raise OperatorError(f"--prefix must start with {cleanup.PREFIX!r}, got {args.prefix!r}")
+    policy = cleanup.Policy(bucket, args.now or datetime.now(UTC), args.older_than, args.include_invalid)
+
+    client = store.connect()
+    try:
+        gcs = storage.Client(project=config.project)
+    except DefaultCredentialsError as exc:
+        client.close()
+        raise OperatorError(f"no GCS credentials ({exc}); set STORAGE_EMULATOR_HOST for fake-gcs-server") from exc
+    try:
+        print(cleanup.header(bucket, args.prefix, config.project, config.database, policy, not args.delete), flush=True)
+        summary = cleanup.sweep(
+            cleanup.list_objects(gcs, bucket, args.prefix, args.limit),
+            cleanup.run_reader(client),
+            policy,
+            cleanup.deleter(gcs, bucket) if args.delete else None,
+            lambda line: print(line, flush=True),
+            verbose=args.verbose,
+            limit=args.limit,
+        )
+    finally:
+        client.close()
+        gcs.close()
+    print(summary.line(dry_run=not args.delete), flush=True)
+    if summary.failure is not None:
+        raise OperatorError(summary.failure, exit_code=1)
+    return 0
+
+
 def _operation(command: Command) -> Command:
     """An operator command: its ``OperatorError`` is a message on stderr and an exit code; Ctrl-C is 130."""
 
@@ -202,6 +247,32 @@ def _seconds(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
     return value
+
+
+def _days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 36500:  # also refuses NaN and inf
+        raise argparse.ArgumentTypeError(f"expected a number of days >= 0, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+def _instant(text: str) -> Any:
+    from datetime import UTC, datetime
+
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an RFC 3339 time, got {text!r}") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _fail(message: str) -> int:
@@ -263,6 +334,26 @@ def _add_operations(commands: _Subparsers) -> None:
     redrive.add_argument("--force", action="store_true", help="also re-drive a SUCCEEDED or RUNNING step")
     redrive.add_argument("--by", default="", help="who re-drives (default: $USER@hostname)")
     redrive.set_defaults(run=_operation(_redrive))
+    _add_cleanup(commands)
+
+
+def _add_cleanup(commands: _Subparsers) -> None:
+    cleanup = _add(
+        commands, "cleanup", "list (with --delete, delete) report objects no run refers to, older than a grace period"
+    )
+    cleanup.add_argument("--bucket", default="", help="bucket to clean (default: ARTIFACTS_BUCKET)")
+    cleanup.add_argument(
+        "--older-than", type=_days, default=7.0, metavar="DAYS", help="grace period in days (default 7)"
+    )
+    cleanup.add_argument("--delete", action="store_true", help="delete them (default: a dry run that lists them)")
+    cleanup.add_argument("--prefix", default="flow_runs/", help="only objects under this prefix (default flow_runs/)")
+    cleanup.add_argument("--limit", type=_count, default=None, metavar="N", help="scan at most N objects")
+    cleanup.add_argument(
+        "--include-invalid", action="store_true", help="also rejected replies (*.invalid.json; default: lifecycle rule)"
+    )
+    cleanup.add_argument("--verbose", action="store_true", help="also print every object kept, and why")
+    cleanup.add_argument("--now", type=_instant, default=None, help=argparse.SUPPRESS)  # tests: the clock
+    cleanup.set_defaults(run=_operation(_cleanup))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
