@@ -55,8 +55,13 @@ def test_the_local_stack_and_the_benchmarks_do_not_import_the_tests() -> None:
 
 
 def test_the_upload_leaves_out_what_is_not_deployed() -> None:
-    ignored = (ROOT / ".gcloudignore").read_text(encoding="utf-8").split()
-    assert {f"{name}/" for name in NOT_SHIPPED} <= set(ignored)
+    """The function's source is the archive Terraform builds from an include list
+    (``deploy/terraform``): the package, ``main.py`` and the lock, nothing else."""
+    from tests.unit.test_terraform import uploaded
+
+    files = uploaded()
+    assert "main.py" in files and "requirements.txt" in files
+    assert [f for f in files if f.split("/")[0] in (*NOT_SHIPPED, "docs", "deploy", "scripts")] == []
 
 
 def test_the_offline_lint_does_not_load_the_firestore_sdk() -> None:
