@@ -104,7 +104,7 @@ class EventarcRelay:
     def _push_once(self, headers: dict[str, str], body: bytes) -> bool:
         with self._lock:
             target = next(self._next_target)
-        request = urllib.request.Request(f"{target}/", data=body, method="POST", headers=headers)
+        request = urllib.request.Request(f"{target}/", data=body, method="POST", headers=headers)  # noqa: S310 - local http:// functions
         try:
             with LOOPBACK_OPENER.open(request, timeout=600) as response:
                 ok = bool(200 <= response.status < 300)

@@ -222,7 +222,7 @@ class _Gen:
     """Walks a schema; the rng seeded per call makes output depend only on (schema, seed)."""
 
     def __init__(self, root: dict[str, Any], seed: str) -> None:
-        self.root, self.rng = root, random.Random(seed)
+        self.root, self.rng = root, random.Random(seed)  # noqa: S311  # nosec B311  # reproducible fake data, not secrets
 
     def resolve(self, schema: Any) -> dict[str, Any]:
         node: Any = schema if isinstance(schema, dict) else {}

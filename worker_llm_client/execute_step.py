@@ -150,7 +150,7 @@ class RunExecutor:
             plan = plan_claims(snapshot, now, limit, partial(self._new_claim, now))
             if plan.empty:
                 return snapshot, []
-            written = self._write_claim(snapshot, plan, now)
+            written = self._write_claim(snapshot, snapshot.update_time, plan, now)
             if written is None:  # not even the claim fits: nothing can be recorded on this run
                 return snapshot, []
             if written:
@@ -164,19 +164,18 @@ class RunExecutor:
         self.log.warning("step.claim_conflict", reason="gave_up_after_rounds", rounds=CLAIM_ROUNDS)
         return run, []
 
-    def _write_claim(self, snapshot: RunSnapshot, plan: ClaimPlan, now: datetime) -> bool | None:
-        """Whether the claim landed; None when the run document cannot hold it."""
-        assert snapshot.update_time is not None
+    def _write_claim(self, snapshot: RunSnapshot, read_at: datetime, plan: ClaimPlan, now: datetime) -> bool | None:
+        """Whether the claim landed (precondition: the run is unchanged since ``read_at``, the snapshot's
+        ``update_time``); None when the run document cannot hold it."""
         try:
-            return self.runs.write_if_unchanged(
-                snapshot.run_id, snapshot.update_time, with_wake(snapshot, plan.patch, now)
-            )
+            return self.runs.write_if_unchanged(snapshot.run_id, read_at, with_wake(snapshot, plan.patch, now))
         except RunTooLarge as error:
             self.log.error("step.claim_conflict", reason="run_document_full", detail=error.message)
             return None
 
     def _back_off(self, conflicts: int) -> None:
-        self.retry.sleep(min(1.0, 0.02 * 2**conflicts) * (0.5 + random.random() / 2))
+        jitter = random.random()  # noqa: S311  # nosec B311  # backoff jitter, not a secret
+        self.retry.sleep(min(1.0, 0.02 * 2**conflicts) * (0.5 + jitter / 2))
 
     def sweep(self, limit: int) -> SweepSummary:
         """Re-drive runs whose ``executor.wakeAt`` has come; see ``sweep_runs.py``."""
@@ -287,7 +286,8 @@ class RunExecutor:
                 self.log.warning("step.claim_conflict", reason="finalize_discarded_step_no_longer_held")
                 return False
             except RunStoreUnavailable as error:
-                wait = min(FINALIZE_BACKOFF_CAP_SECONDS, 0.1 * 2 ** min(tries, 16)) * (0.5 + random.random() / 2)
+                jitter = random.random()  # noqa: S311  # nosec B311  # backoff jitter, not a secret
+                wait = min(FINALIZE_BACKOFF_CAP_SECONDS, 0.1 * 2 ** min(tries, 16)) * (0.5 + jitter / 2)
                 if self.retry.monotonic() + wait >= give_up_at or tries >= FINALIZE_MAX_TRIES:
                     self.log.error("step.finalize_failed", reason="window_closed", tries=tries, detail=str(error))
                     return False

@@ -9,6 +9,7 @@ locals {
     "cloudtrace.googleapis.com",
     "eventarc.googleapis.com",
     "firestore.googleapis.com",
+    "firebaserules.googleapis.com", # firestore.rules (deploy/terraform/firestore.tf)
     "iam.googleapis.com",
     "logging.googleapis.com",
     "monitoring.googleapis.com",

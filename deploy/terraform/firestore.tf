@@ -41,3 +41,29 @@ resource "google_firestore_field" "steps_unindexed" {
 
   depends_on = [google_firestore_database.runs]
 }
+
+# firestore.rules (repository root): no client-SDK access to anything. The executor and the
+# orchestrators use server credentials, which rules do not apply to; a leaked web API key or a
+# signed-in Firebase user can then read or write nothing (tests/integration/test_firestore_rules.py).
+resource "google_firebaserules_ruleset" "firestore" {
+  project = var.project_id
+
+  source {
+    files {
+      name    = "firestore.rules"
+      content = file("${local.repo_root}/firestore.rules")
+    }
+  }
+
+  depends_on = [google_project_service.this, google_firestore_database.runs]
+}
+
+resource "google_firebaserules_release" "firestore" {
+  project      = var.project_id
+  name         = var.firestore_database == "(default)" ? "cloud.firestore" : "cloud.firestore/${var.firestore_database}"
+  ruleset_name = "projects/${var.project_id}/rulesets/${google_firebaserules_ruleset.firestore.name}"
+
+  lifecycle {
+    replace_triggered_by = [google_firebaserules_ruleset.firestore]
+  }
+}

@@ -164,7 +164,8 @@ class FirestoreRunStore:
             if not patch or self.write_if_unchanged(run_id, run.update_time, with_wake(run, patch, self.clock())):
                 return _either(held, before)
             sent = held  # the run changed or went since the read (or this very write landed): read again
-            time.sleep(min(1.0, 0.02 * 2**conflicts) * (0.5 + random.random() / 2))
+            jitter = random.random()  # noqa: S311  # nosec B311  # backoff jitter, not a secret
+            time.sleep(min(1.0, 0.02 * 2**conflicts) * (0.5 + jitter / 2))
         raise RunStoreUnavailable(f"finalizing steps of run '{run_id}' conflicted {FINALIZE_ROUNDS} times in a row")
 
     def due_runs(self, now: datetime, limit: int) -> list[str]:

@@ -43,7 +43,8 @@ def paste_line(query: str, project: str) -> str:
 def read_entries(gcloud: str, query: str, project: str) -> list[Mapping[str, Any]]:
     """The entries ``gcloud logging read`` returns; ``OperatorError`` (1) with its stderr's first line if it fails."""
     try:
-        done = subprocess.run([gcloud, *gcloud_args(query, project)], capture_output=True, text=True, check=False)
+        argv = [gcloud, *gcloud_args(query, project)]  # no shell; the filter is one argv item, after "read"
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603  # nosec B603  # argv list
     except OSError as exc:
         raise OperatorError(f"gcloud could not be run: {exc}", exit_code=1) from exc
     if done.returncode != 0:
