@@ -78,7 +78,7 @@ security: install
 	scripts/pip-audit.sh requirements.txt
 
 # bandit: the same code as ruff's S rules, configured in pyproject's [tool.bandit]; quiet unless it finds something.
-BANDIT = $(VENV)/bin/bandit -q -c pyproject.toml -r worker_llm_client main.py devstack benchmarks
+BANDIT = $$(scripts/tools-venv.sh)/bin/bandit -q -c pyproject.toml -r worker_llm_client main.py devstack benchmarks
 # Secrets: every file git tracks or would track (ignored ones excluded) against .secrets.baseline,
 # whose findings are all audited false positives. They match by file and hash, so a moved line still
 # passes (the hook's exit 3, "baseline updated", concerns the throwaway copies it runs on, 4 in

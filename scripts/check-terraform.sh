@@ -3,16 +3,12 @@
 #   1. terraform fmt -check (when terraform is installed)
 #   2. terraform validate, when `terraform init` can get the providers (it cannot offline: say so)
 #   3. python-hcl2 parses every .tf file (the same parser tests/unit/test_terraform.py uses)
-#   4. checkov on deploy/terraform, from its own venv (.devstack/tools-venv: its dependencies
-#      conflict with the runtime pins), installed once and reused (a stamp file names the version)
+#   4. checkov on deploy/terraform, from the tools venv (scripts/tools-venv.sh)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TF_DIR="$ROOT/deploy/terraform"
 PY=${PY:-$ROOT/.venv/bin/python}
-CHECKOV_VERSION=3.3.30
-TOOLS_VENV="$ROOT/.devstack/tools-venv"
-CHECKOV_STAMP="$TOOLS_VENV/.checkov-$CHECKOV_VERSION"
 
 say() { printf 'check-terraform: %s\n' "$*"; }
 
@@ -52,11 +48,6 @@ print(f"check-terraform: python-hcl2 parsed {len(files)} files")
 PY
 
 # 4. checkov, offline (--skip-download: no guidelines or policies fetched from Prisma Cloud)
-if [[ ! -f "$CHECKOV_STAMP" ]]; then
-  say "installing checkov $CHECKOV_VERSION into $TOOLS_VENV (once)"
-  python3 -m venv "$TOOLS_VENV"
-  "$TOOLS_VENV/bin/pip" install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION"
-  touch "$CHECKOV_STAMP"
-fi
+TOOLS_VENV=$("$ROOT/scripts/tools-venv.sh")
 "$TOOLS_VENV/bin/checkov" -d "$TF_DIR" --framework terraform --quiet --compact --skip-download
 say "checkov: ok"

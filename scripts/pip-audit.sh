@@ -11,7 +11,7 @@
 #
 # The lock pins every package (make lock), so pip-audit runs with --no-deps --disable-pip: it reads
 # the pins and queries the service; nothing is resolved or installed. PIP_AUDIT overrides the
-# pip-audit command (default: .venv/bin/pip-audit, else pip-audit on PATH).
+# pip-audit command (default: the tools venv's, scripts/tools-venv.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,8 +24,7 @@ fi
 
 python=".venv/bin/python"
 [ -x "$python" ] || python="python3"
-default_pip_audit=".venv/bin/pip-audit"
-[ -x "$default_pip_audit" ] || default_pip_audit="pip-audit"
+default_pip_audit="$("$(dirname "$0")/tools-venv.sh")/bin/pip-audit"
 export PIP_AUDIT="${PIP_AUDIT:-$default_pip_audit}"
 
 exec "$python" - "$requirements" "$@" <<'PY'
