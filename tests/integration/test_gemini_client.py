@@ -356,3 +356,20 @@ def test_the_sdk_never_parses_the_reply_so_hostile_text_reaches_our_validation(
     result = client.generate(_request())
     assert result.text == text and result.finish_reason == "STOP"
     assert stub.requests[-1].body["generationConfig"]["responseJsonSchema"] == REPORT_SCHEMA
+
+
+def test_provider_gemini_stays_on_the_gemini_api_whatever_the_environment_says(
+    stub: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """google-genai reads GOOGLE_GENAI_USE_VERTEXAI when ``vertexai`` is not given: set in the
+    function's environment (the local demo uses it to pick its backend), it silently sent
+    ``provider: gemini`` profiles to Vertex AI. The profile's provider decides, nothing else."""
+    monkeypatch.setenv("GOOGLE_GENAI_USE_VERTEXAI", "true")
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "it-project")
+    monkeypatch.setenv("GOOGLE_CLOUD_LOCATION", "europe-west4")
+    client = GeminiClient(Settings(project="it-project", gemini_api_key="stub-key", gemini_base_url=stub.base_url))
+    client.generate(_request())
+    client.close()
+    [sent] = stub.requests
+    assert sent.path == "/v1beta/models/gemini-2.5-flash:generateContent"
+    assert sent.headers["x-goog-api-key"] == "stub-key"

@@ -108,7 +108,9 @@ class GeminiClient:
         if not self.settings.gemini_api_key:
             raise LlmAuth("GEMINI_API_KEY is not set for provider 'gemini'")
         options = types.HttpOptions(api_version=GEMINI_API_VERSION, base_url=base_url)
-        return Client(api_key=self.settings.gemini_api_key, http_options=options)
+        # vertexai=False: left unset, the SDK reads GOOGLE_GENAI_USE_VERTEXAI and may take a gemini
+        # profile to Vertex AI; the profile's provider decides.
+        return Client(vertexai=False, api_key=self.settings.gemini_api_key, http_options=options)
 
     def generate(self, request: LlmRequest) -> LlmResult:
         """One model call; raises only ``StepError``."""
