@@ -24,7 +24,7 @@ import structlog
 
 from worker_llm_client.config import TracesExporter, settings
 from worker_llm_client.core.trace_context import TraceParent
-from worker_llm_client.observability import trace_fields
+from worker_llm_client.observability import get_logger, trace_fields
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -151,9 +151,14 @@ def _tracer() -> Tracer | None:
         return None
     with _lock:
         if "tracer" not in _installed:
-            provider = _provider(exporter)
+            try:
+                provider = _provider(exporter)
+            except Exception as exc:  # traces are a view of the work: never a reason for it to fail
+                get_logger().warning("tracing.unavailable", exporter=exporter, errorType=type(exc).__name__)
+                _installed.update(provider=None, tracer=None)
+                return None
             _installed.update(provider=provider, tracer=provider.get_tracer("worker_llm_client"))
-        built: Tracer = _installed["tracer"]
+        built: Tracer | None = _installed["tracer"]
         return built
 
 

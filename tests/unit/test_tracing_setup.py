@@ -56,3 +56,22 @@ def test_the_service_name_setting_is_kept(monkeypatch: pytest.MonkeyPatch) -> No
         assert provider.resource.attributes["service.name"] == "reports-eu"
     finally:
         provider.shutdown()
+
+
+def test_an_exporter_that_cannot_be_built_leaves_the_work_untraced_not_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from structlog.testing import capture_logs
+
+    from worker_llm_client.config import Settings
+
+    def broken(exporter: str) -> None:
+        raise RuntimeError("no credentials for Cloud Trace")
+
+    monkeypatch.setattr(tracing, "_provider", broken)
+    monkeypatch.setattr(tracing, "settings", lambda: Settings(project="p", traces_exporter="gcp_trace"))
+    monkeypatch.setattr(tracing, "_installed", {})
+    with capture_logs() as logs, tracing.root("handle_flow_run_event", None) as root, tracing.span("claim") as span:
+        done = True
+    assert done and root is tracing.NOOP and span is tracing.NOOP
+    assert [(e["event"], e["exporter"], e["errorType"]) for e in logs] == [
+        ("tracing.unavailable", "gcp_trace", "RuntimeError")
+    ]
