@@ -42,26 +42,22 @@ def describe_push(result: PushResult, dry_run: bool = False) -> str:
 
 
 def _push(root: Path, prompts: bool, profiles: bool, dry_run: bool = False) -> int:
-    from google.auth.exceptions import DefaultCredentialsError
-    from google.cloud import firestore
-
     from worker_llm_client.catalog.documents import PROFILES, PROMPTS
     from worker_llm_client.catalog.sources import SourceError, load_profiles, load_prompts
-    from worker_llm_client.config import Settings
+    from worker_llm_client.operations import OperatorError
+    from worker_llm_client.operations.store import connect
 
-    config = Settings.from_env()
-    if not config.project:
-        return _fail("GOOGLE_CLOUD_PROJECT is not set (for the local emulator, set FIRESTORE_EMULATOR_HOST too)")
+    try:
+        db = connect()  # the client every operator command uses: GOOGLE_CLOUD_PROJECT, FIRESTORE_DATABASE
+    except OperatorError as exc:
+        return _fail(exc.message)
     if prompts and not (root / "prompts").is_dir():
         return _fail(f"{root / 'prompts'} is not a directory; run from the repository root or pass --root")
     try:
         todo = [(PROMPTS, load_prompts(root / "prompts", root / "schemas"))] if prompts else []
         todo += [(PROFILES, load_profiles(root / "llm_profiles.yaml"))] if profiles else []
-        db = firestore.Client(project=config.project, database=config.database)
     except SourceError as exc:
         return _fail(str(exc))
-    except DefaultCredentialsError as exc:
-        return _fail(f"no Firestore credentials ({exc}); set FIRESTORE_EMULATOR_HOST to use the emulator")
     return _write(db, todo, dry_run)
 
 

@@ -114,7 +114,8 @@ def handle_firestore_event(
     the HTTP request's (else the event's ``traceparent`` extension); a trace is started only when
     there is work."""
     run_id = run_id_from_attributes(attributes)
-    bind_event(attributes.get("id"), run_id, trace or parse_traceparent(attributes.get("traceparent")), project)
+    trace = trace or parse_traceparent(attributes.get("traceparent"))
+    bind_event(attributes.get("id"), run_id, trace, project)
     log = get_logger()
     log.info("event.received", eventType=attributes.get("type"), subject=attributes.get("subject"))
     if run_id is None:
@@ -131,7 +132,6 @@ def handle_firestore_event(
     if not runnable_steps(snapshot, now()):
         log.info("event.ignored", reason="nothing_runnable")
         return []
-    trace = trace or parse_traceparent(attributes.get("traceparent"))
 
     def work() -> list[StepResult]:
         from worker_llm_client import tracing

@@ -16,6 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+RUNS = "flow_runs"  # the runs' collection; also the first segment of their artifacts' names
 LLM_REPORT = "LLM_REPORT"
 RUN_CANCELLED = "CANCELLED"
 DEFAULT_MAX_ATTEMPTS = 3

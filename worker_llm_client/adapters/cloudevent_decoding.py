@@ -29,9 +29,8 @@ from google.protobuf.message import DecodeError
 from proto.datetime_helpers import DatetimeWithNanoseconds
 
 from worker_llm_client.errors import EventDecodeError
-from worker_llm_client.models import RunSnapshot, run_from_document
+from worker_llm_client.models import RUNS, RunSnapshot, run_from_document
 
-COLLECTION = "flow_runs"
 _BASE64_LINES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/\r\n"
 _ASCII_WHITESPACE = b" \t\n\r\x0b\x0c"
 _EventPb: Any = DocumentEventData.pb()
@@ -44,7 +43,7 @@ def run_id_from_attributes(attributes: Mapping[str, Any]) -> str | None:
         subject = _header_text(attributes.get("subject"))
         document = subject.removeprefix("documents/") if subject.startswith("documents/") else ""
     parts = document.split("/")
-    if len(parts) != 2 or parts[0] != COLLECTION or not parts[1]:
+    if len(parts) != 2 or parts[0] != RUNS or not parts[1]:
         return None
     return parts[1]
 

@@ -27,9 +27,8 @@ from worker_llm_client.adapters.firestore_errors import FIRESTORE_ERRORS, is_too
 from worker_llm_client.core.transitions import Delete
 from worker_llm_client.core.wake import WAKE_AT, with_wake
 from worker_llm_client.errors import RunStoreUnavailable, RunTooLarge
-from worker_llm_client.models import Patch, RunSnapshot, Step, run_from_document
+from worker_llm_client.models import RUNS, Patch, RunSnapshot, Step, run_from_document
 
-RUNS = "flow_runs"
 RUN_LOCK_STRIPES = 64
 FINALIZE_ROUNDS = 10  # reads-and-writes of one finalize batch before it gives up (the use case retries it)
 

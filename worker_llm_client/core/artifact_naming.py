@@ -28,6 +28,7 @@ from urllib.parse import quote
 
 from worker_llm_client.core.canonical import canonical_json, sha256_hex
 from worker_llm_client.execution_models import LlmRequest, Profile, Prompt
+from worker_llm_client.models import RUNS
 
 
 def request_fingerprint(prompt: Prompt, profile: Profile, request: LlmRequest) -> str:
@@ -57,7 +58,7 @@ def _quote(value: str) -> str:
     return quote(value, safe="", errors="surrogatepass")
 
 
-def _segment(value: str) -> str:
+def segment(value: str) -> str:
     quoted = _quote(value)
     if len(quoted) <= SEGMENT_MAX:
         return _DOT_SEGMENTS.get(quoted, quoted)
@@ -73,7 +74,7 @@ def _quoted_prefix(value: str) -> str:
 
 
 def artifact_object_name(run_id: str, step_id: str, fingerprint: str) -> str:
-    return f"flow_runs/{_segment(run_id)}/{_segment(step_id)}/{fingerprint}.json"
+    return f"{RUNS}/{segment(run_id)}/{segment(step_id)}/{fingerprint}.json"
 
 
 def debug_object_name(artifact_name: str, attempt: int) -> str:

@@ -21,9 +21,7 @@ from worker_llm_client.core.step_selection import runnable_steps
 from worker_llm_client.core.transitions import claim_attempt, claim_patch, exhausted_patch, failed_patch, lease_expired
 from worker_llm_client.errors import RunTooLarge
 from worker_llm_client.execution_models import Claim
-from worker_llm_client.models import FieldPathTuple, RunSnapshot, Step, StepStatus
-
-RUNS_COLLECTION = "flow_runs"
+from worker_llm_client.models import RUNS, FieldPathTuple, RunSnapshot, Step, StepStatus
 
 
 @dataclass(frozen=True)
@@ -56,7 +54,7 @@ def plan_claims(run: RunSnapshot, now: datetime, limit: int, new_claim: Callable
     steps hold reservations it waits READY instead."""
     plan = ClaimPlan()
     oversized = _too_many_steps(run)
-    size = document_size((RUNS_COLLECTION, run.run_id), run.document)
+    size = document_size((RUNS, run.run_id), run.document)
     in_flight = _in_flight(run, now)
     room = room_for_results(size, in_flight)
     for step in runnable_steps(run, now):

@@ -36,13 +36,12 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
-from worker_llm_client.core.artifact_naming import SEGMENT_MAX
-from worker_llm_client.core.artifact_naming import _segment as segment
+from worker_llm_client.core.artifact_naming import SEGMENT_MAX, segment
 from worker_llm_client.core.step_inputs import FIRESTORE_ID_MAX_BYTES
-from worker_llm_client.models import RunSnapshot, Step, run_from_document
+from worker_llm_client.models import RUNS, RunSnapshot, Step, run_from_document
 from worker_llm_client.models import StepStatus as S
 from worker_llm_client.operations import OperatorError, rfc3339
-from worker_llm_client.operations.store import RUNS, call_options, firestore_errors, run_ref
+from worker_llm_client.operations.store import call_options, firestore_errors, run_ref
 
 PREFIX = f"{RUNS}/"
 DEFAULT_DAYS = 7.0

@@ -7,10 +7,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from worker_llm_client.models import RunSnapshot, run_from_document
+from worker_llm_client.models import RUNS, RunSnapshot, run_from_document
 from worker_llm_client.operations import OperatorError
 
-RUNS = "flow_runs"
 RETRY_SECONDS = 30.0  # transient errors are retried this long, then the command fails (not the SDK's minutes)
 CALL_SECONDS = 10.0
 
