@@ -1,4 +1,5 @@
-# Everything CI runs is behind these targets; .ci/run calls `make lint`, scripts/pip-audit.sh and `make test`.
+# Everything CI runs is behind these targets; .ci/run calls `make lint`, scripts/pip-audit.sh, `make test`
+# and `make test-local-model`.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -6,7 +7,8 @@ STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install prereqs test unit chaos bench lint security demo seed seed-dry-run stub lock clean
+.PHONY: help install prereqs test unit chaos bench lint security demo seed seed-dry-run stub lock clean \
+	local-model test-local-model
 
 help:
 	@echo "make install   create $(VENV)/ with runtime and dev dependencies"
@@ -16,6 +18,9 @@ help:
 	@echo "make lint      ruff (with bandit's S rules), format check, mypy --strict, prompts/profiles lint, bandit, secret scan"
 	@echo "make security  bandit, the secret scan and pip-audit of requirements.txt (needs the network; SECURITY.md)"
 	@echo "make demo      local stack: emulator + fake GCS + Gemini stub + the function; runs a demo flow"
+	@echo "make demo MODEL=local  the same demo on a real model, offline (SmolLM2-135M on llama.cpp; builds it first)"
+	@echo "make local-model       build .devstack/local-model-venv: llama.cpp's server + SmolLM2-135M (~4 min the first time)"
+	@echo "make test-local-model  the OpenAI-compatible adapter and the trigger loop against that real local model"
 	@echo "make seed      push prompts/ and llm_profiles.yaml to the Firestore in GOOGLE_CLOUD_PROJECT"
 	@echo "make seed-dry-run  show what 'make seed' would change, write nothing"
 	@echo "make unit      the fast tests only (unit and service: fakes, no emulator), about 10 s"
@@ -93,8 +98,20 @@ BASELINE_AUDITED = @$(PY) -c 'import json, sys; r = json.load(open(".secrets.bas
 	bad = [f + ":" + str(s["line_number"]) for f, v in r.items() for s in v if s.get("is_secret") is not False]; \
 	sys.exit("unaudited or real secrets in .secrets.baseline (detect-secrets audit .secrets.baseline): " + ", ".join(bad) if bad else 0)'
 
-demo: install prereqs
-	$(PY) -m devstack demo
+# MODEL=local: the demo's steps run on SmolLM2-135M served by llama.cpp (make local-model) instead
+# of the Gemini stub.
+demo: install prereqs $(if $(filter local,$(MODEL)),local-model)
+	$(PY) -m devstack demo $(if $(MODEL),--model $(MODEL))
+
+# A real model, offline, in its own venv (never .venv): the first build compiles llama.cpp (about
+# 4 min on 2 cores); pip caches the wheel, so a later build on the machine takes about 15 s.
+local-model:
+	@PYTHON=$(PYTHON) scripts/local-model-venv.sh
+
+# The OpenAI-compatible path against a server we did not write (tests/local_model; not in make test).
+test-local-model: install prereqs local-model
+	@mkdir -p .devstack
+	$(PY) -m pytest -m local_model tests/local_model -q
 
 seed: install
 	$(PY) -m worker_llm_client seed

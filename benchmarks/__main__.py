@@ -1,10 +1,11 @@
 """``make bench``: run the benchmarks and print each figure against its same-run baseline.
 
-``python -m benchmarks [--only light|stack] [--no-docs]``: ``light`` needs no emulator (cold start,
-no-op event, LLM layer), ``stack`` runs on the local stack (per-step overhead, fan-out, duplicate
-storm). Results go to ``.devstack/bench-results.json``; with both parts run (and unless
-``--no-docs``), the histogram ``docs/img/step-latency.png``, the profiles in ``docs/profiles/`` and
-the results section of ``docs/benchmarks.md`` are regenerated.
+``python -m benchmarks [--only light|llm|stack] [--no-docs]``: ``light`` needs no emulator (cold
+start, no-op event, LLM layer), ``llm`` is the LLM layer alone (each adapter against its SDK, ~15 s),
+``stack`` runs on the local stack (per-step overhead, fan-out, duplicate storm). Results go to
+``.devstack/bench-results.json``; with all parts run (and unless ``--no-docs``), the histogram
+``docs/img/step-latency.png``, the profiles in ``docs/profiles/`` and the results section of
+``docs/benchmarks.md`` are regenerated.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def _cpuinfo() -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("light", "stack"), help="run one part only")
+    parser.add_argument("--only", choices=("light", "llm", "stack"), help="run one part only")
     parser.add_argument("--no-docs", action="store_true", help="do not touch docs/")
     args = parser.parse_args(argv)
     results: dict[str, Any] = {"machine": machine(), "at": datetime.now(UTC).isoformat(timespec="seconds")}
@@ -57,10 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     def progress(name: str) -> None:
         print(f"running {name} ...", file=sys.stderr, flush=True)
 
-    if args.only in (None, "light"):
-        from benchmarks.bench_light import cold_start, llm_layer, noop_event
+    if args.only in (None, "light", "llm"):
+        from benchmarks.bench_light import cold_start, noop_event
+        from benchmarks.bench_llm import llm_layer
 
-        for name, bench in (("coldStart", cold_start), ("noopEvent", noop_event), ("llmLayer", llm_layer)):
+        light = (("coldStart", cold_start), ("noopEvent", noop_event), ("llmLayer", llm_layer))
+        for name, bench in light[2:] if args.only == "llm" else light:
             progress(name)
             results[name] = bench()
     from benchmarks import profiles

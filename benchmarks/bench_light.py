@@ -12,12 +12,14 @@ import statistics
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, redirect_stdout
+from contextlib import redirect_stdout
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.measure import ROOT, counting_connections, percentiles, rounded, timed_us
+
+if TYPE_CHECKING:
+    pass
 
 HEAVY = ("google.cloud.firestore", "google.cloud.storage", "google.genai", "jsonschema", "pydantic")
 
@@ -135,64 +137,4 @@ def noop_event(rounds: int = 2000) -> dict[str, Any]:
         "ratioP50": round(mine["p50"] / base["p50"], 2),
         "connections": connections[0],
         "goal": "0 RPCs",
-    }
-
-
-@contextmanager
-def stub_process() -> Iterator[str]:
-    """The Gemini stub in a process of its own (in this one, its threads would take the GIL from
-    the client being measured); yields its base URL."""
-    from devstack.services import ManagedProcess, accepts_tcp, free_port, wait_until
-
-    port = free_port()
-    command = [sys.executable, "-m", "devstack.gemini_stub", "--port", str(port)]
-    stub = ManagedProcess("bench-gemini-stub", ROOT / ".devstack" / "bench-logs", command, cwd=ROOT).start()
-    try:
-        wait_until(lambda: accepts_tcp("127.0.0.1", port), 30, what="the Gemini stub")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stub.stop()
-
-
-def llm_layer(rounds: int = 500) -> dict[str, Any]:
-    """Our Gemini adapter against a direct google-genai call, same stub, same request."""
-    import json
-
-    from google.genai import Client, types
-
-    from worker_llm_client.adapters.gemini_client import GeminiClient
-    from worker_llm_client.config import Settings
-    from worker_llm_client.execution_models import GenerationSettings, LlmRequest, Turn
-
-    schema = json.loads((ROOT / "schemas" / "weekly_report.json").read_text())
-    request = LlmRequest("gemini", "gemini-2.5-flash", "Be terse.", (Turn("user", "Weekly report."),), schema,
-                         GenerationSettings(temperature=0.2), (), 30.0)  # fmt: skip
-    config = types.GenerateContentConfig(
-        system_instruction="Be terse.", response_mime_type="application/json", response_json_schema=schema,
-        temperature=0.2, automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
-        automatic_continuation=False, http_options=types.HttpOptions(timeout=30000),
-    )  # fmt: skip
-    with stub_process() as base_url:
-        ours = GeminiClient(Settings(project="bench", gemini_api_key="k", gemini_base_url=base_url))
-        direct = Client(api_key="k", http_options=types.HttpOptions(base_url=base_url, api_version="v1beta"))
-
-        def sdk() -> Any:
-            return direct.models.generate_content(model="gemini-2.5-flash", contents="Weekly report.", config=config)
-
-        for _ in range(20):  # warm both connection pools
-            ours.generate(request), sdk()
-        mine, base = [], []
-        for _ in range(rounds):
-            mine += timed_us(lambda: ours.generate(request), 1)
-            base += timed_us(sdk, 1)
-        ours.close()
-        direct.close()
-    a, b = percentiles(mine), percentiles(base)
-    return {
-        "oursMs": rounded(a, 3, 1e-3),
-        "directMs": rounded(b, 3, 1e-3),
-        "diffP50Ms": round((a["p50"] - b["p50"]) / 1000, 3),
-        "diffP95Ms": round((a["p95"] - b["p95"]) / 1000, 3),
-        "ratioP50": round(a["p50"] / b["p50"], 3),
-        "goal": "diff p95 < 2 ms",
     }

@@ -36,11 +36,23 @@ def _per_step(f: dict[str, Any]) -> tuple[str, bool]:
 
 
 def _llm(f: dict[str, Any]) -> tuple[str, bool]:
+    """One provider's figures, or the headline: the provider furthest over its SDK at p95."""
+    d = f["directMs"]
     text = (
         f"ratio {f['ratioP50']:.3f} at p50: {f['diffP50Ms']:+} ms p50, {f['diffP95Ms']:+} ms p95 over the direct SDK "
-        f"(p50 {f['directMs']['p50']} ms) (goal < 2 ms at p95)"
+        f"call (p50/p95 {d['p50']}/{d.get('p95', '?')} ms) (goal < 2 ms at p95)"
     )
+    if "providers" in f:
+        text = f"worst of {len(f['providers'])} providers ({f['provider']}): {text}"
+    if not _llm_same_requests(f):
+        text += "; ADAPTER AND SDK GOT DIFFERENT ANSWERS: not the same request"
     return text, f["diffP95Ms"] < 2
+
+
+def _llm_same_requests(f: dict[str, Any]) -> bool:
+    """The stubs seed their answer on the request: the same answer to our adapter and to the direct
+    call is what shows that both sent the same request."""
+    return all(p.get("sameAnswer", True) for p in f.get("providers", {"": f}).values())
 
 
 def _fanout(f: dict[str, Any]) -> tuple[str, bool]:
@@ -77,6 +89,12 @@ FIGURES: list[tuple[str, str, Callable[[dict[str, Any]], tuple[str, bool]]]] = [
 ]
 
 
+# A figure broken down into rows of its own, each judged by the figure's describer: (suffix, figures).
+BREAKDOWNS: dict[str, Callable[[dict[str, Any]], list[tuple[str, dict[str, Any]]]]] = {
+    "llmLayer": lambda f: list(f.get("providers", {}).items()),
+}
+
+
 def _storm_correct(f: dict[str, Any]) -> bool:
     acked = sum(n for status, n in f["statuses"].items() if status.startswith("2"))
     return bool(f["modelCalls"] == 1 and acked == f["deliveries"] and f["stepStatus"] == "SUCCEEDED")
@@ -86,6 +104,7 @@ def _storm_correct(f: dict[str, Any]) -> bool:
 CORRECTNESS: dict[str, Callable[[dict[str, Any]], bool]] = {
     "coldStart": lambda f: not f["heavyModulesLoaded"],
     "noopEvent": lambda f: f["connections"] == 0,
+    "llmLayer": _llm_same_requests,
     "fanoutEmulator": lambda f: bool(f["exactlyOnce"]),
     "fanoutEventarc": lambda f: bool(f["exactlyOnce"]),
     "duplicateStorm": _storm_correct,
@@ -94,17 +113,23 @@ CORRECTNESS: dict[str, Callable[[dict[str, Any]], bool]] = {
 
 def broken(results: dict[str, Any]) -> list[str]:
     """The figures whose outcome (not timing) is wrong: heavy modules loaded, an RPC for a no-op,
-    a step not done exactly once, a duplicate that called the model or was not acknowledged."""
+    an adapter and its SDK sent different requests, a step not done exactly once, a duplicate that
+    called the model or was not acknowledged."""
     return [key for key, correct in CORRECTNESS.items() if key in results and not correct(results[key])]
 
 
 def summary(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
-    """(title, text, goal met) for every figure present in ``results``."""
-    return [
-        (title, describe(results[key])[0], describe(results[key])[1])
-        for key, title, describe in FIGURES
-        if key in results
-    ]
+    """(title, text, goal met) for every figure present in ``results``, then for each row of its
+    breakdown (``4. LLM layer, openai``...)."""
+    rows: list[tuple[str, str, bool]] = []
+    for key, title, describe in FIGURES:
+        if key not in results:
+            continue
+        rows.append((title, *describe(results[key])))
+        breakdown = BREAKDOWNS.get(key)
+        if breakdown is not None:
+            rows += [(f"{title}, {name}", *describe(part)) for name, part in breakdown(results[key])]
+    return rows
 
 
 def print_summary(results: dict[str, Any]) -> None:

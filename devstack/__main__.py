@@ -1,7 +1,7 @@
 """``python -m devstack demo|stub``: the local stack's commands (``make demo``, ``make stub``).
 
-demo [--keep-running] [--latency S]        the main job on the local stack
-stub [--host H] [--port P] [--latency S]   serve the local Gemini stub
+demo [--keep-running] [--latency S] [--model local]   the main job on the local stack
+stub [--host H] [--port P] [--latency S]               serve the local Gemini stub
 """
 
 from __future__ import annotations
@@ -16,6 +16,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the demo flow on the local stack (emulators + Gemini stub)")
     demo.add_argument("--keep-running", action="store_true", help="keep the stack up after the run until Ctrl-C")
     demo.add_argument("--latency", type=float, default=0.3, help="stub reply delay in seconds (default 0.3)")
+    demo.add_argument(
+        "--model",
+        choices=("local",),
+        help="local: a real model, offline (SmolLM2-135M on llama.cpp, built by make local-model);"
+        " default: the Gemini stub, or real Gemini when GEMINI_API_KEY is set",
+    )
     stub = commands.add_parser("stub", help="serve the local Gemini-compatible stub")
     stub.add_argument("--host", default="127.0.0.1")
     stub.add_argument("--port", type=int, default=8089)
@@ -28,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from devstack.demo import run_demo
 
-        return run_demo(latency=args.latency, keep_running=args.keep_running)
+        return run_demo(latency=args.latency, keep_running=args.keep_running, model=args.model)
     from devstack import gemini_stub
 
     return gemini_stub.main(["--host", args.host, "--port", str(args.port), "--latency", str(args.latency)])

@@ -1,7 +1,8 @@
 """``make demo``: the product's main job on the local stack, end to end, in seconds.
 
 Starts the Firestore emulator (delivering Eventarc triggers), fake-gcs-server, the Gemini stub
-(or real Gemini when ``GEMINI_API_KEY`` / ``GOOGLE_GENAI_USE_VERTEXAI=true`` is set) and
+(or real Gemini when ``GEMINI_API_KEY`` / ``GOOGLE_GENAI_USE_VERTEXAI=true`` is set; or, with
+``--model local``, SmolLM2-135M on llama.cpp's OpenAI-compatible server: ``devstack/local_model.py``) and
 functions-framework serving ``main.handle_flow_run_event``; pushes prompts and profiles; writes
 one run with three ``LLM_REPORT`` steps (two team reports and a digest that depends on them) and
 one step of another type; prints every step state change as it happens, then the artifacts with
@@ -30,6 +31,14 @@ from typing import Any, Literal, TextIO
 
 from devstack import services, waterfall
 from devstack.gemini_stub import GeminiStub
+from devstack.local_model import (
+    BOUNDED_SUFFIX,
+    LOCAL_PROFILE,
+    LocalModelServer,
+    allow_local_model,
+    bounded_prompts,
+    profile_body,
+)
 from devstack.otlp_receiver import OtlpReceiver
 from devstack.services import (
     FakeGcs,
@@ -46,6 +55,7 @@ LOG_DIR = ROOT / ".devstack" / "logs"
 PROJECT = "demo-project"
 BUCKET = "demo-artifacts"
 RUN_TIMEOUT_SECONDS = 60.0
+LOCAL_RUN_TIMEOUT_SECONDS = 300.0  # a 135M model on 2 cores: seconds per report, one request at a time
 POLL_SECONDS = 0.05  # a stub reply of 0.05 s still shows RUNNING
 SPANS_WAIT_SECONDS = 5.0  # the function flushes its spans before each invocation returns
 SERVICE_NAME = "worker-llm-client"
@@ -63,10 +73,12 @@ NOTES = {
 
 @dataclass(frozen=True)
 class Backend:
-    name: Literal["stub", "gemini", "vertex"]
+    name: Literal["stub", "gemini", "vertex", "local"]
     profile: str  # the llm_profiles id the demo steps use
     project: str  # of the emulator and the function (Vertex AI bills this project)
     label: str
+    run_timeout: float = RUN_TIMEOUT_SECONDS  # for the run's report steps to settle
+    prompt_suffix: str = ""  # the steps use prompts/<id><suffix>: the local model's bounded copies
 
 
 @dataclass(frozen=True)
@@ -76,10 +88,15 @@ class Stack:
     function: FunctionsFramework
     stub: GeminiStub | None
     traces: OtlpReceiver
+    local_model: LocalModelServer | None = None
 
 
-def choose_backend(env: Mapping[str, str]) -> Backend:
-    """The local stub unless real Gemini is configured (the switches google-genai itself reads)."""
+def choose_backend(env: Mapping[str, str], model: str | None = None) -> Backend:
+    """The local model when ``model`` is "local"; else the local stub unless real Gemini is
+    configured (the switches google-genai itself reads)."""
+    if model == "local":
+        label = "SmolLM2-135M-Instruct on llama.cpp's OpenAI-compatible server (local, offline; bounded schemas)"
+        return Backend("local", LOCAL_PROFILE, PROJECT, label, LOCAL_RUN_TIMEOUT_SECONDS, BOUNDED_SUFFIX)
     if env.get("GOOGLE_GENAI_USE_VERTEXAI", "").lower() in ("true", "1"):
         project = env.get("GOOGLE_CLOUD_PROJECT", "")
         if not project:
@@ -91,10 +108,12 @@ def choose_backend(env: Mapping[str, str]) -> Backend:
     return Backend("stub", "flash-json", PROJECT, "local Gemini stub (set GEMINI_API_KEY to use real Gemini)")
 
 
-def run_demo(out: TextIO = sys.stdout, latency: float = 0.3, keep_running: bool = False) -> int:
+def run_demo(
+    out: TextIO = sys.stdout, latency: float = 0.3, keep_running: bool = False, model: str | None = None
+) -> int:
     """0 when the demo run succeeded, 1 when it did not, 2 for a missing prerequisite, 130 on Ctrl-C."""
     try:
-        backend = choose_backend(os.environ)
+        backend = choose_backend(os.environ, model)
         _check_prerequisites(backend)
     except PrerequisiteMissing as exc:
         print(f"missing prerequisite: {exc}", file=sys.stderr)
@@ -120,6 +139,8 @@ def _check_prerequisites(backend: Backend) -> None:
     FirestoreEmulator(backend.project, LOG_DIR).check_prerequisites()
     services._fake_gcs_binary()
     services._functions_framework_argv(Path(sys.executable))
+    if backend.name == "local":
+        LocalModelServer(LOG_DIR).check_prerequisites()
     if backend.name == "vertex":
         import google.auth
         from google.auth.exceptions import DefaultCredentialsError
@@ -134,7 +155,8 @@ def _check_prerequisites(backend: Backend) -> None:
 def _demo(cleanup: contextlib.ExitStack, out: TextIO, backend: Backend, latency: float) -> tuple[Stack, int]:
     from google.cloud import firestore
 
-    from worker_llm_client.catalog.push import push_all
+    from worker_llm_client.catalog.documents import PROFILES, PROMPTS
+    from worker_llm_client.catalog.push import push, push_all
 
     shown = LOG_DIR.relative_to(Path.cwd()) if LOG_DIR.is_relative_to(Path.cwd()) else LOG_DIR
     _say(out, f"model backend: {backend.label}\nservice logs:  {shown}/\n\nstarting the local stack")
@@ -142,15 +164,19 @@ def _demo(cleanup: contextlib.ExitStack, out: TextIO, backend: Backend, latency:
     stack = _start_services(cleanup, out, backend, latency)
     db = firestore.Client(project=backend.project)
     cleanup.callback(db.close)
-    pushed = ", ".join(f"{r.collection}/{r.doc_id} v{r.version}" for r in push_all(db, ROOT))
+    results = push_all(db, ROOT)
+    if stack.local_model is not None:  # its profile names the server's port: pushed, not in llm_profiles.yaml
+        results.append(push(db, PROFILES, LOCAL_PROFILE, profile_body(stack.local_model.base_url)))
+        results += [push(db, PROMPTS, prompt_id, body) for prompt_id, body in bounded_prompts(ROOT).items()]
+    pushed = ", ".join(f"{r.collection}/{r.doc_id} v{r.version}" for r in results)
     _say(out, f"ready in {time.monotonic() - started:.1f}s; pushed {pushed}")
-    run_id, written = f"demo-{uuid.uuid4().hex[:8]}", demo_steps(backend.profile)
+    run_id, written = f"demo-{uuid.uuid4().hex[:8]}", demo_steps(backend.profile, backend.prompt_suffix)
     ref = db.collection("flow_runs").document(run_id)
     ref.set({"status": "RUNNING", "steps": written})
     _print_run(run_id, written, out)
-    steps = _watch(ref, written, out)
+    steps = _watch(ref, written, out, backend.run_timeout)
     if steps is None:
-        _say(out, f"\ntimed out after {RUN_TIMEOUT_SECONDS:g}s; {stack.function.log_path} ends with:")
+        _say(out, f"\ntimed out after {backend.run_timeout:g}s; {stack.function.log_path} ends with:")
         _say(out, textwrap.indent(stack.function.log_tail(15), "  "))
         return stack, 1
     _print_artifacts(steps, out)
@@ -176,15 +202,20 @@ def _start_services(cleanup: contextlib.ExitStack, out: TextIO, backend: Backend
     traces = OtlpReceiver()
     cleanup.callback(traces.stop)
     _say(out, f"  {'trace receiver':<20}{traces.start().endpoint}  (in-process, OTLP/HTTP)")
+    local = None
+    if backend.name == "local":
+        local = LocalModelServer(LOG_DIR)
+        _start(started, out, "local model", local, f"{local.base_url}  (llama.cpp, SmolLM2-135M)")
     stub_url = None if stub is None else stub.base_url
     env = function_env(backend.project, emulator.host_port, gcs.url, stub_url, otlp_endpoint=traces.endpoint)
+    env = env if local is None else allow_local_model(env)
     main_py = ROOT / "main.py"
     function = FunctionsFramework("handle_flow_run_event", main_py, "cloudevent", env, LOG_DIR, port=function_port)
     _start(started, out, "function", function, function.url)
     emulator.register_trigger("flow-runs")  # writes to flow_runs/{runId} now reach the function
     os.environ.update(FIRESTORE_EMULATOR_HOST=emulator.host_port, STORAGE_EMULATOR_HOST=gcs.url)
     os.environ.update(NO_PROXY=LOOPBACK, no_proxy=LOOPBACK)
-    return Stack(emulator, gcs, function, stub, traces)
+    return Stack(emulator, gcs, function, stub, traces, local)
 
 
 def _start(started: list[Service], out: TextIO, label: str, service: Service, address: str) -> None:
@@ -238,13 +269,13 @@ def function_env(
     }
 
 
-def demo_steps(profile: str) -> dict[str, Any]:
+def demo_steps(profile: str, prompt_suffix: str = "") -> dict[str, Any]:
     """Two team reports, a digest that waits for both, and a step of another type nobody claims."""
     year, week_number, _ = datetime.now(UTC).isocalendar()
     week = f"{year}-W{week_number:02d}"
 
     def report(prompt_id: str, variables: dict[str, Any], **extra: Any) -> dict[str, Any]:
-        inputs = {"promptId": prompt_id, "llm": {"llmProfile": profile}, "vars": variables}
+        inputs = {"promptId": prompt_id + prompt_suffix, "llm": {"llmProfile": profile}, "vars": variables}
         return {"type": "LLM_REPORT", "status": "READY", "inputs": inputs, **extra}
 
     return {
@@ -263,11 +294,11 @@ def _print_run(run_id: str, written: Mapping[str, Any], out: TextIO) -> None:
     _say(out, "\nstep state changes (seconds since the write)")
 
 
-def _watch(ref: Any, written: Mapping[str, Any], out: TextIO) -> dict[str, Any] | None:
+def _watch(ref: Any, written: Mapping[str, Any], out: TextIO, timeout: float) -> dict[str, Any] | None:
     """Print a line per step state change until every LLM_REPORT step settled; None on timeout."""
     seen = {step_id: _state(step) for step_id, step in written.items()}
     started = time.monotonic()
-    while time.monotonic() - started < RUN_TIMEOUT_SECONDS:
+    while time.monotonic() - started < timeout:
         steps: dict[str, Any] = (ref.get().to_dict() or {}).get("steps", {})
         for step_id, step in steps.items():
             if _state(step) != seen.get(step_id):
@@ -358,6 +389,8 @@ def _linger(stack: Stack, out: TextIO, code: int) -> int:
     _say(out, f"  function     {stack.function.url}  (log: {stack.function.log_path})")
     if stack.stub is not None:
         _say(out, f"  gemini stub  {stack.stub.base_url}")
+    if stack.local_model is not None:
+        _say(out, f"  local model  {stack.local_model.base_url}  (log: {stack.local_model.log_path})")
     _say(out, f"  traces       {stack.traces.endpoint}  (OTLP/HTTP receiver, in this process)")
     with contextlib.suppress(KeyboardInterrupt):
         while True:
@@ -379,8 +412,11 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def _usd(cost: object) -> str:
-    """``outputs.costUsd``: dollars, or "—" when the model's price is not known."""
-    return "—" if not isinstance(cost, int | float) or isinstance(cost, bool) else f"${cost:.6f}"
+    """``outputs.costUsd``: dollars, or "—" when the model's price is not known; a zero-priced
+    profile (the local model) says so."""
+    if not isinstance(cost, int | float) or isinstance(cost, bool):
+        return "—"
+    return f"${cost:.6f}" + (" (the profile's prices are 0: a local model)" if cost == 0 else "")
 
 
 def _plural(count: int, noun: str) -> str:

@@ -14,7 +14,8 @@ CLI: ``python -m devstack.gemini_stub --host 127.0.0.1 --port 8089 [--latency 0.
 
 Routes: POST ``/{v1|v1beta|v1beta1}/models/{model}:generateContent`` (Developer API) and
 ``/{v1|v1beta1}/projects/{p}/locations/{l}/publishers/google/models/{model}:generateContent`` (Vertex; also
-without ``projects/{p}/locations/{l}/``, as Vertex express mode sends it); GET ``/healthz``; anything else -> 404
+without ``projects/{p}/locations/{l}/``, as Vertex express mode sends it); GET ``/healthz``; GET
+``/{v1|v1beta|v1beta1}/models/{model}`` (``models.get``, what ``doctor --network`` asks); anything else -> 404
 Google error JSON, invalid JSON -> 400. A request pops the next Reply of its model's queue, else of the global
 queue, else ``Reply.ok()``: JSON from :func:`example_for_schema` for ``generationConfig.responseJsonSchema`` (or
 the OpenAPI-style ``responseSchema``), seeded by ``contents`` + schema: identical requests get identical text.
@@ -54,25 +55,18 @@ google-genai 3.4.0 against this stub (asserted in tests/unit/test_gemini_stub.py
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
 import random
 import re
-import signal
-import socket
-import sys
-import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from typing import Any, cast
 
-from devstack.local_server import LocalServer
+from devstack.scripted_stub import Response, ScriptedReply, ScriptedStub, StubHandler, canon, serve_cli
 
 __all__ = ["GeminiStub", "RecordedRequest", "Reply", "example_for_schema", "main"]
 
@@ -100,12 +94,10 @@ _WORDS = ("amber", "birch", "cedar", "delta", "ember", "fjord", "grove", "harbor
 _NUMERIC_KEYWORDS = ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum", "multipleOf")
 _SOFT_DEPTH, _MAX_DEPTH = 6, 24  # past soft: only required properties / minItems items
 _JSON_CT = "application/json; charset=UTF-8"
-_HTML_PAGE = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body>Proxy login required</body></html>"
-_Response = tuple[int, dict[str, str], bytes]  # status, headers, body
 
 
 @dataclass(frozen=True)
-class Reply:
+class Reply(ScriptedReply):
     """One scripted response; build it with the classmethods, not the constructor.
 
     ``kind`` is ok | finish | blocked | truncated | empty | thoughts | raw | delay; errors
@@ -113,20 +105,7 @@ class Reply:
     (top-level fields of a 200 answer, as JSON text) replace the generated ones: see ``with_fields``.
     """
 
-    kind: str = "ok"
-    content: str | None = None
     finish_reason: str = "STOP"
-    status: int = 200
-    body: bytes = b""
-    headers: tuple[tuple[str, str], ...] = ()
-    seconds: float = 0.0
-    then: Reply | None = None
-    fields: tuple[tuple[str, str], ...] = ()
-
-    @classmethod
-    def ok(cls) -> Reply:
-        """Schema-valid JSON generated from the request's schema (``{"ok": true}`` if none)."""
-        return cls()
 
     @classmethod
     def text(cls, text: str, finish_reason: str = "STOP") -> Reply:
@@ -149,11 +128,6 @@ class Reply:
         sent += () if retry_after is None else (("Retry-After", retry_after),)
         sent += tuple((headers or {}).items())
         return cls(kind="raw", status=status, body=body, headers=sent)
-
-    @classmethod
-    def delay(cls, seconds: float, then: Reply | None = None) -> Reply:
-        """Answer ``then`` (default ``ok()``) after ``seconds``; cut short by ``stop()``."""
-        return cls(kind="delay", seconds=seconds, then=then or cls.ok())
 
     @classmethod
     def blocked(cls, reason: str = "SAFETY") -> Reply:
@@ -185,24 +159,11 @@ class Reply:
         return cls(kind="raw", status=status, body=body, headers=headers)
 
     @classmethod
-    def html_page(cls, status: int = 200) -> Reply:
-        """An HTML page, as a proxy or a captive portal answers in the endpoint's place."""
-        return cls.raw(status, _HTML_PAGE, "text/html; charset=utf-8")
-
-    @classmethod
     def text_part(cls, value: Any) -> Reply:
         """A STOP candidate whose only part is ``{"text": value}``: pass a list, a number or an
         object for a text part that is not a string."""
         part = {"role": "model", "parts": [{"text": value}]}
         return cls.ok().with_fields(candidates=[{"content": part, "finishReason": "STOP", "index": 0}])
-
-    def with_fields(self, **fields: Any) -> Reply:
-        """This reply with top-level fields of its 200 answer replaced by JSON values (e.g. a
-        1 MB ``responseId``); later calls add to earlier ones. Not for ``raw`` or ``delay``."""
-        if self.kind in ("raw", "delay"):
-            raise ValueError(f"with_fields() applies to a generated 200 answer, not to a {self.kind} reply")
-        encoded = tuple((key, json.dumps(value)) for key, value in fields.items())
-        return replace(self, fields=self.fields + encoded)
 
 
 @dataclass(frozen=True)
@@ -392,17 +353,13 @@ def example_for_schema(schema: dict[str, Any], seed: str) -> Any:
 
 
 # ---------------------------------------------------------------- responses
-def _canon(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
 def _answer(body: dict[str, Any]) -> str:
     config = body.get("generationConfig") or {}
     schema = config.get("responseJsonSchema")
     if not isinstance(schema, dict):
         raw = config.get("responseSchema")
         schema = _lower_types(raw) if isinstance(raw, dict) else None
-    seed = hashlib.sha256(_canon({"contents": body.get("contents"), "schema": schema}).encode())
+    seed = hashlib.sha256(canon({"contents": body.get("contents"), "schema": schema}).encode())
     return json.dumps(example_for_schema(schema or {}, seed.hexdigest()), ensure_ascii=False)
 
 
@@ -421,7 +378,7 @@ def _parts(reply: Reply, body: dict[str, Any]) -> list[dict[str, Any]] | None:
 
 def _usage(body: dict[str, Any], parts: list[dict[str, Any]]) -> dict[str, int]:
     """Deterministic token counts: len(text) // 4 + 1 per prompt and per part."""
-    prompt = len(_canon([body.get("systemInstruction"), body.get("contents")])) // 4 + 1
+    prompt = len(canon([body.get("systemInstruction"), body.get("contents")])) // 4 + 1
     cand = sum(len(p["text"]) // 4 + 1 for p in parts if not p.get("thought"))
     thoughts = sum(len(p["text"]) // 4 + 1 for p in parts if p.get("thought"))
     return {
@@ -441,7 +398,7 @@ def _success(reply: Reply, body: dict[str, Any], model_version: str) -> dict[str
         out = {"candidates": [{"content": content, "finishReason": reply.finish_reason, "index": 0}]}
     out["usageMetadata"] = _usage(body, parts or [])
     out |= {"modelVersion": model_version, "responseId": uuid.uuid4().hex[:22]}
-    return out | {key: json.loads(value) for key, value in reply.fields}
+    return reply.fields_over(out)
 
 
 def _error_body(status: int, message: str, details: list[dict[str, Any]]) -> bytes:
@@ -450,176 +407,62 @@ def _error_body(status: int, message: str, details: list[dict[str, Any]]) -> byt
     return json.dumps({"error": err}).encode()
 
 
-def _render(reply: Reply, body: dict[str, Any], model_version: str) -> _Response:
-    if reply.kind == "raw":
-        return reply.status, dict(reply.headers), reply.body
-    payload = _success(reply, body, model_version)
-    return 200, {"Content-Type": _JSON_CT}, json.dumps(payload, ensure_ascii=False).encode()
-
-
 # ---------------------------------------------------------------- server
-def _parse_json(raw: bytes) -> dict[str, Any] | None:
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
+_MODEL_GET = re.compile(r"^/(?:v1|v1beta|v1beta1)/models/([^/:]+)$")
 
 
-def _norm_model(model: str) -> str:
-    return model.rsplit("/", 1)[-1]
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 1024
-    allow_reuse_address = True
-
-    def __init__(self, addr: tuple[str, int], stub: GeminiStub) -> None:
-        super().__init__(addr, _Handler)
-        self.stub = stub
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(StubHandler["GeminiStub"]):
     server_version = "gemini-stub/1"
 
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silent: benchmarks send thousands of requests."""
-
-    def setup(self) -> None:
-        super().setup()
-        # headers and body go out in separate writes: without this, Nagle + the client's delayed
-        # ACK add ~40 ms to some keep-alive replies, which would swamp any latency measured here
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def _send(self, status: int, headers: dict[str, str], payload: bytes) -> None:
-        self.send_response(status)
-        for key, val in (headers | {"Content-Length": str(len(payload))}).items():
-            self.send_header(key, val)
-        self.end_headers()
-        self.wfile.write(payload)
-
     def _fail(self, status: int, message: str) -> None:
-        self._send(*_render(Reply.http_error(status, message), {}, ""))
+        self._send(*Reply.http_error(status, message).sent())
 
-    def do_GET(self) -> None:
-        if self.path.split("?")[0] == "/healthz":
-            self._send(200, {"Content-Type": "text/plain"}, b"ok")
+    def _get(self, path: str) -> None:
+        model = _MODEL_GET.match(path)
+        if model:  # models.get: what `doctor --network` asks, costing no tokens
+            body = {"name": f"models/{model.group(1)}", "displayName": model.group(1), "version": "stub"}
+            self._send(200, {"Content-Type": "application/json"}, json.dumps(body).encode())
         else:
             self._fail(404, f"Not found: GET {self.path}")
 
     def do_POST(self) -> None:
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        route = next(filter(None, (r.fullmatch(self.path.split("?")[0]) for r in _ROUTES)), None)
-        body = _parse_json(raw)
+        body = self._json_object()
+        route = next(filter(None, (r.fullmatch(self._path) for r in _ROUTES)), None)
         if route is None:
             self._fail(404, f"Method not found: POST {self.path}")
         elif body is None:
             self._fail(400, "Invalid JSON payload received: expected a JSON object.")
         else:
-            self._answer(route["ver"], route["model"], body)
-
-    def _answer(self, api_version: str, model: str, body: dict[str, Any]) -> None:
-        stub = cast(_Server, self.server).stub
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        request = RecordedRequest(self.path, api_version, model, headers, body, time.monotonic())
-        self._send(*stub._respond(stub._record(request), body))
+            headers = self._headers()
+            self._answer(RecordedRequest(self.path, route["ver"], route["model"], headers, body, time.monotonic()))
 
 
-class GeminiStub(LocalServer):
+class GeminiStub(ScriptedStub[Reply, RecordedRequest]):
     """In-process fake Gemini endpoint; see the module docstring."""
 
     thread_name = "gemini-stub"
+    handler = _Handler
 
     def __init__(
         self, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0, model_version: str = "stub-001"
     ) -> None:
-        super().__init__(host, port)
-        self.latency, self.model_version, self._initial_latency = latency, model_version, latency
-        self._cond = threading.Condition()
-        self._stopping = threading.Event()
-        self._global: deque[Reply] = deque()
-        self._per_model: dict[str, deque[Reply]] = {}
-        self._records: list[RecordedRequest] = []
-
-    def _make_server(self) -> _Server:
-        self._stopping.clear()
-        return _Server((self.host, self.port), self)
-
-    def stop(self) -> None:
-        self._stopping.set()
-        super().stop()
+        super().__init__(Reply, host, port, latency)
+        self.model_version = model_version
 
     @property
     def base_url(self) -> str:
         return self.url
 
-    def script(self, *replies: Reply, model: str | None = None) -> None:
-        with self._cond:
-            if model is None:
-                self._global.extend(replies)
-            else:
-                self._per_model.setdefault(_norm_model(model), deque()).extend(replies)
+    def _model_key(self, model: str) -> str:
+        return model.rsplit("/", 1)[-1]  # "models/gemini-x" and "gemini-x" are one model
 
-    def reset(self) -> None:
-        with self._cond:
-            self._global.clear()
-            self._per_model.clear()
-            self._records.clear()
-            self.latency = self._initial_latency
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._cond:
-            return list(self._records)
-
-    def calls(self, model: str | None = None) -> int:
-        with self._cond:
-            return sum(1 for r in self._records if model is None or r.model == _norm_model(model))
-
-    def wait_for_calls(self, n: int, timeout: float = 10.0) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: len(self._records) >= n, timeout)
-
-    def _record(self, request: RecordedRequest) -> Reply:
-        with self._cond:
-            self._records.append(request)
-            self._cond.notify_all()
-            queue = self._per_model.get(request.model)
-            for source in (queue, self._global):
-                if source:
-                    return source.popleft()
-            return Reply.ok()
-
-    def _respond(self, reply: Reply, body: dict[str, Any]) -> _Response:
-        if self.latency > 0:
-            self._stopping.wait(self.latency)
-        while reply.kind == "delay":
-            self._stopping.wait(reply.seconds)
-            reply = reply.then or Reply.ok()
-        return _render(reply, body, self.model_version)
+    def _render(self, reply: Reply, request: RecordedRequest) -> Response:
+        payload = _success(reply, request.body, self.model_version)
+        return 200, {"Content-Type": _JSON_CT}, json.dumps(payload, ensure_ascii=False).encode()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Local Gemini generateContent stub")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8089)
-    parser.add_argument("--latency", type=float, default=0.0)
-    args = parser.parse_args(argv)
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
-    stub = GeminiStub(args.host, args.port, args.latency).start()
-    print(f"gemini-stub listening on {stub.base_url}", flush=True)
-    while not done.wait(0.5):
-        pass
-    stub.stop()
-    return 0
+    return serve_cli(GeminiStub, "Local Gemini generateContent stub", 8089, argv)
 
 
 if __name__ == "__main__":

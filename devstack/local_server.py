@@ -1,4 +1,4 @@
-"""An HTTP server of the local stack on a thread of this process (the Gemini stub, the OTLP
+"""An HTTP server of the local stack on a thread of this process (the model-API stubs, the OTLP
 receiver): started on a free port by default, stopped with its thread, usable as a context manager."""
 
 from __future__ import annotations

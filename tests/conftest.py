@@ -71,6 +71,22 @@ def gemini_stub_server() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
+def openai_stub_server() -> Iterator[Any]:
+    from devstack.openai_stub import OpenAiStub
+
+    with OpenAiStub() as stub:
+        yield stub
+
+
+@pytest.fixture(scope="session")
+def anthropic_stub_server() -> Iterator[Any]:
+    from devstack.anthropic_stub import AnthropicStub
+
+    with AnthropicStub() as stub:
+        yield stub
+
+
+@pytest.fixture(scope="session")
 def otlp_receiver() -> Iterator[Any]:
     """Where function processes of the e2e stack export their spans (OTLP/HTTP)."""
     from devstack.otlp_receiver import OtlpReceiver
@@ -85,6 +101,22 @@ def stub(gemini_stub_server: Any) -> Iterator[Any]:
     gemini_stub_server.reset()
     yield gemini_stub_server
     gemini_stub_server.reset()
+
+
+@pytest.fixture
+def openai_stub(openai_stub_server: Any) -> Iterator[Any]:
+    """The session's OpenAI stub with a clean script and request log for this test."""
+    openai_stub_server.reset()
+    yield openai_stub_server
+    openai_stub_server.reset()
+
+
+@pytest.fixture
+def anthropic_stub(anthropic_stub_server: Any) -> Iterator[Any]:
+    """The session's Anthropic stub with a clean script and request log for this test."""
+    anthropic_stub_server.reset()
+    yield anthropic_stub_server
+    anthropic_stub_server.reset()
 
 
 @pytest.fixture

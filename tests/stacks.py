@@ -14,18 +14,35 @@ ROOT = Path(__file__).resolve().parent.parent
 BUCKET = "test-artifacts"
 IT_PROJECT = "it-project"
 E2E_PROJECT = "e2e-project"
-ALLOWED_PROFILES = "flash-json,flash-json-vertex,pro-json,fast,pro,disabled,ghost-model,absent,short-timeout"
-ALLOWED_MODELS = "gemini-2.5-flash,gemini-2.5-pro"
+ALLOWED_PROFILES = (
+    "flash-json,flash-json-vertex,pro-json,fast,pro,disabled,ghost-model,absent,short-timeout,"
+    "gpt-json,claude-json,compatible-stub,flash-with-fallback,fallback-skips"
+)
+FALLBACK_PROFILE = "fallback-skips"  # written by tests/e2e/test_monitoring_fields.py: one fallback is unusable
+ALLOWED_MODELS = "gemini-2.5-flash,gemini-2.5-pro,gpt-5-mini,claude-sonnet-4-6,local-model"
+STUB_KEYS = {
+    "OPENAI_API_KEY": "stub-" + "openai",  # pragma: allowlist secret
+    "ANTHROPIC_API_KEY": "stub-" + "anthropic",  # pragma: allowlist secret
+}
 CONFIG_CACHE_SECONDS = 1
 MODEL_RETRY_BUDGET_SECONDS = 5  # in-invocation retries stay within seconds in the test stacks
 
 
 def function_env(
-    project: str, emulator: Any, gcs: Any, stub: Any, *, traces: Any = None, **overrides: str
+    project: str,
+    emulator: Any,
+    gcs: Any,
+    stub: Any,
+    *,
+    traces: Any = None,
+    openai: Any = None,
+    anthropic: Any = None,
+    **overrides: str,
 ) -> dict[str, str]:
     """The environment of a function process of the e2e and chaos stacks, for ``project``: the
     demo's, with the test profiles allowed and the test stacks' short cache and retry budget;
-    spans exported to ``traces`` (an OtlpReceiver), else not exported."""
+    spans exported to ``traces`` (an OtlpReceiver), else not exported; the OpenAI and Anthropic
+    APIs at the ``openai`` and ``anthropic`` stubs when given."""
     from devstack.demo import function_env as stack_env
 
     endpoint = None if traces is None else traces.endpoint
@@ -35,7 +52,12 @@ def function_env(
         "ALLOWED_MODELS": ALLOWED_MODELS,
         "CONFIG_CACHE_SECONDS": str(CONFIG_CACHE_SECONDS),
         "MODEL_RETRY_BUDGET_SECONDS": str(MODEL_RETRY_BUDGET_SECONDS),
+        "VERTEX_BASE_URL": stub.base_url,  # provider vertex reaches the Gemini stub, never Vertex AI
     }
+    if openai is not None:
+        env |= {"OPENAI_BASE_URL": openai.base_url, "OPENAI_API_KEY": STUB_KEYS["OPENAI_API_KEY"]}
+    if anthropic is not None:
+        env |= {"ANTHROPIC_BASE_URL": anthropic.base_url, "ANTHROPIC_API_KEY": STUB_KEYS["ANTHROPIC_API_KEY"]}
     return env | overrides
 
 
@@ -81,12 +103,14 @@ class FunctionProcesses:
         self.started: list[Any] = []
 
     @classmethod
-    def on(cls, log_root: Path, emulator: Any, gcs: Any, stub: Any, traces: Any = None) -> FunctionProcesses:
+    def on(
+        cls, log_root: Path, emulator: Any, gcs: Any, stub: Any, traces: Any = None, **stubs: Any
+    ) -> FunctionProcesses:
         """Processes whose environment is ``function_env`` on the given emulator, GCS and stub (and
-        trace receiver)."""
+        trace receiver, and ``openai=``/``anthropic=`` stubs)."""
 
         def env_for(project: str, **overrides: str) -> dict[str, str]:
-            return function_env(project, emulator, gcs, stub, traces=traces, **overrides)
+            return function_env(project, emulator, gcs, stub, traces=traces, **stubs, **overrides)
 
         return cls(log_root, env_for)
 

@@ -1,6 +1,6 @@
 """The composition root: real adapters built from Settings, lazily, once per instance.
 
-Heavy clients (Firestore, Storage, google-genai, jsonschema, jinja2) are imported here, inside
+Heavy clients (Firestore, Storage, the model SDKs, jsonschema, jinja2) are imported here, inside
 functions, so a cold instance that only sees no-op events never loads them.
 """
 
@@ -42,7 +42,7 @@ FINALIZE_SHARE = 0.9  # of the margin, for finalize retries: the rest is slack b
 
 
 def build_executor(config: Settings, llm: LlmClient | None = None) -> RunExecutor:
-    """The executor over the real adapters; ``llm`` replaces the Gemini client (benchmarks use a
+    """The executor over the real adapters; ``llm`` replaces the provider router (benchmarks use a
     model that answers at once, to measure everything else)."""
     import google.cloud.storage as storage
     from google.cloud import firestore
@@ -50,7 +50,7 @@ def build_executor(config: Settings, llm: LlmClient | None = None) -> RunExecuto
     from worker_llm_client.adapters.firestore_catalog import FirestoreCatalog
     from worker_llm_client.adapters.firestore_runs import FirestoreRunStore
     from worker_llm_client.adapters.gcs_artifacts import GcsArtifactStore
-    from worker_llm_client.adapters.gemini_client import GeminiClient
+    from worker_llm_client.adapters.llm_router import LlmRouter
     from worker_llm_client.call_model import ModelRetry
     from worker_llm_client.catalog.cache import CachedCatalog
     from worker_llm_client.execute_step import ExecutorPolicy, RunExecutor
@@ -60,8 +60,8 @@ def build_executor(config: Settings, llm: LlmClient | None = None) -> RunExecuto
     gcs = storage.Client(project=config.project)
     closers: list[Callable[[], object]] = [gcs.close, db.close]
     if llm is None:
-        gemini = GeminiClient(config)
-        llm, closers = gemini, [gemini.close, *closers]
+        router = LlmRouter(config)
+        llm, closers = router, [router.close, *closers]
     return RunExecutor(
         runs=FirestoreRunStore(db, clock=SystemClock().now),
         catalog=CachedCatalog(FirestoreCatalog(db), ttl=config.catalog_cache_seconds),

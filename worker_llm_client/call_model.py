@@ -4,7 +4,7 @@
 with a repair turn while the profile's ``repairAttempts`` last. Transient errors (429, 5xx,
 timeouts) are retried here, in the one retry loop (the SDKs' own retries are off), bounded by the
 retry budget and by the time left in the invocation. Every request sent is counted in the
-attempt's ``AttemptLedger``, whatever comes back. The coming providers and fallbacks plug in here.
+attempt's ``AttemptLedger``, whatever comes back; the ledger follows a fallback (``fall_back``).
 """
 
 from __future__ import annotations
@@ -32,7 +32,14 @@ from worker_llm_client.ports import LlmClient
 MODEL_TRANSIENT = (LlmRateLimited, LlmUnavailable, LlmTimeout)
 OK = "OK"  # an llm.call answered with a reply that may hold a report
 GENAI_OPERATION = "generate_content"
-GENAI_PROVIDERS = {"gemini": "gcp.gemini", "vertex": "gcp.vertex_ai"}  # gen_ai.provider.name
+# gen_ai.provider.name (OpenTelemetry GenAI conventions); an openai_compatible endpoint keeps our name
+GENAI_PROVIDERS = {
+    "gemini": "gcp.gemini",
+    "vertex": "gcp.vertex_ai",
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "anthropic_vertex": "gcp.vertex_ai",
+}
 
 
 @dataclass(frozen=True)
@@ -57,8 +64,9 @@ class AttemptLedger:
     latency_ms: int = 0
     result: LlmResult | None = None
     replies: list[LlmResult] = field(default_factory=list)
-    cost_usd: float | None = None  # every request's, from the profile's pricing (None: unpriced)
+    cost_usd: float | None = None  # every request's, from its profile's pricing (None: nothing priced)
     secrets_redacted: int = 0  # credentials replaced in vars before rendering
+    fallback_from: str | None = None  # the step's own profile, once a fallback serves it
 
     def __post_init__(self) -> None:
         if self.profile.pricing is not None:
@@ -67,6 +75,13 @@ class AttemptLedger:
     def bill(self, error: StepError) -> None:
         """Put what the failed attempt cost on its error (the ``step.failed`` line reports it)."""
         error.llm_calls, error.usage, error.cost_usd = self.llm_calls, self.usage.as_outputs(), self.cost_usd
+
+    def fall_back(self, profile: Profile) -> None:
+        """``profile`` serves from now on: its requests are priced at its rates."""
+        self.fallback_from = self.fallback_from or self.profile.profile_id
+        self.profile, self.result = profile, None
+        if profile.pricing is not None and self.cost_usd is None:
+            self.cost_usd = 0.0
 
     def charge(self, usage: Usage) -> float | None:
         """Account one request's tokens; its cost."""
@@ -100,7 +115,7 @@ class ModelCaller:
         while True:
             result = self._call_with_retries(request, ledger, deadline)
             try:
-                return validate_reply(result, output_schema)
+                return validate_reply(result, output_schema, nulls_added=_nulls_added(request))
             except InvalidOutput as error:
                 repair = repairs < repairs_allowed
                 self.log.warning("output.invalid", code=error.code, reason=error.message, repair=repair)
@@ -109,6 +124,9 @@ class ModelCaller:
                 repairs += 1
                 request = replace(request, contents=(*request.contents, *_repair_turns(result, error)))
                 self.log.info("llm.retry", reason="repair", repair=repairs, of=repairs_allowed)
+
+    def time_left(self, deadline: float) -> bool:
+        return deadline - self.retry.monotonic() > 0
 
     def _call_with_retries(self, request: LlmRequest, ledger: AttemptLedger, deadline: float) -> LlmResult:
         """The one retry loop for transient model errors, bounded by the retry budget and by the
@@ -229,6 +247,11 @@ def _genai_response(result: LlmResult | None, usage: Usage) -> dict[str, tracing
         "gen_ai.usage.input_tokens": usage.prompt_tokens,
         "gen_ai.usage.output_tokens": usage.output_tokens + usage.thoughts_tokens,
     }
+
+
+def _nulls_added(request: LlmRequest) -> bool:
+    """The provider was sent optional properties as required-and-nullable: drop those nulls."""
+    return request.wire_schema is not None and request.wire_schema.nulls_added
 
 
 def _repair_turns(result: LlmResult, error: InvalidOutput) -> tuple[Turn, ...]:

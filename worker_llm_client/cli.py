@@ -5,6 +5,8 @@
     profiles push [--root PATH] [--dry-run]   push the LLM profiles only
     lint [--root PATH]            offline checks of prompts, schemas, profiles and governance.yaml
     env-file [--root PATH] [--set KEY=VALUE ...]   the function's env vars (allowlists from governance.yaml) as YAML
+    doctor [--root PATH | --firestore] [--env-file F | --terraform-plan F] [--network] [--json]
+                                  the environment against the allowlisted profiles, and what to fix
     status RUN_ID [--json] [--watch [--interval S] [--timeout S]]   a run's steps: status, attempts, timings, errors
     logs RUN_ID [--step S] [--project P] [--query-only]   the Cloud Logging filter, and the lines via gcloud
     redrive RUN_ID STEP_ID [--force] [--by WHO]   a FAILED or RETRY_WAIT step back to READY, with a fresh budget
@@ -110,6 +112,24 @@ def _env_file(args: argparse.Namespace) -> int:
     for key, value in env.items():
         print(f"{key}: {json.dumps(value)}")
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from worker_llm_client.operations import doctor
+    from worker_llm_client.operations.doctor_sources import gather
+
+    inputs = gather(args.root, args.env_file, args.terraform_plan, args.firestore, args.network)
+    network = None
+    if args.network:
+        from worker_llm_client.operations.doctor_network import as_network
+
+        network = as_network()
+    checks = doctor.diagnose(inputs, network)
+    if args.json:
+        print(doctor.as_json(checks, inputs), flush=True)
+    else:
+        print(doctor.render(checks, inputs), flush=True)
+    return doctor.exit_code(checks)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -306,8 +326,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_root(env_file)
     env_file.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="add or override a variable")
     env_file.set_defaults(run=_env_file)
+    _add_doctor(commands)
     _add_operations(commands)
     return parser
+
+
+def _add_doctor(commands: _Subparsers) -> None:
+    doctor = _add(commands, "doctor", "check the environment against the allowlisted profiles and say what to fix")
+    _add_root(doctor)
+    doctor.add_argument("--firestore", action="store_true", help="check the profiles and prompts in Firestore")
+    env = doctor.add_mutually_exclusive_group()
+    env.add_argument("--env-file", type=Path, default=None, help="the environment as `env-file` renders it")
+    env.add_argument(
+        "--terraform-plan", type=Path, default=None, metavar="JSON", help="the functions' environment in a plan"
+    )
+    doctor.add_argument("--network", action="store_true", help="also call each profile's endpoint (no tokens)")
+    doctor.add_argument("--json", action="store_true", help="one JSON document")
+    doctor.set_defaults(run=_operation(_doctor))
 
 
 def _add_operations(commands: _Subparsers) -> None:

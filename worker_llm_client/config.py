@@ -25,6 +25,7 @@ DEFAULT_CATALOG_CACHE_SECONDS = 30
 DEFAULT_MODEL_RETRY_BUDGET_SECONDS = 120
 DEFAULT_FUNCTION_TIMEOUT_SECONDS = 540  # the deploy's --timeout; LEASE_SECONDS stays above it
 FINALIZE_MARGIN_SECONDS = 60  # kept free at the end of an invocation for the upload and finalize
+_API_KEY = "_API_KEY"  # pragma: allowlist secret (a suffix: what an endpoint's apiKeyEnv may name)
 TracesExporter = Literal["gcp_trace", "otlp", "console", "none"]
 TRACES_EXPORTERS: tuple[TracesExporter, ...] = ("gcp_trace", "otlp", "console", "none")
 
@@ -39,6 +40,12 @@ class Settings:
     gemini_api_key: str | None = field(default=None, repr=False)  # a secret: never in a repr or a log
     location: str = DEFAULT_LOCATION
     gemini_base_url: str | None = None
+    vertex_base_url: str | None = None  # Vertex AI endpoint override, for vertex and anthropic_vertex
+    openai_api_key: str | None = field(default=None, repr=False)
+    openai_base_url: str | None = None
+    anthropic_api_key: str | None = field(default=None, repr=False)
+    anthropic_base_url: str | None = None
+    endpoint_keys: Mapping[str, str] = field(default_factory=dict, repr=False)  # *_API_KEY: openai_compatible
     lease_seconds: int = DEFAULT_LEASE_SECONDS
     max_parallel_steps: int = DEFAULT_MAX_PARALLEL_STEPS
     log_level: str = DEFAULT_LOG_LEVEL
@@ -63,6 +70,12 @@ class Settings:
             gemini_api_key=env.get("GEMINI_API_KEY") or None,
             location=env.get("GOOGLE_CLOUD_LOCATION") or DEFAULT_LOCATION,
             gemini_base_url=env.get("GEMINI_BASE_URL") or None,
+            vertex_base_url=env.get("VERTEX_BASE_URL") or None,
+            openai_api_key=env.get("OPENAI_API_KEY") or None,
+            openai_base_url=env.get("OPENAI_BASE_URL") or None,
+            anthropic_api_key=env.get("ANTHROPIC_API_KEY") or None,
+            anthropic_base_url=env.get("ANTHROPIC_BASE_URL") or None,
+            endpoint_keys={k: v for k, v in env.items() if k.endswith(_API_KEY) and v},
             lease_seconds=_positive_int(env, "LEASE_SECONDS", DEFAULT_LEASE_SECONDS, problems),
             max_parallel_steps=_positive_int(env, "MAX_PARALLEL_STEPS", DEFAULT_MAX_PARALLEL_STEPS, problems),
             log_level=(env.get("LOG_LEVEL") or DEFAULT_LOG_LEVEL).upper(),

@@ -18,7 +18,14 @@ from typing import Any, Literal
 from worker_llm_client.models import Step
 
 DEFAULT_REPAIR_ATTEMPTS = 1
-Provider = Literal["gemini", "vertex"]  # gemini: the Gemini Developer API; vertex: Vertex AI (ADC)
+# gemini: the Gemini Developer API; vertex: Vertex AI (ADC); openai: the OpenAI API; anthropic: the
+# Anthropic API; anthropic_vertex: Claude on Vertex AI (ADC); openai_compatible: any Chat Completions
+# endpoint (the profile's ``endpoint``)
+Provider = Literal["gemini", "vertex", "openai", "anthropic", "anthropic_vertex", "openai_compatible"]
+PROVIDERS: tuple[Provider, ...] = ("gemini", "vertex", "openai", "anthropic", "anthropic_vertex", "openai_compatible")
+# how an openai_compatible endpoint takes the schema: OpenAI's json_schema response format; llama.cpp's
+# {"type": "json_object", "schema": ...}; or plain JSON mode (the schema only in the instructions)
+StructuredOutput = Literal["json_schema", "json_object_schema", "json_object"]
 Role = Literal["user", "model"]  # who said a turn of the conversation
 
 
@@ -102,6 +109,15 @@ class Pricing:
 
 
 @dataclass(frozen=True)
+class Endpoint:
+    """Where an ``openai_compatible`` profile's requests go, and what that endpoint enforces."""
+
+    base_url: str
+    structured_output: StructuredOutput = "json_schema"
+    api_key_env: str | None = None  # the env var holding its key (a Secret Manager mount); None: no key
+
+
+@dataclass(frozen=True)
 class Profile:
     profile_id: str
     provider: Provider
@@ -114,12 +130,30 @@ class Profile:
     repair_attempts: int = DEFAULT_REPAIR_ATTEMPTS
     pricing: Pricing | None = None
     secrets_policy: Literal["redact", "reject"] = "redact"  # credentials found in vars: see core/secret_scan.py
+    endpoint: Endpoint | None = None  # openai_compatible only
+    fallbacks: tuple[str, ...] = ()  # profile ids tried in order when this model stays unavailable
 
 
 @dataclass(frozen=True)
 class Turn:
     role: Role
     text: str
+
+
+# how a provider receives the report's schema (core/schema_dialects.py compiles it)
+Dialect = Literal["gemini", "openai_strict", "openai", "anthropic", "json_object_schema", "json_object"]
+
+
+@dataclass(frozen=True)
+class WireSchema:
+    """The prompt's schema as one provider takes it; the reply is still validated locally against
+    the full schema. ``schema`` None: JSON mode, the schema goes into the instructions only."""
+
+    dialect: Dialect
+    schema: Mapping[str, Any] | None
+    strict: bool = False  # the provider enforces ``schema`` exactly (OpenAI strict mode)
+    nulls_added: bool = False  # optional properties were sent required-and-nullable: drop those nulls
+    unenforced: tuple[str, ...] = ()  # "keyword at $.path" the provider will not enforce
 
 
 @dataclass(frozen=True)
@@ -134,6 +168,8 @@ class LlmRequest:
     generation: GenerationSettings
     safety_settings: tuple[SafetySetting, ...]
     timeout_seconds: float | None
+    endpoint: Endpoint | None = None  # openai_compatible only
+    wire_schema: WireSchema | None = None  # None: the adapter sends ``response_schema`` as its dialect takes it
 
 
 @dataclass(frozen=True)

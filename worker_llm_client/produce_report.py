@@ -1,9 +1,12 @@
 """Producing one report: resolve -> render -> call (``call_model``) -> validate -> write.
 
 Given a claimed step, ``ReportProducer.produce`` returns the contract's ``outputs`` or raises the
-``StepError`` to record. Governance is checked before anything is read or sent; an identical
-request's artifact is reused instead of calling the model; the model is called, retried and
-repaired by ``call_model.ModelCaller``, which accounts every request in the attempt's ledger.
+``StepError`` to record. Governance (``governance.py``) is checked before anything is read or
+sent; an identical request's artifact is reused instead of calling the model; the model is called,
+retried and repaired by ``call_model.ModelCaller``, which accounts every request in the attempt's
+ledger. When the step's model stays unavailable, rate limited or timing out after its retries, the
+profile's ``fallbacks`` are tried in order; each serves under its own request fingerprint, so an
+artifact a fallback wrote is found again only by that fallback's identical request.
 """
 
 from __future__ import annotations
@@ -11,14 +14,17 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from worker_llm_client import tracing
-from worker_llm_client.call_model import AttemptLedger, ModelCaller, ModelRetry
+from worker_llm_client.call_model import MODEL_TRANSIENT, AttemptLedger, ModelCaller, ModelRetry
 from worker_llm_client.core.artifact_naming import artifact_object_name, debug_object_name, request_fingerprint
 from worker_llm_client.core.canonical import sha256_hex
 from worker_llm_client.core.output_validation import OutputSchema, load_schema, report_bytes
-from worker_llm_client.core.prompt_rendering import render
+from worker_llm_client.core.prompt_rendering import RenderedPrompt, render
+from worker_llm_client.core.schema_dialects import wire_schema
 from worker_llm_client.core.secret_scan import redact_secrets
 from worker_llm_client.core.step_inputs import parse_inputs
 from worker_llm_client.core.transitions import lease_expired_error
@@ -26,10 +32,9 @@ from worker_llm_client.errors import (
     InputRejected,
     Internal,
     InvalidOutput,
+    LlmAuth,
+    LlmBadRequest,
     LlmTruncated,
-    ModelNotAllowed,
-    PermanentStepError,
-    ProfileNotAllowed,
     StepError,
 )
 from worker_llm_client.execution_models import (
@@ -41,6 +46,7 @@ from worker_llm_client.execution_models import (
     StoredArtifact,
     Turn,
 )
+from worker_llm_client.governance import ProfileGovernor
 from worker_llm_client.models import RunSnapshot
 from worker_llm_client.observability import get_logger
 from worker_llm_client.ports import ArtifactStore, CatalogStore, LlmClient
@@ -59,8 +65,8 @@ class ReportProducer:
         max_inflight: int = 8,
     ) -> None:
         self.catalog, self.artifacts = catalog, artifacts
-        self.allowed_llm_profiles, self.allowed_models = allowed_llm_profiles, allowed_models
         self.log = get_logger()
+        self.governor = ProfileGovernor(catalog, allowed_llm_profiles, allowed_models, self.log)
         self.model = ModelCaller(llm, retry or ModelRetry(), max_inflight, timer, self.log)
 
     def produce(self, run: RunSnapshot, claimed: ClaimedStep) -> dict[str, Any]:
@@ -79,30 +85,20 @@ class ReportProducer:
         with tracing.span(
             "catalog.resolve", {"flow.prompt_id": inputs.prompt_id, "flow.llm_profile": inputs.llm_profile}
         ):
-            profile, prompt = self._resolve(inputs)
+            profile, prompt = self.governor.resolve(inputs)
         output_schema = load_schema(prompt.output_schema)
         variables, redacted = self._screen(inputs, profile)
         rendered = render(prompt, variables)
-        request = LlmRequest(
-            provider=profile.provider,
-            model=profile.model,
-            system_instruction=rendered.system_instruction,
-            contents=(Turn("user", rendered.user),),
-            response_schema=output_schema.schema,
-            generation=profile.generation,
-            safety_settings=profile.safety_settings,
-            timeout_seconds=profile.timeout_seconds,
-        )
-        name = artifact_object_name(claimed.run_id, claimed.step.step_id, request_fingerprint(prompt, profile, request))
         ledger = AttemptLedger(prompt, profile, secrets_redacted=redacted)
-        existing = self.artifacts.find(name)
-        if existing is not None:
-            self.log.info("artifact.reused", gcsUri=existing.uri, reason="identical_request_replayed")
-            return _outputs(existing, inputs, ledger, cached=True)
+        job = _Job(claimed, inputs, prompt, rendered, output_schema)
+        candidate = _Candidate.of(profile, job)
+        reused = self._find(candidate, ledger, job)
+        if reused is not None:
+            return reused
         if claimed.salvage:  # the last attempt's worker died before writing a report: nothing to salvage
-            raise lease_expired_error(claimed.attempt)
+            return self._salvage(job, candidate, ledger)
         try:
-            return self._report(name, claimed, inputs, request, ledger, output_schema)
+            return self._serve(job, candidate, ledger)
         except StepError as error:
             ledger.bill(error)
             raise
@@ -112,17 +108,61 @@ class ReportProducer:
             ledger.bill(internal)
             raise internal from exc
 
-    def _report(
-        self,
-        name: str,
-        claimed: ClaimedStep,
-        inputs: StepInputs,
-        request: LlmRequest,
-        ledger: AttemptLedger,
-        output_schema: OutputSchema,
-    ) -> dict[str, Any]:
+    def _serve(self, job: _Job, candidate: _Candidate, ledger: AttemptLedger) -> dict[str, Any]:
+        """The report from the step's profile, else from its fallbacks in order while its model
+        stays unavailable, rate limited or timing out after the retries (never on other errors)."""
+        primary, fallbacks = candidate, self.governor.fallbacks(candidate.profile, partial(_Candidate.of, job=job))
+        cause: StepError | None = None
+        while True:
+            try:
+                return self._report(job, candidate, ledger)
+            except MODEL_TRANSIENT as error:
+                cause = error
+            except (LlmAuth, LlmBadRequest) as error:
+                if cause is None:  # the step's own profile: its error is the step's
+                    raise
+                self.log.warning(  # a fallback that refuses our key or request is skipped like an unusable one
+                    "llm.fallback", fromProfile=primary.profile.profile_id, toProfile=candidate.profile.profile_id,
+                    skipped=error.code,
+                )  # fmt: skip
+            served = next(fallbacks, None) if self.model.time_left(job.claimed.deadline) else None
+            if served is None:
+                raise cause
+            candidate = served[1]
+            self.log.warning(
+                "llm.fallback",
+                fromProfile=primary.profile.profile_id,
+                toProfile=candidate.profile.profile_id,
+                code=cause.code,
+                provider=candidate.profile.provider,
+                model=candidate.profile.model,
+            )
+            ledger.fall_back(candidate.profile)
+            reused = self._find(candidate, ledger, job)
+            if reused is not None:
+                return reused
+
+    def _find(self, candidate: _Candidate, ledger: AttemptLedger, job: _Job) -> dict[str, Any] | None:
+        """The outputs of an identical request's artifact, if one was written: no model call."""
+        existing = self.artifacts.find(candidate.name)
+        if existing is None:
+            return None
+        self.log.info("artifact.reused", gcsUri=existing.uri, reason="identical_request_replayed")
+        return _outputs(existing, job.inputs, ledger, cached=True)
+
+    def _salvage(self, job: _Job, primary: _Candidate, ledger: AttemptLedger) -> dict[str, Any]:
+        """The report a fallback of the expired attempt wrote, if any; else LEASE_EXPIRED."""
+        for profile, candidate in self.governor.fallbacks(primary.profile, partial(_Candidate.of, job=job)):
+            ledger.fall_back(profile)
+            reused = self._find(candidate, ledger, job)
+            if reused is not None:
+                return reused
+        raise lease_expired_error(job.claimed.attempt)
+
+    def _report(self, job: _Job, candidate: _Candidate, ledger: AttemptLedger) -> dict[str, Any]:
+        claimed, inputs, name = job.claimed, job.inputs, candidate.name
         try:
-            report = self.model.call_and_validate(request, ledger, output_schema, claimed.deadline)
+            report = self.model.call_and_validate(candidate.request, ledger, job.output_schema, claimed.deadline)
         except (InvalidOutput, LlmTruncated) as error:
             self._keep_replies(error, debug_object_name(name, claimed.attempt), claimed, ledger)
             raise
@@ -176,32 +216,48 @@ class ReportProducer:
         self.log.warning("input.secrets_redacted", count=len(found), kinds=kinds, vars=where)
         return variables, len(found)
 
-    def _resolve(self, inputs: StepInputs) -> tuple[Profile, Prompt]:
-        """The governed profile and the prompt, read together; the profile's problems come first
-        (nothing is read for a profile outside the allowlist)."""
-        profile_id = inputs.llm_profile
-        if profile_id not in self.allowed_llm_profiles:
-            self._violation(profile_id, None, "profile_not_in_allowlist")
-            raise ProfileNotAllowed(f"llm profile '{profile_id}' is not in ALLOWED_LLM_PROFILES")
-        prompt, profile = self.catalog.get_prompt_and_profile(inputs.prompt_id, inputs.prompt_version, profile_id)
-        if isinstance(profile, PermanentStepError):
-            raise profile
-        self._govern(profile)
-        if isinstance(prompt, StepError):
-            raise prompt
-        return profile, prompt
 
-    def _govern(self, profile: Profile) -> None:
-        profile_id = profile.profile_id
-        if not profile.enabled:
-            self._violation(profile_id, profile.model, "profile_disabled")
-            raise ProfileNotAllowed(f"llm profile '{profile_id}' is disabled")
-        if profile.model not in self.allowed_models:
-            self._violation(profile_id, profile.model, "model_not_in_allowlist")
-            raise ModelNotAllowed(f"model '{profile.model}' of profile '{profile_id}' is not in ALLOWED_MODELS")
+@dataclass(frozen=True)
+class _Job:
+    """What an attempt prepares once, whichever profile serves it."""
 
-    def _violation(self, profile_id: str, model: str | None, reason: str) -> None:
-        self.log.warning("governance.violation", profile=profile_id, model=model, reason=reason)
+    claimed: ClaimedStep
+    inputs: StepInputs
+    prompt: Prompt
+    rendered: RenderedPrompt
+    output_schema: OutputSchema
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A profile that may serve the step, with its request and the artifact name it would write."""
+
+    profile: Profile
+    request: LlmRequest
+    name: str
+
+    @classmethod
+    def of(cls, profile: Profile, job: _Job) -> _Candidate:
+        """Raises ``SchemaInvalid`` when the profile's provider cannot take the prompt's schema."""
+        rendered, schema = job.rendered, job.output_schema.schema
+        structured_output = profile.endpoint.structured_output if profile.endpoint is not None else None
+        request = LlmRequest(
+            provider=profile.provider,
+            model=profile.model,
+            system_instruction=rendered.system_instruction,
+            contents=(Turn("user", rendered.user),),
+            response_schema=schema,
+            generation=profile.generation,
+            safety_settings=profile.safety_settings,
+            timeout_seconds=profile.timeout_seconds,
+            endpoint=profile.endpoint,
+            wire_schema=wire_schema(schema, profile.provider, structured_output),
+        )
+        claimed = job.claimed
+        name = artifact_object_name(
+            claimed.run_id, claimed.step.step_id, request_fingerprint(job.prompt, profile, request)
+        )
+        return cls(profile, request, name)
 
 
 def _provenance(inputs: StepInputs, ledger: AttemptLedger) -> dict[str, Any]:
@@ -211,13 +267,14 @@ def _provenance(inputs: StepInputs, ledger: AttemptLedger) -> dict[str, Any]:
         "promptId": inputs.prompt_id,
         "promptVersion": ledger.prompt.version,
         "promptSha256": ledger.prompt.sha256,
-        "llmProfile": inputs.llm_profile,
+        "llmProfile": ledger.profile.profile_id,
         "profileVersion": ledger.profile.version,
         "provider": ledger.profile.provider,
         "model": ledger.profile.model,
         "modelVersion": result.model_version if result else None,
         "responseId": result.response_id if result else None,
         "finishReason": result.finish_reason if result else None,
+        "fallbackFrom": ledger.fallback_from,
     }
 
 

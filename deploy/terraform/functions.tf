@@ -58,6 +58,16 @@ resource "google_cloudfunctions2_function" "events" {
       secret     = google_secret_manager_secret.gemini_api_key.secret_id
       version    = var.gemini_api_key_version
     }
+
+    dynamic "secret_environment_variables" {
+      for_each = var.provider_secrets
+      content {
+        key        = secret_environment_variables.key
+        project_id = var.project_id
+        secret     = secret_environment_variables.value.secret
+        version    = secret_environment_variables.value.version
+      }
+    }
   }
 
   event_trigger {
@@ -98,6 +108,7 @@ resource "google_cloudfunctions2_function" "events" {
     google_storage_bucket_iam_member.build_reads_source,
     google_artifact_registry_repository_iam_member.build_pushes_images,
     google_secret_manager_secret_iam_member.runtime_gemini_key,
+    google_secret_manager_secret_iam_member.runtime_provider_keys,
     google_project_iam_member.trigger_event_receiver,
     google_firestore_database.runs,
   ]
@@ -143,6 +154,16 @@ resource "google_cloudfunctions2_function" "sweeper" {
       secret     = google_secret_manager_secret.gemini_api_key.secret_id
       version    = var.gemini_api_key_version
     }
+
+    dynamic "secret_environment_variables" {
+      for_each = var.provider_secrets
+      content {
+        key        = secret_environment_variables.key
+        project_id = var.project_id
+        secret     = secret_environment_variables.value.secret
+        version    = secret_environment_variables.value.version
+      }
+    }
   }
 
   depends_on = [
@@ -150,6 +171,7 @@ resource "google_cloudfunctions2_function" "sweeper" {
     google_storage_bucket_iam_member.build_reads_source,
     google_artifact_registry_repository_iam_member.build_pushes_images,
     google_secret_manager_secret_iam_member.runtime_gemini_key,
+    google_secret_manager_secret_iam_member.runtime_provider_keys,
     google_firestore_database.runs,
   ]
 }

@@ -75,6 +75,13 @@ resource "google_secret_manager_secret_iam_member" "runtime_gemini_key" {
   member    = "serviceAccount:${google_service_account.runtime.email}"
 }
 
+resource "google_secret_manager_secret_iam_member" "runtime_provider_keys" {
+  for_each  = var.provider_secrets
+  secret_id = "projects/${var.project_id}/secrets/${each.value.secret}"
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.runtime.email}"
+}
+
 # --- Eventarc trigger -------------------------------------------------------------------------------
 
 resource "google_project_iam_member" "trigger_event_receiver" {

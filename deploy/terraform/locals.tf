@@ -12,7 +12,7 @@ locals {
   profiles           = yamldecode(file("${local.repo_root}/llm_profiles.yaml"))
   allowed_profiles   = local.governance.allowedLlmProfiles
   allowed_models     = local.governance.allowedModels
-  vertex_allowlisted = anytrue([for id in local.allowed_profiles : try(local.profiles[id].provider, "") == "vertex"])
+  vertex_allowlisted = anytrue([for id in local.allowed_profiles : contains(["vertex", "anthropic_vertex"], try(local.profiles[id].provider, ""))])
 
   # bootstrap.work_window / finalize_margin: the sweep's whole window, which the Scheduler's
   # attempt deadline must outlast (the sweeper answers only when its window is over).

@@ -58,6 +58,20 @@ variable "gemini_secret_id" {
   default     = "gemini-api-key"
 }
 
+variable "provider_secrets" {
+  description = "Keys of the other providers and of openai_compatible endpoints, by the env var that carries each (OPENAI_API_KEY, ANTHROPIC_API_KEY, or an endpoint's apiKeyEnv such as DEEPSEEK_API_KEY): the Secret Manager secret id, created with gcloud beforehand, and its pinned version. Only the providers of allowlisted profiles need one (`python -m worker_llm_client doctor`)."
+  type = map(object({
+    secret  = string
+    version = string
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for name, s in var.provider_secrets : can(regex("^[A-Z][A-Z0-9_]*_API_KEY$", name)) && name != "GEMINI_API_KEY" && can(regex("^[1-9][0-9]*$", s.version))])
+    error_message = "provider_secrets keys must be *_API_KEY variables other than GEMINI_API_KEY (gemini_secret_id carries that one), each with a pinned version number."
+  }
+}
+
 variable "gemini_api_key_version" {
   description = "The pinned version of that secret the functions read (a number, never \"latest\": a new key is a reviewed change and a new revision)."
   type        = string

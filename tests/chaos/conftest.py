@@ -80,18 +80,42 @@ def stack(
 
 
 @pytest.fixture
-def functions(firestore_emulator: Any, fake_gcs: Any, gemini_stub_server: Any, tmp_path: Path) -> Iterator[Any]:
-    processes = FunctionProcesses.on(tmp_path, firestore_emulator, fake_gcs, gemini_stub_server)
+def functions(
+    firestore_emulator: Any,
+    fake_gcs: Any,
+    gemini_stub_server: Any,
+    anthropic_stub_server: Any,
+    openai_stub_server: Any,
+    tmp_path: Path,
+) -> Iterator[Any]:
+    processes = FunctionProcesses.on(
+        tmp_path,
+        firestore_emulator,
+        fake_gcs,
+        gemini_stub_server,
+        anthropic=anthropic_stub_server,
+        openai=openai_stub_server,
+    )
     yield processes
     processes.stop_all()
 
 
 @pytest.fixture(scope="module")
 def module_functions(
-    firestore_emulator: Any, fake_gcs: Any, gemini_stub_server: Any, tmp_path_factory: pytest.TempPathFactory
+    firestore_emulator: Any,
+    fake_gcs: Any,
+    gemini_stub_server: Any,
+    anthropic_stub_server: Any,
+    openai_stub_server: Any,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Any]:
     processes = FunctionProcesses.on(
-        tmp_path_factory.mktemp("functions"), firestore_emulator, fake_gcs, gemini_stub_server
+        tmp_path_factory.mktemp("functions"),
+        firestore_emulator,
+        fake_gcs,
+        gemini_stub_server,
+        anthropic=anthropic_stub_server,
+        openai=openai_stub_server,
     )
     yield processes
     processes.stop_all()

@@ -130,6 +130,32 @@ def test_a_model_down_for_good_fails_the_step_after_max_attempts_with_every_call
     )
 
 
+def test_a_primary_that_stays_down_is_served_by_its_fallback_with_every_call_accounted(
+    retry_worker: Any, retry_db: Any, stub: Any, anthropic_stub: Any, run_id: str, figures: dict[str, Any]
+) -> None:
+    """flash-with-fallback: Gemini answers 503 to every request; Claude (claude-json) serves."""
+    stub.script(*[Reply.http_error(503, "The model is overloaded.")] * 20, model="gemini-2.5-flash")
+    steps = {f"s{n}": step_data(prompt_id="weekly_report", profile="flash-with-fallback", vars=VARS) for n in range(3)}
+    body = put_run(retry_db, run_id, steps)
+    assert deliver(retry_worker.url, run_id, body, f"ev-{run_id}") == 200  # the worker dedupes event ids
+    done = Stack(retry_worker, retry_db, None).wait_for(run_id, all_in("SUCCEEDED", "FAILED"))
+    assert {s["status"] for s in done.values()} == {"SUCCEEDED"}
+    outputs = [s["outputs"] for s in done.values()]
+    assert {(o["llmProfile"], o["provider"], o["fallbackFrom"]) for o in outputs} == {
+        ("claude-json", "anthropic", "flash-with-fallback")
+    }
+    assert sum(o["llmCalls"] for o in outputs) == stub.calls() + anthropic_stub.calls()
+    assert anthropic_stub.calls() == 3
+    switches = run_lines(retry_worker.json_log_lines(), run_id, "llm.fallback")
+    assert [(line["toProfile"], line["code"]) for line in switches] == [("claude-json", "LLM_UNAVAILABLE")] * 3
+    figures.update(
+        faultsInjected=stub.calls(),
+        modelCalls=stub.calls() + anthropic_stub.calls(),
+        fallbackCalls=anthropic_stub.calls(),
+        outcome="3/3 SUCCEEDED by claude-json (fallbackFrom flash-with-fallback)",
+    )
+
+
 # -- 2. duplicate deliveries ----------------------------------------------------------------------
 
 

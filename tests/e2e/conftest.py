@@ -20,6 +20,8 @@ def stack(
     firestore_emulator: Any,
     fake_gcs: Any,
     gemini_stub_server: Any,
+    openai_stub_server: Any,
+    anthropic_stub_server: Any,
     otlp_receiver: Any,
     functions_port: int,
     devstack_logs: Path,
@@ -31,7 +33,15 @@ def stack(
     from devstack.services import FunctionsFramework
     from worker_llm_client.catalog.push import push_all
 
-    env = function_env(E2E_PROJECT, firestore_emulator, fake_gcs, gemini_stub_server, traces=otlp_receiver)
+    env = function_env(
+        E2E_PROJECT,
+        firestore_emulator,
+        fake_gcs,
+        gemini_stub_server,
+        traces=otlp_receiver,
+        openai=openai_stub_server,
+        anthropic=anthropic_stub_server,
+    )
     function = FunctionsFramework(
         "handle_flow_run_event", ROOT / "main.py", "cloudevent", env, devstack_logs, port=functions_port
     )

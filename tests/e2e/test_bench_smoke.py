@@ -1,12 +1,12 @@
-"""``make bench``'s stack figures at toy scale, so CI catches a broken benchmark: the correctness
-each figure reports (exactly once, one model call, every delivery acknowledged) is asserted; the
-timings are not."""
+"""``make bench``'s stack and LLM-layer figures at toy scale, so CI catches a broken benchmark: the
+correctness each figure reports (exactly once, one model call, every delivery acknowledged, the
+same request from our adapter as from the direct SDK call) is asserted; the timings are not."""
 
 from __future__ import annotations
 
 import pytest
 
-from benchmarks import bench_stack
+from benchmarks import bench_llm, bench_stack, report
 from benchmarks.stack import bench_stack as stack_of
 
 pytestmark = pytest.mark.e2e
@@ -24,3 +24,13 @@ def test_the_stack_benchmarks_run_and_report_correct_outcomes() -> None:
     with stack_of("smoke-eventarc", "bench-smoke", bench_stack.STUB_LATENCY) as stack:
         concurrent = bench_stack.fanout(stack, "eventarc", instances=1, runs=2, steps_per_run=3)
         assert concurrent["exactlyOnce"] and concurrent["relay"]["failedPushes"] == 0
+
+
+def test_the_llm_layer_benchmark_sends_each_sdk_the_request_our_adapter_sends() -> None:
+    figures = bench_llm.llm_layer(rounds=3)
+    providers = figures["providers"]
+    assert set(providers) == {"gemini", "openai", "openai_compatible", "anthropic"}
+    assert {name: f["sameAnswer"] for name, f in providers.items()} == dict.fromkeys(providers, True)
+    assert figures["diffP95Ms"] == max(f["diffP95Ms"] for f in providers.values())
+    assert figures == providers[figures["provider"]] | {"provider": figures["provider"], "providers": providers}
+    assert report.broken({"llmLayer": figures}) == []

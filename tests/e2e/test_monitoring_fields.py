@@ -29,8 +29,11 @@ from devstack.cloudevents import document_event_bytes, event_headers
 from devstack.gemini_stub import Reply
 from devstack.services import LOOPBACK_OPENER
 from tests.builders import step_data
-from tests.stacks import E2E_PROJECT, ROOT, FunctionProcesses, Stack
+from tests.stacks import E2E_PROJECT, FALLBACK_PROFILE, ROOT, FunctionProcesses, Stack
 from tests.unit.test_monitoring_bodies import extracted, is_distribution, is_number, metric_bodies, parse_filter
+from worker_llm_client.catalog.documents import PROFILES
+from worker_llm_client.catalog.push import push
+from worker_llm_client.core.canonical import canonical_json, sha256_hex
 
 pytestmark = pytest.mark.e2e
 SWEEP_PROJECT = "monitoring-fields"  # no trigger: only this module's sweeper touches its runs
@@ -99,6 +102,17 @@ def _duplicate_delivery(stack: Stack, driven: Driven, scenario: str, written: An
     stack.wait_for_log(lambda line: line.get("runId") == run_id and line.get("message") == "step.claim_conflict")
 
 
+def _fallback(stack: Stack, stub: Any, anthropic: Any, driven: Driven, down: list[Reply]) -> None:
+    """Gemini stays down: a profile whose first fallback is not allowlisted (skipped) falls back to
+    claude-json (the Anthropic stub), which serves."""
+    body = {"provider": "gemini", "model": "gemini-2.5-flash", "fallbacks": ["not-listed", "claude-json"]}
+    push(stack.db, PROFILES, FALLBACK_PROFILE, {**body, "sha256": sha256_hex(canonical_json(body))})
+    anthropic.reset()
+    step = step_data(prompt_id="weekly_report", profile=FALLBACK_PROFILE, vars=VARS)
+    _through_the_trigger(stack, stub, driven, "fallback", step, *down)
+    driven.calls["fallback"] += anthropic.calls()
+
+
 def _through_the_sweeper(sweeper: Any, db: Any, stub: Any, driven: Driven) -> None:
     """A run whose worker died 30 minutes ago and one READY run due for 20 minutes; ``limit=1``
     re-drives the first and leaves the second overdue."""
@@ -131,7 +145,12 @@ def _through_the_sweeper(sweeper: Any, db: Any, stub: Any, driven: Driven) -> No
 
 @pytest.fixture(scope="module")
 def driven(
-    stack: Stack, gemini_stub_server: Any, firestore_emulator: Any, fake_gcs: Any, tmp_path_factory: Any
+    stack: Stack,
+    gemini_stub_server: Any,
+    anthropic_stub_server: Any,
+    firestore_emulator: Any,
+    fake_gcs: Any,
+    tmp_path_factory: Any,
 ) -> Iterator[Driven]:
     from google.cloud import firestore
 
@@ -152,6 +171,7 @@ def driven(
         _through_the_trigger(stack, stub, result, "ungoverned", ungoverned)
         down = [Reply.http_error(503, "down")] * 8  # retried until the 5 s budget is spent: RETRY_WAIT
         _through_the_trigger(stack, stub, result, "unavailable", _report(), *down)
+        _fallback(stack, stub, anthropic_stub_server, result, down)
         push_all(db, ROOT)
         sweeper = processes.start("sweep_flow_runs", SWEEP_PROJECT)
         _through_the_sweeper(sweeper, db, stub, result)
@@ -202,14 +222,20 @@ def test_each_model_request_has_exactly_one_llm_call_line(driven: Driven) -> Non
     fixed = {"success": 1, "repaired": 2, "rate-limited": 2, "blocked": 1, "ungoverned": 0, "dead-worker": 1}
     assert {scenario: driven.calls[scenario] for scenario in fixed} == fixed
     assert driven.calls["unavailable"] in (3, 4)  # how many retries fit the budget depends on the jitter
+    assert _outcomes(driven, "fallback")[-1] == "OK" and driven.calls["fallback"] in (4, 5)
 
 
 def test_llm_call_lines_carry_every_field_of_the_spec(driven: Driven) -> None:
     lines = [line for line in driven.lines if line.get("message") == "llm.call"]
     assert lines
     for line in lines:
-        assert isinstance(line["outcome"], str) and line["provider"] in ("gemini", "vertex"), line
-        assert line["model"] == "gemini-2.5-flash" and line["llmProfile"] == "flash-json", line
+        served_by = (line["provider"], line["model"], line["llmProfile"])
+        assert isinstance(line["outcome"], str), line
+        assert served_by in {
+            ("gemini", "gemini-2.5-flash", "flash-json"),
+            ("gemini", "gemini-2.5-flash", FALLBACK_PROFILE),
+            ("anthropic", "claude-sonnet-4-6", "claude-json"),  # the fallback scenario's fallback
+        }, line
         assert all(type(line[key]) is int for key in ("latencyMs", "call", *TOKENS)), line
         assert line["costUsd"] is None or is_number(line["costUsd"]), line
         assert line["runId"] and line["stepId"] == "s" and type(line["attempt"]) is int, line

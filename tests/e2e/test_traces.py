@@ -44,7 +44,7 @@ REPLY = {
 OUTPUT_KEYS = {  # docs/contract.md: "exactly these keys"
     "gcs_uri", "sha256", "sizeBytes", "promptId", "promptVersion", "promptSha256", "llmProfile", "profileVersion",
     "provider", "model", "modelVersion", "responseId", "finishReason", "usage", "llmCalls", "latencyMs", "costUsd",
-    "secretsRedacted", "cached",
+    "secretsRedacted", "cached", "fallbackFrom",
 }  # fmt: skip
 GENAI_KEYS = (
     "gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.request.model", "gen_ai.response.model",

@@ -120,7 +120,7 @@ def test_catalog_profiles(db: Any) -> None:
         0.2,
         60,
     )
-    db.collection(PROFILES).document("it-broken").set({"provider": "openai", "model": "x", "version": 1})
+    db.collection(PROFILES).document("it-broken").set({"provider": "cohere", "model": "x", "version": 1})
     with pytest.raises(ProfileNotFound, match="malformed: provider"):
         store.get_profile("it-broken")
     with pytest.raises(ProfileNotFound, match="does not exist"):
@@ -132,7 +132,7 @@ def test_prompt_and_profile_are_read_in_one_request_and_problems_returned_not_ra
 
     store = FirestoreCatalog(db)
     push(db, PROMPTS, "it-both", load_prompts(ROOT / "prompts", ROOT / "schemas")["weekly_report"])
-    db.collection(PROFILES).document("it-both-broken").set({"provider": "openai", "model": "x", "version": 1})
+    db.collection(PROFILES).document("it-both-broken").set({"provider": "cohere", "model": "x", "version": 1})
     with counting_rpcs() as rpcs:
         prompt, profile = store.get_prompt_and_profile("it-both", None, "flash-json")
     assert rpcs.calls == {"BatchGetDocuments": 1}

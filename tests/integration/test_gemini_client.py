@@ -107,7 +107,11 @@ def test_reply_shapes_surface_unclassified(
         ),
         (Reply.http_error(401, "bad key"), LlmAuth, "HTTP 401"),
         (Reply.http_error(403, "denied"), LlmAuth, "HTTP 403"),
-        (Reply.http_error(404, "no such model"), LlmBadRequest, "model 'gemini-2.5-flash' was not found"),
+        (
+            Reply.http_error(404, "no such model"),
+            LlmBadRequest,
+            "model 'gemini-2.5-flash' or its endpoint was not found",
+        ),
         (Reply.delay(2.0), LlmTimeout, "timed out after 0.5s"),
     ],
 )
@@ -143,7 +147,7 @@ def test_missing_api_key_is_an_auth_error(stub: Any) -> None:
 def test_vertex_provider_uses_the_vertex_path_and_bearer_credentials(stub: Any) -> None:
     from google.oauth2.credentials import Credentials
 
-    settings = Settings(project="it-project", location="europe-west4", gemini_base_url=stub.base_url)
+    settings = Settings(project="it-project", location="europe-west4", vertex_base_url=stub.base_url)
     client = GeminiClient(settings, vertex_credentials=Credentials(token="vertex-token"))  # type: ignore[no-untyped-call]
     result = client.generate(_request(provider="vertex"))
     client.close()
@@ -161,7 +165,7 @@ def test_vertex_without_credentials_is_an_auth_error_not_a_crash(
     stub: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
-    settings = Settings(project="it-project", gemini_base_url=stub.base_url)
+    settings = Settings(project="it-project", vertex_base_url=stub.base_url)
     with pytest.raises(LlmAuth, match="credentials"):
         GeminiClient(settings).generate(_request(provider="vertex"))
     assert stub.calls() == 0
@@ -179,7 +183,7 @@ def test_a_credentials_blip_is_transient_not_an_auth_failure(stub: Any, failure:
         def refresh(self, request: Any) -> None:
             raise getattr(exceptions, failure)(reason)
 
-    settings = Settings(project="it-project", gemini_base_url=stub.base_url)
+    settings = Settings(project="it-project", vertex_base_url=stub.base_url)
     client = GeminiClient(settings, vertex_credentials=Unreachable(token=None))  # type: ignore[no-untyped-call]
     with pytest.raises(LlmUnavailable, match=failure) as info:
         client.generate(_request(provider="vertex"))
@@ -228,7 +232,7 @@ def test_a_200_that_is_not_a_generate_content_response_is_unavailable(
 def test_garbage_200s_are_unavailable_on_vertex_too(stub: Any) -> None:
     from google.oauth2.credentials import Credentials
 
-    settings = Settings(project="it-project", gemini_base_url=stub.base_url)
+    settings = Settings(project="it-project", vertex_base_url=stub.base_url)
     client = GeminiClient(settings, vertex_credentials=Credentials(token="t"))  # type: ignore[no-untyped-call]
     stub.script(Reply.text_part([SECRET]), Reply.raw(200, b'{"candidates": "x"}'))
     for _ in range(2):
@@ -324,7 +328,7 @@ def test_a_refresh_failure_while_building_the_client_is_transient(stub: Any) -> 
         def _build(self, provider: str) -> Any:
             raise self.error
 
-    client = Blip(Settings(project="it-project", gemini_base_url=stub.base_url))
+    client = Blip(Settings(project="it-project", vertex_base_url=stub.base_url))
     with pytest.raises(LlmUnavailable, match="could not be refreshed"):
         client.generate(_request(provider="vertex"))
     client.error = DefaultCredentialsError("no credentials at all")

@@ -225,7 +225,9 @@ def test_vector_outcome(path: Path, stub: Any, client: GeminiClient) -> None:
 # ---------------------------------------------------------------- the vectors themselves
 def test_golden_holds_only_vectors_and_the_readme() -> None:
     strays = sorted(
-        p.name for p in GOLDEN.iterdir() if not p.name.startswith(".") and p.name != "README.md" and p.suffix != ".json"
+        p.name
+        for p in GOLDEN.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.name != "README.md" and p.suffix != ".json"
     )
     assert not strays, f"tests/golden holds files that are not vectors (*.json): {strays}"
     assert all(p.is_file() for p in VECTORS)

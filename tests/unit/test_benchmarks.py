@@ -185,3 +185,19 @@ def test_the_relay_waits_for_retries_before_calling_itself_idle() -> None:
     target.shutdown()
     target.server_close()
     assert relay.pushed == 1 and relay.failed_pushes == 2
+
+
+def test_the_llm_layer_is_judged_per_provider_and_a_different_request_is_broken() -> None:
+    ms = {"p50": 1.0, "p90": 1.0, "p95": 1.0, "p99": 1.0}
+    part = {"ratioP50": 1.0, "diffP50Ms": 0.1, "diffP95Ms": 0.2, "directMs": ms, "oursMs": ms, "sameAnswer": True}
+    slow = part | {"diffP95Ms": 2.5}
+    layer = slow | {"provider": "openai", "providers": {"gemini": part, "openai": slow}}
+    rows = {title: met for title, _, met in report.summary(_results(llmLayer=layer))}
+    assert {t: m for t, m in rows.items() if "LLM layer" in t} == {
+        "4. LLM layer": False,
+        "4. LLM layer, gemini": True,
+        "4. LLM layer, openai": False,
+    }
+    assert report.broken(_results(llmLayer=layer)) == []  # a timing never fails the run
+    wrong = layer | {"providers": {"gemini": part | {"sameAnswer": False}, "openai": slow}}
+    assert report.broken(_results(llmLayer=wrong)) == ["llmLayer"]

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import http.client
 import json
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
-from pathlib import Path
+from email.message import Message
 from typing import Any
 
 import httpx2
@@ -23,6 +19,7 @@ from devstack.gemini_stub import (
     Reply,
     example_for_schema,
 )
+from tests.stub_checks import check_cli_serves_until_sigterm, exchange, post_at_once
 
 MODEL = "gemini-2.5-flash"
 VERTEX_MODEL = f"publishers/google/models/{MODEL}"
@@ -79,18 +76,9 @@ def _generate(client: genai.Client, model: str = MODEL) -> types.GenerateContent
     return client.models.generate_content(model=model, contents="hi", config=_config())
 
 
-def _connect(stub: GeminiStub) -> http.client.HTTPConnection:
-    return http.client.HTTPConnection("127.0.0.1", int(stub.base_url.rsplit(":", 1)[1]), timeout=5)
-
-
-def _post(stub: GeminiStub, path: str, body: bytes = b"{}") -> tuple[int, Any, dict[str, str]]:
-    conn = _connect(stub)
-    try:
-        conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
-        response = conn.getresponse()
-        return response.status, json.loads(response.read()), dict(response.getheaders())
-    finally:
-        conn.close()
+def _post(stub: GeminiStub, path: str, body: bytes = b"{}") -> tuple[int, Any, Message]:
+    status, raw, headers = exchange(stub, "POST", path, body)
+    return status, json.loads(raw), headers
 
 
 # ------------------------------------------------------------------ through the SDK
@@ -330,31 +318,17 @@ def test_raw_reply_healthz_and_openapi_response_schema(stub: GeminiStub) -> None
     assert value["n"] >= 3
     assert len(value["xs"]) == 2
     assert all(isinstance(x, str) for x in value["xs"])
-    conn = _connect(stub)
-    conn.request("GET", "/healthz")
-    health = conn.getresponse()
-    assert (health.status, health.read()) == (200, b"ok")
-    conn.close()
-
-
-def _post_raw(stub: GeminiStub, path: str) -> tuple[int, bytes, dict[str, str]]:
-    conn = _connect(stub)
-    try:
-        conn.request("POST", path, body=b"{}", headers={"Content-Type": "application/json"})
-        response = conn.getresponse()
-        return response.status, response.read(), {k.lower(): v for k, v in response.getheaders()}
-    finally:
-        conn.close()
+    assert exchange(stub, "GET", "/healthz")[:2] == (200, b"ok")
 
 
 def test_garbage_200_replies_over_raw_http(stub: GeminiStub) -> None:
     path = f"/v1beta/models/{MODEL}:generateContent"
     stub.script(Reply.html_page(), Reply.html_page(502), Reply.raw(200, b"[1, 2]"))
-    status, body, headers = _post_raw(stub, path)
+    status, body, headers = exchange(stub, "POST", path, b"{}")
     assert (status, headers["content-type"]) == (200, "text/html; charset=utf-8")
     assert body.startswith(b"<!DOCTYPE html>")
-    assert _post_raw(stub, path)[0] == 502
-    assert _post_raw(stub, path)[:2] == (200, b"[1, 2]")
+    assert exchange(stub, "POST", path, b"{}")[0] == 502
+    assert exchange(stub, "POST", path, b"{}")[:2] == (200, b"[1, 2]")
 
 
 def test_text_part_and_with_fields_shape_a_200(stub: GeminiStub) -> None:
@@ -393,14 +367,7 @@ def test_http_error_sends_extra_headers(stub: GeminiStub) -> None:
 def test_concurrent_requests_latency_wait_and_reset(stub: GeminiStub) -> None:
     stub.latency = 0.2
     path = f"/v1beta/models/{MODEL}:generateContent"
-    results: list[int] = []
-    threads = [threading.Thread(target=lambda: results.append(_post(stub, path)[0])) for _ in range(50)]
-    for thread in threads:
-        thread.start()
-    assert stub.wait_for_calls(50, timeout=5)
-    for thread in threads:
-        thread.join(timeout=5)
-    assert results == [200] * 50
+    assert post_at_once(stub, 50, path, b"{}") == [200] * 50
     assert not stub.wait_for_calls(51, timeout=0.05)
     stub.script(Reply.text("queued"))
     stub.reset()
@@ -409,19 +376,7 @@ def test_concurrent_requests_latency_wait_and_reset(stub: GeminiStub) -> None:
 
 
 def test_cli_serves_until_sigterm() -> None:
-    cmd = [sys.executable, "-m", "devstack.gemini_stub", "--port", "0"]
-    repo_root = Path(__file__).resolve().parents[2]
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=repo_root) as proc:
-        assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
-        assert line.startswith("gemini-stub listening on http://127.0.0.1:")
-        host, port = line.rsplit("//", 1)[1].split(":")
-        conn = http.client.HTTPConnection(host, int(port), timeout=5)
-        conn.request("GET", "/healthz")
-        assert conn.getresponse().read() == b"ok"
-        conn.close()
-        proc.terminate()
-        assert proc.wait(timeout=5) == 0
+    check_cli_serves_until_sigterm("devstack.gemini_stub", "gemini-stub")
 
 
 # ------------------------------------------------------------------ example_for_schema

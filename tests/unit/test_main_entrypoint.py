@@ -32,6 +32,8 @@ WORK_ONLY_MODULES = (
     "google.cloud.firestore",
     "google.cloud.storage",
     "google.genai",
+    "openai",
+    "anthropic",
     "jsonschema",
     "pydantic",
     "re2",

@@ -236,3 +236,94 @@ def test_a_finish_reason_that_is_not_a_string_is_not_json_rather_than_a_crash() 
 )
 def test_a_requests_outcome_is_the_models_verdict_on_its_reply(result: LlmResult, outcome: str) -> None:
     assert reply_outcome(result) == outcome
+
+
+@pytest.mark.parametrize(
+    ("result", "error", "message"),
+    [
+        (
+            reply(f'{{"title": "{SECRET}', finish_reason="length"),
+            LlmTruncated,
+            r"\(finishReason=length\); raise maxOutputTokens",
+        ),
+        (reply(f'{{"title": "{SECRET}', finish_reason="max_tokens"), LlmTruncated, r"finishReason=max_tokens"),
+        (
+            reply(f'{{"title": "{SECRET}', finish_reason="model_context_window_exceeded"),
+            LlmTruncated,
+            r"filled the model's context window \(finishReason=model_context_window_exceeded\); shorten the prompt",
+        ),
+        (
+            reply(SECRET, finish_reason="content_filter"),
+            LlmBlocked,
+            r"blocked by the model \(finishReason=content_filter\)",
+        ),
+        (reply(SECRET, finish_reason="refusal"), LlmBlocked, r"blocked by the model \(finishReason=refusal\)"),
+        (
+            reply(None, block_reason="refusal", finish_reason="stop"),
+            LlmBlocked,
+            r"^the model refused to answer \(blockReason=refusal\)$",
+        ),
+        (reply(GOOD, finish_reason="LENGTH"), None, ""),  # spellings are each provider's own: no folding
+    ],
+    ids=[
+        "openai-length",
+        "anthropic-max-tokens",
+        "anthropic-context",
+        "openai-filter",
+        "anthropic-refusal",
+        "openai-refusal",
+        "case",
+    ],
+)
+def test_every_providers_blocks_and_truncations_are_classified_alike(
+    result: LlmResult, error: type[Exception] | None, message: str
+) -> None:
+    if error is None:
+        assert validate_reply(result, SCHEMA) and reply_outcome(result) == "OK"
+        return
+    with pytest.raises(error, match=message) as info:
+        validate_reply(result, SCHEMA)
+    assert SECRET not in str(info.value) and reply_outcome(result) == info.value.code  # type: ignore[attr-defined]
+
+
+OPTIONAL = load_schema(
+    json.dumps(
+        {
+            "type": "object",
+            "properties": {
+                "title": {"type": "string"},
+                "note": {"type": "string"},
+                "tags": {"type": "array", "items": {"$ref": "#/$defs/tag"}},
+            },
+            "required": ["title"],
+            "additionalProperties": False,
+            "$defs": {
+                "tag": {"type": "object", "properties": {"k": {"type": "string"}}, "additionalProperties": False}
+            },
+        }
+    )
+)
+
+
+def test_nulls_added_for_strict_mode_are_dropped_before_validating() -> None:
+    text = '{"title": "t", "note": null, "tags": [{"k": null}, {"k": "x"}]}'
+    assert validate_reply(reply(text), OPTIONAL, nulls_added=True) == {"title": "t", "tags": [{}, {"k": "x"}]}
+    assert parse_report(text, OPTIONAL, nulls_added=True) == {"title": "t", "tags": [{}, {"k": "x"}]}
+    with pytest.raises(OutputSchemaMismatch, match=r"\$.note: type string \(got NoneType\)"):
+        validate_reply(reply(text), OPTIONAL)  # a provider that was sent the schema as is: null is wrong
+
+
+def test_a_null_the_schema_requires_is_still_a_violation_after_restoring() -> None:
+    with pytest.raises(OutputSchemaMismatch, match=r"\$.title: type string \(got NoneType\)"):
+        validate_reply(reply('{"title": null}'), OPTIONAL, nulls_added=True)
+
+
+def test_the_repair_turn_quotes_the_feedback_or_else_the_message() -> None:
+    from worker_llm_client.core.output_validation import repair_instruction
+
+    assert repair_instruction(OutputNotJson("m", "it is not JSON")).startswith(
+        "Your previous reply cannot be used: it is not JSON\nReply again with only the corrected JSON object"
+    )
+    assert repair_instruction(OutputNotJson("the message", "")).startswith(
+        "Your previous reply cannot be used: the message\n"
+    )

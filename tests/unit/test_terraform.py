@@ -35,10 +35,16 @@ REFERENCE = re.compile(r"^\$\{(.*)\}$")
 SA_MEMBER = re.compile(r"^serviceAccount:\$\{google_service_account\.([a-z_]+)\.email\}$")
 CHECKOV_SKIP = re.compile(r"#checkov:skip=(CKV2?_[A-Z]+_\d+):(.*)$")
 
+MOUNTED_WHEN_NEEDED = "mounted from provider_secrets when an allowlisted profile needs it (doctor checks)"
 # What config.py reads that the deploy leaves unset, and why (everything else must be set).
 UNSET_ON_PURPOSE = {
     "GCLOUD_PROJECT": "the fallback of GOOGLE_CLOUD_PROJECT, which is set",
     "GEMINI_BASE_URL": "production talks to the real endpoints; only the local stub overrides it",
+    "VERTEX_BASE_URL": "production talks to the real endpoints; only the local stub overrides it",
+    "OPENAI_BASE_URL": "production talks to the real endpoints; only the local stub overrides it",
+    "ANTHROPIC_BASE_URL": "production talks to the real endpoints; only the local stub overrides it",
+    "OPENAI_API_KEY": MOUNTED_WHEN_NEEDED,
+    "ANTHROPIC_API_KEY": MOUNTED_WHEN_NEEDED,
     "OTEL_EXPORTER_OTLP_ENDPOINT": "OTEL_TRACES_EXPORTER is set explicitly (gcp_trace)",
     "K_SERVICE": "set by Cloud Run",
     "K_REVISION": "set by Cloud Run",
@@ -337,7 +343,9 @@ def test_the_scheduler_calls_the_sweeper_with_an_oidc_token_for_its_url() -> Non
 GRANTS: dict[str, Callable[[dict[str, Any]], str]] = {
     "google_project_iam_member": lambda body: "project",
     "google_storage_bucket_iam_member": lambda body: reference(body["bucket"]).removesuffix(".name"),
-    "google_secret_manager_secret_iam_member": lambda body: reference(body["secret_id"]).removesuffix(".id"),
+    "google_secret_manager_secret_iam_member": lambda body: (
+        reference(body["for_each"]) if "for_each" in body else reference(body["secret_id"]).removesuffix(".id")
+    ),
     "google_cloud_run_v2_service_iam_member": lambda body: reference(body["name"]).removesuffix(".name"),
     "google_artifact_registry_repository_iam_member": lambda body: reference(body["repository"]).removesuffix(".name"),
 }
@@ -423,6 +431,21 @@ def test_every_variable_config_reads_is_set_or_left_to_its_default_on_purpose() 
         assert read - env - secrets - set(UNSET_ON_PURPOSE) == set(), f"{name}: set these or list them"
         assert env - read - PLATFORM_ENV == set(), f"{name}: sets variables nothing reads"
         assert not (env & set(UNSET_ON_PURPOSE))
+
+
+def test_the_other_providers_keys_are_pinned_versions_of_their_own_secrets() -> None:
+    for body in functions().values():
+        (dynamic,) = block(body, "service_config")["dynamic"]
+        mounted = dynamic['"secret_environment_variables"']  # python-hcl2 keeps a label's quotes
+        assert reference(mounted["for_each"]) == "var.provider_secrets"
+        (content,) = mounted["content"]
+        assert reference(content["key"]) == "secret_environment_variables.key"
+        assert reference(content["version"]) == "secret_environment_variables.value.version"
+    grant = resource("google_secret_manager_secret_iam_member", "runtime_provider_keys")
+    assert unquote(grant["secret_id"]) == "projects/${var.project_id}/secrets/${each.value.secret}"
+    assert default("provider_secrets") == {}
+    (condition,) = conditions(parsed()["variable"]["provider_secrets"], "v")
+    assert "GEMINI_API_KEY" in condition and "_API_KEY$" in condition
 
 
 def test_the_allowlists_come_from_governance_yaml() -> None:

@@ -16,27 +16,19 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import Any
 
 import pydantic
 from google.auth import exceptions as auth_errors
 from google.genai import Client, errors, types
 
+from worker_llm_client.adapters.http_errors import header_retry_hint, status_error
+from worker_llm_client.adapters.sdk_edge import SdkClients, step_errors_only
 from worker_llm_client.config import Settings
-from worker_llm_client.core.bounds import MAX_SERVER_MESSAGE, clip, clip_optional, retry_hint_seconds, token_count
-from worker_llm_client.errors import (
-    Internal,
-    LlmAuth,
-    LlmBadRequest,
-    LlmRateLimited,
-    LlmTimeout,
-    LlmUnavailable,
-    StepError,
-)
+from worker_llm_client.core.bounds import clip, clip_optional, retry_hint_seconds, token_count
+from worker_llm_client.errors import LlmAuth, LlmBadRequest, LlmTimeout, LlmUnavailable, StepError
 from worker_llm_client.execution_models import LlmRequest, LlmResult, Usage
 
 GEMINI_API_VERSION = "v1beta"
@@ -72,30 +64,22 @@ class GeminiClient:
     def __init__(self, settings: Settings, vertex_credentials: Any = None) -> None:
         self.settings = settings
         self.vertex_credentials = vertex_credentials
-        self._clients: dict[str, Client] = {}
-        self._lock = threading.Lock()
+        self._clients: SdkClients[str, Client] = SdkClients()
 
     def close(self) -> None:
-        with self._lock:
-            clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            client.close()
+        self._clients.close()
 
     def _client(self, provider: str) -> Client:
-        with self._lock:
-            if provider not in self._clients:
-                try:
-                    self._clients[provider] = self._build(provider)
-                except (auth_errors.TransportError, auth_errors.RefreshError) as exc:
-                    raise _credentials_blip(provider, exc) from exc
-                except auth_errors.GoogleAuthError as exc:
-                    raise LlmAuth(f"no usable credentials for provider '{provider}': {type(exc).__name__}") from exc
-            return self._clients[provider]
+        try:
+            return self._clients.get(provider, lambda: self._build(provider))
+        except (auth_errors.TransportError, auth_errors.RefreshError) as exc:
+            raise _credentials_blip(provider, exc) from exc
+        except auth_errors.GoogleAuthError as exc:
+            raise LlmAuth(f"no usable credentials for provider '{provider}': {type(exc).__name__}") from exc
 
     def _build(self, provider: str) -> Client:
-        base_url = self.settings.gemini_base_url
         if provider == "vertex":
-            options = types.HttpOptions(api_version=VERTEX_API_VERSION, base_url=base_url)
+            options = types.HttpOptions(api_version=VERTEX_API_VERSION, base_url=self.settings.vertex_base_url)
             return Client(
                 vertexai=True,
                 project=self.settings.project,
@@ -107,19 +91,14 @@ class GeminiClient:
             raise LlmBadRequest(f"unknown provider '{provider}'")
         if not self.settings.gemini_api_key:
             raise LlmAuth("GEMINI_API_KEY is not set for provider 'gemini'")
-        options = types.HttpOptions(api_version=GEMINI_API_VERSION, base_url=base_url)
+        options = types.HttpOptions(api_version=GEMINI_API_VERSION, base_url=self.settings.gemini_base_url)
         # vertexai=False: left unset, the SDK reads GOOGLE_GENAI_USE_VERTEXAI and may take a gemini
         # profile to Vertex AI; the profile's provider decides.
         return Client(vertexai=False, api_key=self.settings.gemini_api_key, http_options=options)
 
     def generate(self, request: LlmRequest) -> LlmResult:
         """One model call; raises only ``StepError``."""
-        try:
-            return to_result(self._call(request))
-        except StepError:
-            raise
-        except Exception as exc:
-            raise Internal.from_exception(exc, f"calling model '{request.model}'") from exc
+        return step_errors_only(request, lambda r: to_result(self._call(r)))
 
     def _call(self, request: LlmRequest) -> types.GenerateContentResponse:
         client = self._client(request.provider)
@@ -230,35 +209,17 @@ def _name(value: Any) -> str | None:
 
 
 def translate_api_error(exc: errors.APIError, model: str) -> StepError:
-    code = exc.code or 0
     status = clip(str(exc.status or ""), _MAX_STATUS)
-    summary = f"HTTP {code} {status}".strip()
-    if code == 429:
-        return LlmRateLimited(f"{summary}: model '{model}' is rate limited", retry_after=retry_hint(exc))
-    if code in (401, 403):
-        return LlmAuth(f"{summary}: the credentials were refused for model '{model}'")
-    if code == 404:
-        return LlmBadRequest(f"{summary}: model '{model}' was not found (check the profile's model id)")
-    if code == 408 or code == 504:
-        return LlmTimeout(f"{summary}: model '{model}' did not answer in time")
-    if code >= 500:
-        return LlmUnavailable(f"{summary}: model '{model}' is unavailable", retry_after=retry_hint(exc))
-    return LlmBadRequest(f"{summary}: {_safe_message(exc)}")
-
-
-def _safe_message(exc: errors.APIError) -> str:
-    """The server's own message (it names the rejected field or schema keyword), bounded."""
-    return clip(str(exc.message or "request rejected"), MAX_SERVER_MESSAGE)
+    return status_error(exc.code or 0, model, exc.message, retry_hint(exc), status)
 
 
 def retry_hint(exc: errors.APIError, now: datetime | None = None) -> float | None:
-    """Seconds from ``RetryInfo.retryDelay`` in the error details, else the ``retry-after-ms`` or
-    ``Retry-After`` header (seconds or an HTTP date), clamped by ``bounds.retry_hint_seconds``."""
+    """Seconds from ``RetryInfo.retryDelay`` in the error details, else from the headers
+    (``http_errors.header_retry_hint``), clamped by ``bounds.retry_hint_seconds``."""
     delay = _retry_info_delay(exc.details)
-    if delay is None:
-        headers = getattr(exc.response, "headers", None)
-        delay = _header_delay(headers if hasattr(headers, "get") else {}, now or datetime.now(UTC))
-    return retry_hint_seconds(delay)
+    if delay is not None:
+        return retry_hint_seconds(delay)
+    return header_retry_hint(getattr(exc.response, "headers", None), now)
 
 
 def _retry_info_delay(details: Any) -> float | None:
@@ -271,25 +232,3 @@ def _retry_info_delay(details: Any) -> float | None:
             if match:
                 return float(match.group(1))  # inf for a thousand digits: clamped by the caller
     return None
-
-
-def _header_delay(headers: Any, now: datetime) -> float | None:
-    millis = _number(headers.get("retry-after-ms"))
-    if millis is not None:
-        return millis / 1000
-    raw = headers.get("retry-after")
-    seconds = _number(raw)
-    if seconds is not None or not isinstance(raw, str):
-        return seconds
-    try:
-        when = parsedate_to_datetime(raw)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp() - now.timestamp()
-
-
-def _number(raw: Any) -> float | None:
-    try:
-        return float(raw) if isinstance(raw, str) else None
-    except ValueError:
-        return None

@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, ValidationInfo, model_validator
 
 from worker_llm_client.execution_models import (
     DEFAULT_REPAIR_ATTEMPTS,
+    Endpoint,
     GenerationSettings,
     LongContextPricing,
     Pricing,
@@ -20,6 +21,7 @@ from worker_llm_client.execution_models import (
     Prompt,
     Provider,
     SafetySetting,
+    StructuredOutput,
 )
 
 PROMPTS = "prompts"  # the catalog's Firestore collections
@@ -66,6 +68,25 @@ class PricingDoc(_Doc):
         return Pricing(self.input_per_mtok, self.output_per_mtok, self.as_of, self.cached_input_per_mtok, long_context)
 
 
+MAX_FALLBACKS = 3
+# the key of an openai_compatible endpoint: a *_API_KEY variable, never one of the first-party
+# providers' keys (a profile must not be able to send those to another host)
+PROVIDER_KEY_ENVS = frozenset({"GEMINI_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"})
+ProfileId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^/]+$")]
+
+
+class EndpointDoc(_Doc):
+    base_url: str = Field(alias="baseUrl", pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$", max_length=2048)
+    api_key_env: str | None = Field(default=None, alias="apiKeyEnv", pattern=r"^[A-Z][A-Z0-9_]*_API_KEY$")
+    structured_output: StructuredOutput = Field(default="json_schema", alias="structuredOutput")
+
+    @model_validator(mode="after")
+    def _own_key(self) -> EndpointDoc:
+        if self.api_key_env in PROVIDER_KEY_ENVS:
+            raise ValueError(f"apiKeyEnv may not name {self.api_key_env}: it belongs to its provider")
+        return self
+
+
 class ProfileDoc(_Doc):
     provider: Provider
     model: str = Field(min_length=1)
@@ -77,6 +98,18 @@ class ProfileDoc(_Doc):
     repair_attempts: int = Field(default=DEFAULT_REPAIR_ATTEMPTS, alias="repairAttempts", ge=0, le=5)
     pricing: PricingDoc | None = None
     secrets_policy: Literal["redact", "reject"] = Field(default="redact", alias="secretsPolicy")
+    endpoint: EndpointDoc | None = None
+    fallbacks: list[ProfileId] = Field(default_factory=list, max_length=MAX_FALLBACKS)
+
+    @model_validator(mode="after")
+    def _endpoint_and_fallbacks(self, info: ValidationInfo) -> ProfileDoc:
+        if (self.provider == "openai_compatible") != (self.endpoint is not None):
+            raise ValueError("endpoint is required for provider openai_compatible, and only for it")
+        if len(set(self.fallbacks)) != len(self.fallbacks):
+            raise ValueError("fallbacks lists a profile twice")
+        if isinstance(info.context, Mapping) and info.context.get("profile_id") in self.fallbacks:
+            raise ValueError("fallbacks lists the profile itself")
+        return self
 
     def to_profile(self, profile_id: str) -> Profile:
         return Profile(
@@ -91,6 +124,8 @@ class ProfileDoc(_Doc):
             repair_attempts=self.repair_attempts,
             pricing=self.pricing.to_pricing() if self.pricing is not None else None,
             secrets_policy=self.secrets_policy,
+            endpoint=Endpoint(**self.endpoint.model_dump()) if self.endpoint is not None else None,
+            fallbacks=tuple(self.fallbacks),
         )
 
 
@@ -120,7 +155,7 @@ def validation_summary(exc: ValidationError) -> str:
 
 
 def parse_profile(profile_id: str, data: Mapping[str, Any]) -> Profile:
-    return ProfileDoc.model_validate(dict(data)).to_profile(profile_id)
+    return ProfileDoc.model_validate(dict(data), context={"profile_id": profile_id}).to_profile(profile_id)
 
 
 def parse_prompt(prompt_id: str, data: Mapping[str, Any]) -> Prompt:

@@ -55,7 +55,7 @@ def load_profiles(path: Path) -> dict[str, dict[str, Any]]:
         if not isinstance(body, Mapping):
             raise SourceError(f"{path}: profile '{profile_id}' must be a mapping")
         try:
-            ProfileDoc.model_validate({**body, "version": 1})
+            ProfileDoc.model_validate({**body, "version": 1}, context={"profile_id": str(profile_id)})
         except ValueError as exc:
             raise SourceError(f"{path}: profile '{profile_id}' is invalid: {exc}") from exc
         profiles[str(profile_id)] = {**body, "sha256": sha256_hex(canonical_json(dict(body)))}

@@ -32,6 +32,8 @@ from worker_llm_client.models import RUNS
 
 
 def request_fingerprint(prompt: Prompt, profile: Profile, request: LlmRequest) -> str:
+    endpoint = request.endpoint  # absent for the other providers: their fingerprints stay as they were
+    where = {"endpoint": [endpoint.base_url, endpoint.structured_output]} if endpoint is not None else {}
     identity = {
         "prompt": {"id": prompt.prompt_id, "version": prompt.version, "sha256": prompt.sha256},
         "profile": {
@@ -41,6 +43,7 @@ def request_fingerprint(prompt: Prompt, profile: Profile, request: LlmRequest) -
             "model": request.model,
             "generation": request.generation.as_dict(),
             "safety": [[s.category, s.threshold] for s in request.safety_settings],
+            **where,
         },
         "systemInstruction": request.system_instruction,
         "contents": [[turn.role, turn.text] for turn in request.contents],

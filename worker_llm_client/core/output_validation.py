@@ -1,8 +1,12 @@
 """Model reply -> validated report, or the precise reason it is not one.
 
 Order matters: a blocked or truncated reply is classified before any parsing (a truncated JSON
-document is never repaired into a report). Messages describe where the reply broke the schema
-and which rule it broke, never the reply's own values: they end up in Firestore and logs.
+document is never repaired into a report). The classification is provider-neutral: each adapter
+passes its provider's own finish/stop reason, and the sets below hold every provider's spelling.
+A reply to a schema sent with ``nulls_added`` (OpenAI strict mode) has its added nulls dropped
+(``schema_dialects.restore_report``) before it is validated against the full schema. Messages
+describe where the reply broke the schema and which rule it broke, never the reply's own values:
+they end up in Firestore and logs.
 
 Whatever the text, ``parse_report`` raises only ``InvalidOutput`` (a reply it cannot hold as JSON
 is OUTPUT_NOT_JSON, repaired like any other): arrays and objects nested deeper than
@@ -26,6 +30,7 @@ from jsonschema import ValidationError
 from jsonschema.protocols import Validator
 from referencing.exceptions import Unresolvable
 
+from worker_llm_client.core.schema_dialects import restore_report
 from worker_llm_client.core.schema_guard import (
     additional_properties,
     build_validator,
@@ -45,15 +50,24 @@ from worker_llm_client.errors import (
 )
 from worker_llm_client.execution_models import LlmResult
 
-# Every finish reason (google-genai 3.4's FinishReason) that means a policy stopped the reply:
-# repairing those would only be blocked again.
+# Every finish reason that means a policy stopped the reply (repairing it would only be blocked
+# again): google-genai 3.4's FinishReason; OpenAI's finish_reason "content_filter"; Anthropic's
+# stop_reason "refusal".
 BLOCKING_FINISH_REASONS = frozenset(
     {
         "SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "MODEL_ARMOR",
         "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION",
+        "content_filter",
+        "refusal",
     }
 )  # fmt: skip
-TRUNCATED_FINISH_REASONS = frozenset({"MAX_TOKENS", "CONTINUATION"})
+# The reply was cut off: Gemini's MAX_TOKENS/CONTINUATION, OpenAI's "length", Anthropic's
+# "max_tokens" and "model_context_window_exceeded" (the prompt left no room for the rest).
+TRUNCATED_FINISH_REASONS = frozenset(
+    {"MAX_TOKENS", "CONTINUATION", "length", "max_tokens", "model_context_window_exceeded"}
+)
+CONTEXT_WINDOW_FINISH_REASONS = frozenset({"model_context_window_exceeded"})
+REFUSAL = "refusal"  # the block reason an adapter sets for OpenAI's message.refusal
 MAX_REPLY_DEPTH = 64  # nested arrays/objects in a reply; validating one level takes ~5 stack frames
 MAX_REPLY_INT_DIGITS = 4300  # CPython's default int/str limit: json.dumps could not write a longer one
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")  # \ud800-\udfff: paired or lone
@@ -93,10 +107,17 @@ def classify(result: LlmResult) -> str:
     """The reply's text when it may hold a report; raises for blocked and truncated replies."""
     if not isinstance(result.finish_reason, str | None) or not isinstance(result.block_reason, str | None):
         raise OutputNotJson("the reply's finish or block reason is not a string", "it could not be read")
+    if result.block_reason == REFUSAL:
+        raise LlmBlocked(f"the model refused to answer (blockReason={REFUSAL})")
     if result.block_reason:
         raise LlmBlocked(f"the prompt was blocked by the model (blockReason={result.block_reason})")
     if result.finish_reason in BLOCKING_FINISH_REASONS:
         raise LlmBlocked(f"the reply was blocked by the model (finishReason={result.finish_reason})")
+    if result.finish_reason in CONTEXT_WINDOW_FINISH_REASONS:
+        raise LlmTruncated(
+            f"the prompt and the reply filled the model's context window (finishReason={result.finish_reason}); "
+            "shorten the prompt or ask for a shorter report"
+        )
     if result.finish_reason in TRUNCATED_FINISH_REASONS:
         raise LlmTruncated(
             f"the reply hit the output token limit (finishReason={result.finish_reason}); "
@@ -119,11 +140,15 @@ def reply_outcome(result: LlmResult) -> str:
     return "OK"
 
 
-def parse_report(text: str, output: OutputSchema) -> Any:
+def parse_report(text: str, output: OutputSchema, nulls_added: bool = False) -> Any:
     """The report ``text`` holds, valid against ``output``; only ``InvalidOutput`` otherwise.
 
+    ``nulls_added``: the provider was sent optional properties as required and nullable
+    (``WireSchema.nulls_added``); the nulls it filled in are dropped before validating.
     (``SchemaInvalid`` only for a validator built without ``load_schema``'s checks.)"""
     report = _load_reply(text)
+    if nulls_added:
+        report = restore_report(report, output.schema)
     try:
         violations = sorted(output.validator.iter_errors(report), key=lambda e: list(map(str, e.absolute_path)))
     except RecursionError as exc:
@@ -226,8 +251,8 @@ def repair_instruction(error: InvalidOutput) -> str:
     )
 
 
-def validate_reply(result: LlmResult, output: OutputSchema) -> Any:
-    return parse_report(classify(result), output)
+def validate_reply(result: LlmResult, output: OutputSchema, nulls_added: bool = False) -> Any:
+    return parse_report(classify(result), output, nulls_added)
 
 
 def describe_violation(error: ValidationError, declared_names: frozenset[str] = frozenset()) -> str:

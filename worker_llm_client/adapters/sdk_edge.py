@@ -1,0 +1,67 @@
+"""What every model adapter does the same way: SDK clients built on first use, one per key and
+closed together; the schema as the request's provider takes it; and the edge that lets nothing
+but a ``StepError`` out of ``generate`` (anything unforeseen is INTERNAL, never its text)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable, Iterator
+from typing import Generic, Protocol, TypeVar
+
+from worker_llm_client.core.schema_dialects import wire_schema
+from worker_llm_client.errors import Internal, StepError
+from worker_llm_client.execution_models import LlmRequest, LlmResult, WireSchema
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+K = TypeVar("K", bound=Hashable)
+C = TypeVar("C", bound=_Closable)
+
+
+class SdkClients(Generic[K, C]):
+    """One SDK client per key (a provider, an endpoint and its key), built under a lock."""
+
+    def __init__(self) -> None:
+        self._clients: dict[K, C] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: K, build: Callable[[], C]) -> C:
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = self._clients[key] = build()
+            return client
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+    def __iter__(self) -> Iterator[K]:
+        with self._lock:
+            return iter(list(self._clients))
+
+    def close(self) -> None:
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
+
+
+def step_errors_only(request: LlmRequest, call: Callable[[LlmRequest], LlmResult]) -> LlmResult:
+    """``call(request)``, raising only ``StepError``."""
+    try:
+        return call(request)
+    except StepError:
+        raise
+    except Exception as exc:
+        raise Internal.from_exception(exc, f"calling model '{request.model}'") from exc
+
+
+def request_wire_schema(request: LlmRequest) -> WireSchema:
+    """The compiled schema the caller set, else compiled here for the request's provider."""
+    if request.wire_schema is not None:
+        return request.wire_schema
+    structured = request.endpoint.structured_output if request.endpoint else None
+    return wire_schema(request.response_schema, request.provider, structured)
