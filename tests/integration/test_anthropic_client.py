@@ -19,11 +19,10 @@ from devstack.anthropic_stub import AnthropicStub, Reply
 from tests.builders import REPORT_SCHEMA
 from worker_llm_client.adapters.anthropic_client import (
     DEFAULT_MAX_TOKENS,
-    JSON_INSTRUCTION,
     AnthropicClient,
-    timeout_seconds,
     vertex_url,
 )
+from worker_llm_client.adapters.sdk_edge import SCHEMA_INSTRUCTION, call_timeout
 from worker_llm_client.config import Settings
 from worker_llm_client.core.bounds import MAX_ERROR_MESSAGE
 from worker_llm_client.errors import (
@@ -152,7 +151,7 @@ def test_json_mode_puts_the_schema_in_the_system_prompt(client: AnthropicClient,
     result = client.generate(_request(wire_schema=JSON_MODE))
     client.generate(_request(wire_schema=JSON_MODE, system_instruction=None))
     first, second = stub.requests
-    instruction = JSON_INSTRUCTION + json.dumps(REPORT_SCHEMA)
+    instruction = SCHEMA_INSTRUCTION + json.dumps(REPORT_SCHEMA)
     assert "output_config" not in first.body and first.body["system"] == f"Be terse.\n\n{instruction}"
     assert second.body["system"] == instruction
     assert result.text == '{"ok": true}'  # the stub's answer without a schema on the wire
@@ -512,4 +511,4 @@ def test_one_sdk_client_per_provider_shared_by_threads_and_rebuilt_after_close(s
     ("seconds", "sent"), [(None, 600.0), (float("inf"), 600.0), (float("nan"), 600.0), (0.0, 0.001), (7.5, 7.5)]
 )
 def test_every_call_has_a_bounded_timeout(seconds: float | None, sent: float) -> None:
-    assert timeout_seconds(seconds) == sent
+    assert call_timeout(seconds) == sent

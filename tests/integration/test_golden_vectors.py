@@ -154,13 +154,7 @@ def _model_strings(response: dict[str, Any]) -> set[str]:
 
 def _usage(result: LlmResult) -> dict[str, int]:
     usage = result.usage
-    return {
-        "promptTokens": usage.prompt_tokens,
-        "outputTokens": usage.output_tokens,
-        "thoughtsTokens": usage.thoughts_tokens,
-        "cachedTokens": usage.cached_tokens,
-        "totalTokens": usage.total_tokens,
-    }
+    return usage.as_outputs()
 
 
 def _request() -> LlmRequest:

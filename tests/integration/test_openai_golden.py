@@ -156,13 +156,7 @@ def _result(result: LlmResult) -> dict[str, Any]:
         "blockReason": result.block_reason,
         "modelVersion": result.model_version,
         "responseId": result.response_id,
-        "usage": {
-            "promptTokens": usage.prompt_tokens,
-            "outputTokens": usage.output_tokens,
-            "thoughtsTokens": usage.thoughts_tokens,
-            "cachedTokens": usage.cached_tokens,
-            "totalTokens": usage.total_tokens,
-        },
+        "usage": usage.as_outputs(),
     }
 
 

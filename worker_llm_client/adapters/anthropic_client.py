@@ -22,7 +22,6 @@ concatenated (``thinking``/``redacted_thinking`` left out); strings the provider
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,7 +29,14 @@ from anthropic import Anthropic, AnthropicVertex, APIConnectionError, APIStatusE
 from google.auth import exceptions as auth_errors
 
 from worker_llm_client.adapters.http_errors import body_message, header_retry_hint, status_error
-from worker_llm_client.adapters.sdk_edge import SdkClients, request_wire_schema, step_errors_only
+from worker_llm_client.adapters.sdk_edge import (
+    DEFAULT_TIMEOUT_SECONDS,
+    SdkClients,
+    call_timeout,
+    request_wire_schema,
+    step_errors_only,
+    with_schema_instruction,
+)
 from worker_llm_client.config import Settings
 from worker_llm_client.core.bounds import clip, clip_optional, token_count
 from worker_llm_client.errors import LlmAuth, LlmBadRequest, LlmTimeout, LlmUnavailable, StepError
@@ -39,10 +45,7 @@ from worker_llm_client.execution_models import LlmRequest, LlmResult, Usage, Wir
 ANTHROPIC_API_URL = "https://api.anthropic.com"
 VERTEX_API_VERSION = "v1"  # AnthropicVertex's base URL ends in it; VERTEX_BASE_URL is the root
 DEFAULT_MAX_TOKENS = 4096  # max_tokens is required by the Messages API
-DEFAULT_TIMEOUT_SECONDS = 600.0  # a request without a profile timeout still ends
-MIN_TIMEOUT_SECONDS = 0.001  # a budget of 0 (or less) still times out, after a millisecond
 MIN_THINKING_BUDGET = 1024  # the API's minimum budget_tokens; below it thinking is not requested
-JSON_INSTRUCTION = "Reply with one JSON object that satisfies this JSON Schema:\n"
 SAMPLING = ("temperature", "top_p", "top_k")  # not create() parameters in SDK 2.x: sent via extra_body
 _ROLES = {"user": "user", "model": "assistant"}
 _MAX_REASON = 64  # the error type of an error body, e.g. overloaded_error
@@ -95,12 +98,12 @@ class AnthropicClient:
         client = self._client(request.provider)
         params = build_params(request, request_wire_schema(request))
         try:
-            raw = client.messages.with_raw_response.create(**params, timeout=timeout_seconds(request.timeout_seconds))
+            raw = client.messages.with_raw_response.create(**params, timeout=call_timeout(request.timeout_seconds))
             body = raw.read()
         except APIStatusError as exc:
             raise translate_api_error(exc, request.model) from exc
         except APITimeoutError as exc:
-            raise LlmTimeout(f"model request timed out after {timeout_seconds(request.timeout_seconds)}s") from exc
+            raise LlmTimeout(f"model request timed out after {call_timeout(request.timeout_seconds)}s") from exc
         except APIConnectionError as exc:
             raise LlmUnavailable(f"model endpoint unreachable: {type(exc.__cause__ or exc).__name__}") from exc
         except (auth_errors.TransportError, auth_errors.RefreshError) as exc:
@@ -121,13 +124,6 @@ def vertex_url(root: str | None) -> str | None:
         return None
     root = root.rstrip("/")
     return root if root.endswith(f"/{VERTEX_API_VERSION}") else f"{root}/{VERTEX_API_VERSION}"
-
-
-def timeout_seconds(seconds: float | None) -> float:
-    """The call's timeout: the profile's, at least a millisecond; none (or junk) is the bounded default."""
-    if seconds is None or not math.isfinite(seconds):
-        return DEFAULT_TIMEOUT_SECONDS
-    return max(MIN_TIMEOUT_SECONDS, seconds)
 
 
 def build_params(request: LlmRequest, ws: WireSchema) -> dict[str, Any]:
@@ -159,8 +155,7 @@ def system_prompt(request: LlmRequest, ws: WireSchema) -> str | None:
     """The system instruction; in JSON mode (no schema on the wire) followed by the schema itself."""
     if ws.schema is not None:
         return request.system_instruction or None
-    instruction = JSON_INSTRUCTION + json.dumps(dict(request.response_schema), ensure_ascii=False)
-    return f"{request.system_instruction}\n\n{instruction}" if request.system_instruction else instruction
+    return with_schema_instruction(request.system_instruction, request.response_schema)
 
 
 def not_a_response(what: str) -> LlmUnavailable:

@@ -34,7 +34,6 @@ requests, by ``http_errors``), with the request's key redacted should a server e
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from typing import Any, NamedTuple, cast
 from urllib.parse import urlsplit
@@ -42,7 +41,14 @@ from urllib.parse import urlsplit
 import openai
 
 from worker_llm_client.adapters.http_errors import body_message, header_retry_hint, status_error
-from worker_llm_client.adapters.sdk_edge import SdkClients, request_wire_schema, step_errors_only
+from worker_llm_client.adapters.sdk_edge import (
+    DEFAULT_TIMEOUT_SECONDS,
+    SdkClients,
+    call_timeout,
+    request_wire_schema,
+    step_errors_only,
+    with_schema_instruction,
+)
 from worker_llm_client.config import Settings
 from worker_llm_client.core.bounds import clip, clip_optional, token_count
 from worker_llm_client.errors import LlmAuth, LlmBadRequest, LlmTimeout, LlmUnavailable, StepError
@@ -51,10 +57,7 @@ from worker_llm_client.execution_models import LlmRequest, LlmResult, Usage, Wir
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 OPENAI_KEY_ENV = "OPENAI_API_KEY"
 UNUSED_KEY = "unused"  # sent to a compatible endpoint without apiKeyEnv: the SDK needs some key
-DEFAULT_TIMEOUT_SECONDS = 600.0  # a profile without timeoutSeconds: bounded, unlike the SDK's default
-MIN_TIMEOUT_SECONDS = 0.001
 SCHEMA_NAME = "report"
-JSON_MODE_INSTRUCTION = "Reply with one JSON object that satisfies this JSON Schema:\n"
 REFUSAL = "refusal"
 REDACTED = "[redacted]"
 _ROLES = {"user": "user", "model": "assistant"}
@@ -144,13 +147,6 @@ def _is_http_url(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname) and (port is None or port > 0)
 
 
-def call_timeout(seconds: float | None) -> float:
-    """The call's timeout: the profile's, at least a millisecond; none (or not finite) -> 600 s."""
-    if seconds is None or not math.isfinite(seconds):
-        return DEFAULT_TIMEOUT_SECONDS
-    return max(seconds, MIN_TIMEOUT_SECONDS)
-
-
 def build_params(request: LlmRequest, ws: WireSchema) -> dict[str, Any]:
     """The keyword arguments of ``chat.completions.create`` (the timeout aside)."""
     gen = request.generation
@@ -182,9 +178,7 @@ def _response_format(request: LlmRequest, ws: WireSchema) -> tuple[dict[str, Any
     if ws.dialect == "json_object_schema":
         return {"type": "json_object", "schema": schema}, request.system_instruction
     if ws.dialect == "json_object":
-        instruction = JSON_MODE_INSTRUCTION + json.dumps(schema)
-        system = request.system_instruction
-        return {"type": "json_object"}, f"{system}\n\n{instruction}" if system else instruction
+        return {"type": "json_object"}, with_schema_instruction(request.system_instruction, schema)
     raise LlmBadRequest(f"schema dialect '{ws.dialect}' cannot be sent to provider '{request.provider}'")
 
 

@@ -4,13 +4,19 @@ but a ``StepError`` out of ``generate`` (anything unforeseen is INTERNAL, never 
 
 from __future__ import annotations
 
+import json
+import math
 import threading
-from collections.abc import Callable, Hashable, Iterator
-from typing import Generic, Protocol, TypeVar
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from typing import Any, Generic, Protocol, TypeVar
 
 from worker_llm_client.core.schema_dialects import wire_schema
 from worker_llm_client.errors import Internal, StepError
 from worker_llm_client.execution_models import LlmRequest, LlmResult, WireSchema
+
+DEFAULT_TIMEOUT_SECONDS = 600.0  # a profile without timeoutSeconds: bounded, unlike the SDKs' defaults
+MIN_TIMEOUT_SECONDS = 0.001  # a budget of 0 (or less) still times out, after a millisecond
+SCHEMA_INSTRUCTION = "Reply with one JSON object that satisfies this JSON Schema:\n"
 
 
 class _Closable(Protocol):
@@ -65,3 +71,16 @@ def request_wire_schema(request: LlmRequest) -> WireSchema:
         return request.wire_schema
     structured = request.endpoint.structured_output if request.endpoint else None
     return wire_schema(request.response_schema, request.provider, structured)
+
+
+def call_timeout(seconds: float | None) -> float:
+    """A request's timeout: the profile's, at least a millisecond; none (or not finite) is 600 s."""
+    if seconds is None or not math.isfinite(seconds):
+        return DEFAULT_TIMEOUT_SECONDS
+    return max(seconds, MIN_TIMEOUT_SECONDS)
+
+
+def with_schema_instruction(system: str | None, schema: Mapping[str, Any]) -> str:
+    """JSON mode (no schema on the wire): the system instruction followed by the schema itself."""
+    instruction = SCHEMA_INSTRUCTION + json.dumps(dict(schema), ensure_ascii=False)
+    return f"{system}\n\n{instruction}" if system else instruction
