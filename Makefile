@@ -24,7 +24,7 @@ help:
 	@echo "make seed      push prompts/ and llm_profiles.yaml to the Firestore in GOOGLE_CLOUD_PROJECT"
 	@echo "make seed-dry-run  show what 'make seed' would change, write nothing"
 	@echo "make unit      the fast tests only (unit and service: fakes, no emulator), about 10 s"
-	@echo "make stub      serve the local Gemini stub on its own (python -m devstack stub)"
+	@echo "make stub      serve the local Gemini stub on its own; API=openai|anthropic for theirs (python -m devstack stub)"
 	@echo "make lock      regenerate requirements.txt, the pinned deploy lock"
 	@echo "make clean     remove .venv/, .devstack/ and the tools' caches"
 
@@ -119,8 +119,9 @@ seed: install
 seed-dry-run: install
 	$(PY) -m worker_llm_client seed --dry-run
 
+# API=openai|anthropic: that vendor's wire format instead of Gemini's.
 stub: install
-	$(PY) -m devstack stub
+	$(PY) -m devstack stub $(if $(API),--api $(API))
 
 # Regenerate the pinned deploy lock from pyproject's runtime dependencies.
 lock:

@@ -1,13 +1,19 @@
 """``python -m devstack demo|stub``: the local stack's commands (``make demo``, ``make stub``).
 
 demo [--keep-running] [--latency S] [--model local]   the main job on the local stack
-stub [--host H] [--port P] [--latency S]               serve the local Gemini stub
+stub [--api gemini|openai|anthropic] [--host H] [--port P] [--latency S]   serve a local model API stub
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+
+STUBS = {  # --api -> the stub's module and its default port
+    "gemini": ("devstack.gemini_stub", 8089),
+    "openai": ("devstack.openai_stub", 8090),
+    "anthropic": ("devstack.anthropic_stub", 8091),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,9 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="local: a real model, offline (SmolLM2-135M on llama.cpp, built by make local-model);"
         " default: the Gemini stub, or real Gemini when GEMINI_API_KEY is set",
     )
-    stub = commands.add_parser("stub", help="serve the local Gemini-compatible stub")
+    stub = commands.add_parser("stub", help="serve a local stub of a model API (Gemini, OpenAI, Anthropic)")
+    stub.add_argument("--api", choices=tuple(STUBS), default="gemini", help="whose wire format (default gemini)")
     stub.add_argument("--host", default="127.0.0.1")
-    stub.add_argument("--port", type=int, default=8089)
+    stub.add_argument("--port", type=int, help="default: 8089 (gemini), 8090 (openai), 8091 (anthropic)")
     stub.add_argument("--latency", type=float, default=0.0, help="reply delay in seconds")
     return parser
 
@@ -35,9 +42,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from devstack.demo import run_demo
 
         return run_demo(latency=args.latency, keep_running=args.keep_running, model=args.model)
-    from devstack import gemini_stub
+    import importlib
 
-    return gemini_stub.main(["--host", args.host, "--port", str(args.port), "--latency", str(args.latency)])
+    module, default_port = STUBS[args.api]
+    port = default_port if args.port is None else args.port
+    serve = importlib.import_module(module).main
+    return int(serve(["--host", args.host, "--port", str(port), "--latency", str(args.latency)]))
 
 
 if __name__ == "__main__":

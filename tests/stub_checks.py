@@ -49,10 +49,10 @@ def post_at_once(
     return statuses
 
 
-def check_cli_serves_until_sigterm(module: str, name: str) -> None:
-    """``python -m <module> --port 0`` prints ``<name> listening on http://127.0.0.1:PORT``, answers
-    ``/healthz`` there, and exits 0 on SIGTERM."""
-    cmd = [sys.executable, "-m", module, "--port", "0"]
+def check_cli_serves_until_sigterm(module: str, name: str, *args: str) -> None:
+    """``python -m <module> [args] --port 0`` prints ``<name> listening on http://127.0.0.1:PORT``,
+    answers ``/healthz`` there, and exits 0 on SIGTERM."""
+    cmd = [sys.executable, "-m", module, *args, "--port", "0"]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT) as proc:
         assert proc.stdout is not None
         line = proc.stdout.readline().strip()

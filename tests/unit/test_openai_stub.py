@@ -310,3 +310,10 @@ def test_concurrent_requests_latency_wait_and_reset(stub: OpenAiStub) -> None:
 
 def test_cli_serves_until_sigterm() -> None:
     check_cli_serves_until_sigterm("devstack.openai_stub", "openai-stub")
+
+
+@pytest.mark.parametrize(
+    ("api", "name"), [("openai", "openai-stub"), ("anthropic", "anthropic-stub"), ("gemini", "gemini-stub")]
+)
+def test_make_stub_serves_each_api(api: str, name: str) -> None:
+    check_cli_serves_until_sigterm("devstack", name, "stub", "--api", api)
