@@ -22,7 +22,9 @@ not), and repair turns fixed none of those tried (0 of 22). So the demo and the 
 *bounded* copies of our prompts (``bounded_prompts``): the same templates, their schemas narrowed by
 ``bounded_schema`` so that every reply the grammar admits is short, plain text and valid against the
 original schema: 60 of 60 varied requests and 90 of 90 demo requests (30 weeks) valid, about 2 s
-each.
+each. (Those figures predate the adapter stating the schema in the system instruction for
+``json_object_schema``, since the model cannot read a grammar: on 12 real weekly_report requests
+that took the unbounded schema from 5 to 9 valid, and left the bounded ones at 12 of 12.)
 """
 
 from __future__ import annotations

@@ -162,7 +162,9 @@ def test_compatible_json_object_schema_goes_as_llama_cpp_takes_it(
     assert sent.body["response_format"] == {"type": "json_object", "schema": REPORT_SCHEMA}
     assert sent.body["max_tokens"] == 512 and "max_completion_tokens" not in sent.body
     assert (sent.body["top_k"], sent.body["seed"]) == (20, 7)  # top_k in the body, as llama.cpp and vLLM read it
-    assert sent.body["messages"][0] == {"role": "system", "content": "Be terse."}
+    # a grammar shapes the reply but the model never reads it: the schema is in the instructions too
+    # (SmolLM2 on the real weekly_report schema: 5 of 12 replies valid without, 9 of 12 with)
+    assert sent.body["messages"][0] == {"role": "system", "content": "Be terse.\n\n" + JSON_INSTRUCTION}
     assert sent.headers["authorization"] == "Bearer unused"  # no apiKeyEnv: a placeholder
     _report(result)
     assert result.model_version == "local-model"

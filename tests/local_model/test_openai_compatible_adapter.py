@@ -87,7 +87,9 @@ def test_the_real_schema_is_enforced_except_what_the_grammar_is_listed_to_leave_
     assert result.finish_reason == "stop" and result.text is not None
     enforced = json.loads(json.dumps(SCHEMA))
     enforced["properties"]["confidence"] = {"type": "number"}
-    Draft202012Validator(enforced).validate(json.loads(result.text))
+    # strict=False: llama-cpp-python 0.3's string rule admits raw control characters (a known gap,
+    # devstack/local_model.py; our own parsing refuses them as OUTPUT_NOT_JSON): the shape is what counts here
+    Draft202012Validator(enforced).validate(json.loads(result.text, strict=False))
 
 
 def test_a_prompt_over_the_context_window_is_a_bad_request_with_the_servers_message(

@@ -175,8 +175,8 @@ def _response_format(request: LlmRequest, ws: WireSchema) -> tuple[dict[str, Any
     if ws.dialect in ("openai_strict", "openai"):
         spec = {"name": SCHEMA_NAME, "schema": schema, "strict": ws.dialect == "openai_strict"}
         return {"type": "json_schema", "json_schema": spec}, request.system_instruction
-    if ws.dialect == "json_object_schema":
-        return {"type": "json_object", "schema": schema}, request.system_instruction
+    if ws.dialect == "json_object_schema":  # a grammar shapes the reply; the model never sees the schema
+        return {"type": "json_object", "schema": schema}, with_schema_instruction(request.system_instruction, schema)
     if ws.dialect == "json_object":
         return {"type": "json_object"}, with_schema_instruction(request.system_instruction, schema)
     raise LlmBadRequest(f"schema dialect '{ws.dialect}' cannot be sent to provider '{request.provider}'")
