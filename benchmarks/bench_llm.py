@@ -7,6 +7,7 @@ the same request. The headline is the provider furthest over its SDK at p95.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -88,16 +89,20 @@ def _openai_pair(root: str, schema: dict[str, Any], compatible: bool) -> Iterato
 
     base_url = f"{root}/v1"  # the OpenAI stub's routes, as the real API's, are under /v1
     response_format: Any
-    if compatible:
+    system = LLM_SYSTEM
+    if compatible:  # a grammar the model cannot read: the schema is stated in the instructions too
         request = _llm_request("openai_compatible", "local-model", schema, Endpoint(base_url, "json_object_schema"))
         response_format = {"type": "json_object", "schema": _sent_schema(request)}
+        system = f"{LLM_SYSTEM}\n\nReply with one JSON object that satisfies this JSON Schema:\n" + json.dumps(
+            _sent_schema(request), ensure_ascii=False
+        )
     else:
         request = _llm_request("openai", "gpt-5-mini", schema)
         spec = {"name": "report", "schema": _sent_schema(request), "strict": True}
         response_format = {"type": "json_schema", "json_schema": spec}
     ours = OpenAiClient(Settings(project="bench", openai_api_key="k", openai_base_url=base_url))
     direct = openai.OpenAI(api_key="k", base_url=base_url, max_retries=0, timeout=LLM_TIMEOUT)
-    messages: Any = [{"role": "system", "content": LLM_SYSTEM}, {"role": "user", "content": LLM_USER}]
+    messages: Any = [{"role": "system", "content": system}, {"role": "user", "content": LLM_USER}]
 
     def sdk() -> str | None:
         completion = direct.chat.completions.create(
