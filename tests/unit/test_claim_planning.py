@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore
 
 from tests.builders import T0, later, make_run, step_data
@@ -71,3 +72,14 @@ def test_values_are_sized_by_firestores_formula(value: object, size: int) -> Non
 
 def test_a_geo_point_from_the_sdk_is_sized_no_smaller_than_firestore_sizes_it() -> None:
     assert value_size({"where": firestore.GeoPoint(48.85, 2.35)}) >= len("where") + 1 + 16
+
+
+def test_a_reference_from_the_sdk_weighs_its_documents_name_not_its_repr() -> None:
+    """The sweeper reads runs through the SDK, which decodes a reference in vars to a
+    DocumentReference: Firestore sizes it by the referenced document's name (each id + 1, + 16),
+    up to ~3 KB with long ids, where its repr is ~80 characters whatever it points to."""
+    client = firestore.Client(project="p", credentials=AnonymousCredentials())
+    long_id = "d" * 1500
+    reference = client.collection("c").document(long_id)
+    assert value_size(reference) == (1 + 1) + (1500 + 1) + 16
+    assert value_size({"ref": reference}) == 4 + 1519 and len(repr(reference)) < 100  # what it was sized by

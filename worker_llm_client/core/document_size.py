@@ -3,8 +3,9 @@
 Firestore stores at most 1 MiB per document (``MAX_DOCUMENT_BYTES``), sized by its documented
 formula: a string is its UTF-8 bytes + 1, integers, floats and timestamps 8, booleans and null 1,
 a map the sum of its keys and values, an array the sum of its elements; the document adds its
-name (each path segment as a string, + 16) and 32. One run document holds every step, so the
-executor refuses (``RUN_TOO_LARGE``) what could not fit before it spends anything on it:
+name (each path segment as a string, + 16) and 32; a reference weighs its document's name. One
+run document holds every step, so the executor refuses (``RUN_TOO_LARGE``) what could not fit
+before it spends anything on it:
 
 - a run with more than ``MAX_STEPS_PER_RUN`` steps: none of its report steps is run;
 - a step whose result would not fit: each claimed step reserves ``STEP_RESULT_RESERVE_BYTES``
@@ -47,15 +48,21 @@ def value_size(value: Any) -> int:
             stack.extend(item.values())
         elif isinstance(item, list | tuple):
             stack.extend(item)
-        else:  # a reference or geo point the SDK decoded: sized by its text, at least a geo point's 16
+        elif isinstance(getattr(item, "path", None), str):  # a reference the SDK decoded: its document's name
+            total += name_size(item.path.split("/"))
+        else:  # a geo point (16 bytes) or a value we do not know: sized by its text, at least 16
             total += max(16, string_size(str(item)))
     return total
 
 
+def name_size(path: Iterable[str]) -> int:
+    """A document name's size (also a reference's): each collection and document id, + 16."""
+    return sum(string_size(segment) for segment in path) + 16
+
+
 def document_size(path: Iterable[str], fields: Mapping[str, Any]) -> int:
     """Firestore's size of the document at ``path`` (collection and document ids) with ``fields``."""
-    name = sum(string_size(segment) for segment in path) + 16
-    return name + value_size(dict(fields)) + 32
+    return name_size(path) + value_size(dict(fields)) + 32
 
 
 def room_for_results(size: int, in_flight: int) -> int:
