@@ -1,10 +1,11 @@
 """``make bench``: run the benchmarks and print each figure against its same-run baseline.
 
-``python -m benchmarks [--only light|llm|stack] [--no-docs]``: ``light`` needs no emulator (cold
-start, no-op event, LLM layer), ``llm`` is the LLM layer alone (each adapter against its SDK, ~15 s),
-``stack`` runs on the local stack (per-step overhead, fan-out, duplicate storm). Results go to
-``.devstack/bench-results.json``; with all parts run (and unless ``--no-docs``), the histogram
-``docs/img/step-latency.png``, the profiles in ``docs/profiles/`` and the results section of
+``python -m benchmarks [--only light|llm|stack|runsize] [--no-docs]``: ``light`` needs no emulator
+(cold start, no-op event, LLM layer), ``llm`` is the LLM layer alone (each adapter against its SDK,
+~15 s), ``stack`` runs on the local stack (per-step overhead, fan-out, duplicate storm, run size),
+``runsize`` is the run-size figure alone (~70 s). Results go to ``.devstack/bench-results.json``;
+with all parts run (and unless ``--no-docs``), the histograms ``docs/img/step-latency.png`` and
+``docs/img/run-size-latency.png``, the profiles in ``docs/profiles/`` and the results section of
 ``docs/benchmarks.md`` are regenerated.
 """
 
@@ -24,6 +25,7 @@ from benchmarks.measure import ROOT
 RESULTS = ROOT / ".devstack" / "bench-results.json"
 DOC = ROOT / "docs" / "benchmarks.md"
 IMAGE = "img/step-latency.png"
+RUN_SIZE_IMAGE = "img/run-size-latency.png"
 
 
 def machine() -> dict[str, Any]:
@@ -50,7 +52,7 @@ def _cpuinfo() -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("light", "llm", "stack"), help="run one part only")
+    parser.add_argument("--only", choices=("light", "llm", "stack", "runsize"), help="run one part only")
     parser.add_argument("--no-docs", action="store_true", help="do not touch docs/")
     args = parser.parse_args(argv)
     results: dict[str, Any] = {"machine": machine(), "at": datetime.now(UTC).isoformat(timespec="seconds")}
@@ -73,6 +75,13 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.bench_stack import run_all
 
         results |= run_all(progress, profile=profile)
+    if args.only in (None, "stack", "runsize"):
+        from benchmarks.bench_runsize import run_size
+        from benchmarks.bench_stack import STUB_LATENCY
+        from benchmarks.stack import bench_stack
+
+        progress("runSize")
+        results["runSize"] = run_size(lambda: bench_stack("run-size", "bench", STUB_LATENCY))
     if profile:
         progress("coldStartProfile")
         profiles.cold_start_profile()
@@ -83,8 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nall figures: {RESULTS.relative_to(ROOT)}")
     if args.only is None and not args.no_docs:
         drawn = report.histogram(results, DOC.parent / IMAGE)
-        report.update_docs(DOC, report.results_markdown(results, IMAGE if drawn else None))
-        print(f"results section: {DOC.relative_to(ROOT)}" + (f", histogram: docs/{IMAGE}" if drawn else ""))
+        drawn_sizes = report.run_size_histogram(results, DOC.parent / RUN_SIZE_IMAGE)
+        section = report.results_markdown(results, IMAGE if drawn else None, RUN_SIZE_IMAGE if drawn_sizes else None)
+        report.update_docs(DOC, section)
+        images = [f"docs/{image}" for image, ok in ((IMAGE, drawn), (RUN_SIZE_IMAGE, drawn_sizes)) if ok]
+        print(f"results section: {DOC.relative_to(ROOT)}" + (f", histograms: {', '.join(images)}" if images else ""))
     if profile:
         print(f"profiles: {profiles.PROFILES.relative_to(ROOT)}/")
     failed = report.broken(results)

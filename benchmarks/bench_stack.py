@@ -179,11 +179,11 @@ def fanout(
     functions = [stack.function(project, f"fanout-{delivery}-{i}", settings) for i in range(count)]
     with EventarcRelay(stack.functions_port, [f.url for f in functions], serial=serial) as relay:
         stack.emulator.register_trigger("bench-fanout")
-        _settle(db, _write_runs(db, "warmup", count, 1))  # one run per instance: cold starts are not measured
+        _settle(db, write_runs(db, "warmup", count, 1))  # one run per instance: cold starts are not measured
         stack.stub.reset()
         tag = f"fanout-{delivery}-{uuid.uuid4().hex[:6]}"
         with GroupSampler([f.pid for f in functions if f.pid]) as fn, GroupSampler([stack.emulator.pid or 0]) as emu:
-            written = _write_runs(db, tag, runs, steps_per_run)
+            written = write_runs(db, tag, runs, steps_per_run)
             final = _settle(db, written)
         model_calls = stack.stub.calls()
     steps = [(run_id, step) for run_id, run in final.items() for step in run["steps"].values()]
@@ -234,7 +234,7 @@ def fanout(
     return figures
 
 
-def _write_runs(db: Any, tag: str, runs: int, steps_per_run: int) -> dict[str, datetime]:
+def write_runs(db: Any, tag: str, runs: int, steps_per_run: int) -> dict[str, datetime]:
     """Write the runs at once (a burst, as an orchestrator starting many flows would); their ids
     and the time each write landed."""
     collection = db.collection("flow_runs")

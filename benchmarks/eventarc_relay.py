@@ -49,6 +49,7 @@ class EventarcRelay:
         self._queue: queue.Queue[tuple[dict[str, str], bytes, int] | None] = queue.Queue()
         self._lock = threading.Lock()
         self.received = self.pushed = self.failed_pushes = self.dropped = self._retrying = 0
+        self.forwarded_bytes = 0  # the bodies of the pushes that succeeded: the events' payload
         self._server = _Server((host, port), self)
         self._threads = [threading.Thread(target=self._server.serve_forever, name="relay-accept", daemon=True)]
         self._threads += [
@@ -113,6 +114,7 @@ class EventarcRelay:
         with self._lock:
             self.pushed += ok
             self.failed_pushes += not ok
+            self.forwarded_bytes += len(body) if ok else 0
         return ok
 
     def _push(self, headers: dict[str, str], body: bytes, attempt: int) -> None:

@@ -3,6 +3,7 @@ the latency histogram (PNG) and the generated results section of docs/benchmarks
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -77,6 +78,53 @@ def _storm(f: dict[str, Any]) -> tuple[str, bool]:
     return text, _storm_correct(f)
 
 
+RUN_SIZE_GOAL = 1.5  # CPU per step at the largest N to the smallest N's; wall time to ideal at the largest N
+
+
+def _run_size(f: dict[str, Any]) -> tuple[str, bool]:
+    """The headline (the largest N against the goals, and the fit) or, for a row of its breakdown,
+    one size: judged on its CPU per step against the smallest N's and its correctness."""
+    if "bySize" not in f:
+        return _run_size_part(f)
+    smallest = f["bySize"][str(f["sizes"][0])]
+    largest = f["bySize"][str(f["steps"])]
+    fit = f["cpuFitMs"]
+    text = (
+        f"N={f['steps']}: ratio {f['ratioToIdeal']:.2f} to ideal ({largest['wallSeconds']} s vs "
+        f"{largest['idealSeconds']} s), CPU/step {largest['cpuMsPerStep']} ms vs {smallest['cpuMsPerStep']} ms at "
+        f"N={smallest['steps']} (x{f['cpuGrowth']:.2f}); fit CPU/step = {fit['a']:.1f} + {fit['b']:.3f}·N ms; "
+        f"{f['stuckRunning']} steps left RUNNING; exactly once: {f['exactlyOnce']} "
+        f"(goal <= {RUN_SIZE_GOAL} both, 0 left behind)"
+    )
+    met = f["ratioToIdeal"] <= RUN_SIZE_GOAL and f["cpuGrowth"] <= RUN_SIZE_GOAL
+    return text + _left_behind(f), met and _run_size_correct(f)
+
+
+def _run_size_part(f: dict[str, Any]) -> tuple[str, bool]:
+    lat, median = f["stepLatencyMs"], f" (median of {f['runs']} runs)" if f.get("runs", 1) > 1 else ""
+    text = (
+        f"ratio {f['ratioToIdeal']:.2f} to ideal: {f['steps']} steps in {f['wallSeconds']} s vs {f['idealSeconds']} s"
+        f"{median}; CPU {f['cpuMsPerStep']} ms/step (x{f['cpuToSmallest']:.2f} the smallest N's); payload "
+        f"{f['payloadKBPerStep']} KB/step over {f['events']} events; {f['failedClaimPreconditions']} failed claim "
+        f"preconditions ({f['claimsGivenUp']} claims gave up); "
+        f"step latency p50/p95/p99 {lat.get('p50', 0):.0f}/{lat.get('p95', 0):.0f}/{lat.get('p99', 0):.0f} ms; "
+        f"{f['stuckRunning']} left RUNNING; exactly once: {f['exactlyOnce']}"
+    )
+    if f.get("finalizeRetries") or f.get("finalizeFailures"):  # what leaves a step RUNNING, when it goes on
+        text += f"; finalizes that conflicted past their rounds: {f['finalizeRetries']} retried, "
+        text += f"{f['finalizeFailures']} given up"
+    return text + _left_behind(f), f["cpuToSmallest"] <= RUN_SIZE_GOAL and _run_size_correct(f)
+
+
+def _left_behind(f: dict[str, Any]) -> str:
+    other = f["unsettledSteps"] - f["stuckRunning"]
+    return f" ({other} more steps never settled)" if other else ""
+
+
+def _run_size_correct(f: dict[str, Any]) -> bool:
+    return bool(f["exactlyOnce"]) and f["unsettledSteps"] == 0
+
+
 FANOUTS = ("fanoutEmulator", "fanoutEventarc")
 FIGURES: list[tuple[str, str, Callable[[dict[str, Any]], tuple[str, bool]]]] = [
     ("coldStart", "1. cold start", _cold_start),
@@ -86,12 +134,14 @@ FIGURES: list[tuple[str, str, Callable[[dict[str, Any]], tuple[str, bool]]]] = [
     ("fanoutEmulator", "5. fan-out, emulator delivery", _fanout),
     ("fanoutEventarc", "5. fan-out, Eventarc delivery", _fanout),
     ("duplicateStorm", "6. duplicate storm", _storm),
+    ("runSize", "7. run size", _run_size),
 ]
 
 
 # A figure broken down into rows of its own, each judged by the figure's describer: (suffix, figures).
 BREAKDOWNS: dict[str, Callable[[dict[str, Any]], list[tuple[str, dict[str, Any]]]]] = {
     "llmLayer": lambda f: list(f.get("providers", {}).items()),
+    "runSize": lambda f: [(f"N={n}", f["bySize"][str(n)]) for n in f["sizes"]],
 }
 
 
@@ -108,13 +158,14 @@ CORRECTNESS: dict[str, Callable[[dict[str, Any]], bool]] = {
     "fanoutEmulator": lambda f: bool(f["exactlyOnce"]),
     "fanoutEventarc": lambda f: bool(f["exactlyOnce"]),
     "duplicateStorm": _storm_correct,
+    "runSize": _run_size_correct,
 }
 
 
 def broken(results: dict[str, Any]) -> list[str]:
     """The figures whose outcome (not timing) is wrong: heavy modules loaded, an RPC for a no-op,
-    an adapter and its SDK sent different requests, a step not done exactly once, a duplicate that
-    called the model or was not acknowledged."""
+    an adapter and its SDK sent different requests, a step not done exactly once (or left
+    RUNNING), a duplicate that called the model or was not acknowledged."""
     return [key for key, correct in CORRECTNESS.items() if key in results and not correct(results[key])]
 
 
@@ -140,6 +191,31 @@ def print_summary(results: dict[str, Any]) -> None:
 def histogram(results: dict[str, Any], path: Path) -> bool:
     """Step latency histograms of the fan-out runs, p50/p90/p95/p99 marked; False without matplotlib."""
     samples = {f["delivery"]: f["samplesMs"] for key in FANOUTS if (f := results.get(key))}
+    titles = {"executionMs": "claimed -> SUCCEEDED", "endToEndMs": "written READY -> SUCCEEDED"}
+    panels = [
+        (f"{delivery} delivery: {titles[kind]}", samples[delivery][kind])
+        for delivery in samples
+        for kind in ("executionMs", "endToEndMs")
+    ]
+    return _draw(panels, 2, path)
+
+
+def run_size_histogram(results: dict[str, Any], path: Path) -> bool:
+    """The run-size figure's READY -> SUCCEEDED latencies, one panel per N; False without matplotlib
+    or without the figure."""
+    figure = results.get("runSize")
+    if not figure:
+        return False
+    by_size = figure["bySize"]
+    panels = [(f"N = {n}: written READY -> SUCCEEDED", by_size[str(n)]["samplesMs"]) for n in figure["sizes"]]
+    return _draw(panels, len(panels), path)
+
+
+def _draw(panels: list[tuple[str, list[float]]], columns: int, path: Path) -> bool:
+    """Histograms in rows of ``columns``, p50/p90/p95/p99 marked, saved to ``path``; False when there
+    is nothing to draw or no matplotlib."""
+    if not panels:
+        return False
     try:
         import matplotlib
     except ImportError:
@@ -149,15 +225,13 @@ def histogram(results: dict[str, Any], path: Path) -> bool:
 
     from benchmarks.measure import percentiles
 
-    rows = [(delivery, kind) for delivery in samples for kind in ("executionMs", "endToEndMs")]
-    fig, axes = plt.subplots(len(rows) // 2, 2, figsize=(12, 3.6 * (len(rows) // 2)), squeeze=False)
-    titles = {"executionMs": "claimed -> SUCCEEDED", "endToEndMs": "written READY -> SUCCEEDED"}
-    for ax, (delivery, kind) in zip(axes.flat, rows, strict=True):
-        values = samples[delivery][kind]
+    rows = math.ceil(len(panels) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(6 * columns, 3.6 * rows), squeeze=False)
+    for ax, (title, values) in zip(axes.flat, panels, strict=False):
         ax.hist(values, bins=50, color="#4c72b0")
         for (name, value), style in zip(percentiles(values).items(), ("-", "--", "-.", ":"), strict=True):
             ax.axvline(value, color="#c44e52", linestyle=style, label=f"{name} {value:.0f} ms")
-        ax.set_title(f"{delivery} delivery: {titles[kind]} ({len(values)} steps)")
+        ax.set_title(f"{title} ({len(values)} steps)")
         ax.set_xlabel("ms")
         ax.set_ylabel("steps")
         ax.legend()
@@ -168,7 +242,7 @@ def histogram(results: dict[str, Any], path: Path) -> bool:
     return True
 
 
-def results_markdown(results: dict[str, Any], image: str | None) -> str:
+def results_markdown(results: dict[str, Any], image: str | None, run_size_image: str | None = None) -> str:
     machine = results["machine"]
     lines = [
         f"Generated by `make bench` at {results['at']} on {machine['cpus']} CPUs ({machine.get('cpuModel', '?')}), "
@@ -181,6 +255,8 @@ def results_markdown(results: dict[str, Any], image: str | None) -> str:
         lines.append(f"| {title} | {'met' if met else '**not met**'} | {text} |")
     if image:
         lines += ["", f"![step latency histograms]({image})"]
+    if run_size_image:
+        lines += ["", f"![run size: step latency per N]({run_size_image})"]
     return "\n".join(lines)
 
 

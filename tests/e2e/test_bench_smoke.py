@@ -4,9 +4,12 @@ same request from our adapter as from the direct SDK call) is asserted; the timi
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+
 import pytest
 
-from benchmarks import bench_llm, bench_stack, report
+from benchmarks import bench_llm, bench_runsize, bench_stack, report
+from benchmarks.stack import BenchStack
 from benchmarks.stack import bench_stack as stack_of
 
 pytestmark = pytest.mark.e2e
@@ -34,3 +37,20 @@ def test_the_llm_layer_benchmark_sends_each_sdk_the_request_our_adapter_sends() 
     assert figures["diffP95Ms"] == max(f["diffP95Ms"] for f in providers.values())
     assert figures == providers[figures["provider"]] | {"provider": figures["provider"], "providers": providers}
     assert report.broken({"llmLayer": figures}) == []
+
+
+def test_the_run_size_benchmark_runs_each_size_exactly_once() -> None:
+    def stack() -> AbstractContextManager[BenchStack]:
+        return stack_of("smoke-run-size", "bench-smoke", bench_stack.STUB_LATENCY)
+
+    figure = bench_runsize.run_size(stack, (12, 3), measured_steps=6)
+    assert figure["sizes"] == [3, 12] and set(figure["bySize"]) == {"3", "12"}
+    small, large = figure["bySize"]["3"], figure["bySize"]["12"]
+    assert small["runs"] == 2 and large["runs"] == 1  # a size below measured_steps: runs one after another
+    for part in (small, large):
+        assert part["exactlyOnce"] and part["stuckRunning"] == part["unsettledSteps"] == 0
+        assert part["modelCalls"] == part["artifacts"] == part["runs"] * part["steps"] == len(part["samplesMs"])
+        assert part["events"] > 0 and part["payloadKBPerStep"] > 0
+        assert sum(part["latencyHistogram"]["counts"]) == len(part["samplesMs"])
+    assert set(figure["cpuFitMs"]) == {"a", "b"}
+    assert report.broken({"runSize": figure}) == []

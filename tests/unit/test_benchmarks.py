@@ -101,6 +101,7 @@ def test_the_relay_acknowledges_at_once_forwards_untouched_and_retries_failures(
     target.shutdown()
     target.server_close()
     assert relay.received == 1 and relay.failed_pushes == 1 and relay.dropped == 0
+    assert relay.forwarded_bytes == 2  # the body of the push that got through, not of the failed one
     assert len(_Target.got) == 2  # the failure was retried
     headers, body = _Target.got[-1]
     forwarded = {name.lower(): value for name, value in headers.items()}
@@ -201,3 +202,126 @@ def test_the_llm_layer_is_judged_per_provider_and_a_different_request_is_broken(
     assert report.broken(_results(llmLayer=layer)) == []  # a timing never fails the run
     wrong = layer | {"providers": {"gemini": part | {"sameAnswer": False}, "openai": slow}}
     assert report.broken(_results(llmLayer=wrong)) == ["llmLayer"]
+
+
+def _size(steps: int, cpu_ms: float, ratio: float = 1.2, **overrides: Any) -> dict[str, Any]:
+    """One size of the run-size figure, as bench_runsize.one_run reports it."""
+    ms = {"p50": 300.0, "p90": 400.0, "p95": 450.0, "p99": 500.0}
+    part = {
+        "steps": steps, "runs": 1, "wallSeconds": round(ratio * 0.2, 2), "idealSeconds": 0.2, "ratioToIdeal": ratio,
+        "cpuMsPerStep": cpu_ms, "payloadKBPerStep": 10.0, "events": 7, "failedClaimPreconditions": 0,
+        "claimsGivenUp": 0, "stepLatencyMs": ms, "stuckRunning": 0, "unsettledSteps": 0, "exactlyOnce": True,
+    }  # fmt: skip
+    return part | overrides
+
+
+def _run_size(*parts: dict[str, Any]) -> dict[str, Any]:
+    from benchmarks.bench_runsize import summarize
+
+    return summarize({str(part["steps"]): part for part in parts}, instances=2, seconds=60.0)
+
+
+@pytest.mark.parametrize(
+    ("xs", "ys", "line"),
+    [
+        ([10, 100, 500], [6.5, 20.0, 80.0], (5.0, 0.15)),  # exactly a + b·N
+        ([10, 100, 500], [12.0, 12.0, 12.0], (12.0, 0.0)),  # flat: the cost per step does not grow
+        ([10, 10], [4.0, 6.0], (5.0, 0.0)),  # one size: its mean
+    ],
+)
+def test_the_cpu_per_step_is_fitted_by_least_squares(
+    xs: list[float], ys: list[float], line: tuple[float, float]
+) -> None:
+    from benchmarks.bench_runsize import fit_line
+
+    assert fit_line(xs, ys) == pytest.approx(line)
+
+
+def test_the_fit_is_the_least_squares_line_through_noisy_points() -> None:
+    from benchmarks.bench_runsize import fit_line
+
+    a, b = fit_line([0, 1, 2], [0.0, 2.0, 1.0])  # residuals -0.5, +1, -0.5 sum to zero: the least-squares line
+    assert (a, b) == pytest.approx((0.5, 0.5))
+    with pytest.raises(ValueError, match="as many"):
+        fit_line([1, 2], [1.0])
+
+
+def test_the_latency_histogram_counts_every_step_in_equal_bins() -> None:
+    from benchmarks.bench_runsize import histogram
+
+    counts = histogram([0.0, 5.0, 10.0, 99.0, 100.0], bins=10)
+    assert counts == {"binMs": 10, "counts": [2, 1, 0, 0, 0, 0, 0, 0, 0, 2]}
+    assert histogram([], bins=3) == {"binMs": 1, "counts": [0, 0, 0]}
+
+
+def test_the_run_size_figure_compares_each_size_to_the_smallest_and_fits_the_growth() -> None:
+    figure = _run_size(_size(500, 80.0, ratio=5.0), _size(10, 6.5), _size(100, 20.0, ratio=2.0))
+    assert figure["sizes"] == [10, 100, 500] and figure["steps"] == 500
+    assert figure["cpuGrowth"] == pytest.approx(80.0 / 6.5, abs=0.01) and figure["ratioToIdeal"] == 5.0
+    assert [figure["bySize"][n]["cpuToSmallest"] for n in ("10", "100", "500")] == [1.0, 3.08, 12.31]
+    assert figure["cpuFitMs"] == {"a": 5.0, "b": 0.15}
+    assert figure["exactlyOnce"] and figure["stuckRunning"] == 0
+
+
+def _verdicts(figure: dict[str, Any]) -> dict[str, bool]:
+    return {title: met for title, _, met in report.summary({"runSize": figure})}
+
+
+def test_the_run_size_figure_meets_its_goals_when_a_step_costs_the_same_at_every_size() -> None:
+    figure = _run_size(_size(10, 10.0, ratio=1.4, runs=10), _size(100, 11.0), _size(500, 14.0, ratio=1.45))
+    assert _verdicts(figure) == dict.fromkeys(
+        ["7. run size", "7. run size, N=10", "7. run size, N=100", "7. run size, N=500"], True
+    )
+    [(_, headline, _), *rows] = report.summary({"runSize": figure})
+    assert "N=500: ratio 1.45 to ideal" in headline and "fit CPU/step = " in headline and "x1.40" in headline
+    assert "N=10" in rows[0][0] and "(median of 10 runs)" in rows[0][1] and "payload 10.0 KB/step" in rows[0][1]
+    assert "median" not in rows[1][1] and "finalizes" not in rows[2][1]
+    assert report.broken({"runSize": figure}) == []
+
+
+@pytest.mark.parametrize(
+    ("largest", "missed"),
+    [
+        (_size(500, 16.0, ratio=1.2), ["7. run size", "7. run size, N=500"]),  # CPU/step x1.6 the smallest N's
+        (_size(500, 14.0, ratio=1.6), ["7. run size"]),  # wall 1.6x ideal: judged at the largest N only
+        (_size(500, 80.0, ratio=5.0), ["7. run size", "7. run size, N=500"]),  # the baseline
+    ],
+)
+def test_a_run_size_that_misses_its_goals_says_so_but_never_fails_the_run(
+    largest: dict[str, Any], missed: list[str]
+) -> None:
+    figure = _run_size(_size(10, 10.0, ratio=3.0), _size(100, 11.0), largest)
+    assert [title for title, met in _verdicts(figure).items() if not met] == missed
+    assert report.broken({"runSize": figure}) == []  # a ratio is a goal, not a broken outcome
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        # left RUNNING after finalizes that gave up
+        {"stuckRunning": 32, "unsettledSteps": 32, "exactlyOnce": False, "finalizeRetries": 90, "finalizeFailures": 32},
+        {"unsettledSteps": 3, "exactlyOnce": False},  # left READY after a claim gave up
+        {"exactlyOnce": False},  # a step ran twice
+    ],
+)
+def test_a_step_left_behind_or_not_done_exactly_once_is_broken(change: dict[str, Any]) -> None:
+    figure = _run_size(_size(10, 10.0), _size(100, 11.0), _size(500, 12.0, **change))
+    assert report.broken({"runSize": figure}) == ["runSize"]
+    assert _verdicts(figure)["7. run size"] is False and _verdicts(figure)["7. run size, N=500"] is False
+    [headline, *_, row] = [text for _, text, _ in report.summary({"runSize": figure})]
+    assert f"{change.get('stuckRunning', 0)} steps left RUNNING" in headline and "exactly once: False" in row
+    assert ("more steps never settled" in row) == (change.get("unsettledSteps", 0) > change.get("stuckRunning", 0))
+    assert ("finalizes that conflicted past their rounds: 90 retried, 32 given up" in row) == (
+        "finalizeFailures" in change
+    )
+
+
+def test_the_run_size_histogram_is_drawn_and_linked_from_the_results(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    figure = _run_size(*(_size(n, 10.0, samplesMs=[250.0, 300.0, 900.0]) for n in (10, 100, 500)))
+    assert report.run_size_histogram({"runSize": figure}, tmp_path / "sizes.png")
+    assert (tmp_path / "sizes.png").stat().st_size > 0
+    assert not report.run_size_histogram({}, tmp_path / "none.png")
+    text = report.results_markdown(_results() | {"runSize": figure}, None, "img/sizes.png")
+    assert "| 7. run size | met |" in text and "| 7. run size, N=500 | met |" in text
+    assert "![run size: step latency per N](img/sizes.png)" in text
