@@ -70,28 +70,29 @@ def _request(**changes: Any) -> LlmRequest:
 
 
 @pytest.fixture
-def stub(anthropic_stub_server: AnthropicStub) -> Iterator[AnthropicStub]:
-    anthropic_stub_server.reset()
-    yield anthropic_stub_server
-    anthropic_stub_server.reset()
-
-
-@pytest.fixture
-def client(stub: AnthropicStub) -> Iterator[AnthropicClient]:
-    built = AnthropicClient(Settings(project="it-project", anthropic_api_key=KEY, anthropic_base_url=stub.base_url))
+def client(anthropic_stub: AnthropicStub) -> Iterator[AnthropicClient]:
+    built = AnthropicClient(
+        Settings(project="it-project", anthropic_api_key=KEY, anthropic_base_url=anthropic_stub.base_url)
+    )
     yield built
     built.close()
 
 
-def _vertex(stub: AnthropicStub, credentials: Any = None, **settings: Any) -> AnthropicClient:
-    values = {"project": "it-project", "location": "europe-west4", "vertex_base_url": stub.base_url} | settings
+def _vertex(anthropic_stub: AnthropicStub, credentials: Any = None, **settings: Any) -> AnthropicClient:
+    values = {
+        "project": "it-project",
+        "location": "europe-west4",
+        "vertex_base_url": anthropic_stub.base_url,
+    } | settings
     return AnthropicClient(Settings(**values), vertex_credentials=credentials)
 
 
 # ------------------------------------------------------------------ the wire
-def test_one_call_is_one_request_with_everything_on_the_wire(client: AnthropicClient, stub: AnthropicStub) -> None:
+def test_one_call_is_one_request_with_everything_on_the_wire(
+    client: AnthropicClient, anthropic_stub: AnthropicStub
+) -> None:
     result = client.generate(_request())
-    [sent] = stub.requests
+    [sent] = anthropic_stub.requests
     assert (sent.path, sent.platform, sent.model) == ("/v1/messages", "anthropic", MODEL)
     body = sent.body
     assert body["model"] == MODEL and body["system"] == "Be terse."
@@ -116,10 +117,10 @@ def test_one_call_is_one_request_with_everything_on_the_wire(client: AnthropicCl
 
 
 def test_without_generation_settings_only_the_required_fields_go_out(
-    client: AnthropicClient, stub: AnthropicStub
+    client: AnthropicClient, anthropic_stub: AnthropicStub
 ) -> None:
     client.generate(_request(generation=GenerationSettings(), system_instruction=None, timeout_seconds=None))
-    [sent] = stub.requests
+    [sent] = anthropic_stub.requests
     assert sent.body["max_tokens"] == DEFAULT_MAX_TOKENS == 4096
     assert not {"system", "temperature", "top_p", "top_k", "thinking"} & set(sent.body)
     assert sent.headers["x-stainless-timeout"] == "600.0"  # bounded even without a profile timeout
@@ -140,17 +141,21 @@ def test_without_generation_settings_only_the_required_fields_go_out(
     ],
 )
 def test_thinking_budget_and_max_tokens(
-    client: AnthropicClient, stub: AnthropicStub, generation: GenerationSettings, max_tokens: int, thinking: Any
+    client: AnthropicClient,
+    anthropic_stub: AnthropicStub,
+    generation: GenerationSettings,
+    max_tokens: int,
+    thinking: Any,
 ) -> None:
     client.generate(_request(generation=generation))
-    [sent] = stub.requests
+    [sent] = anthropic_stub.requests
     assert sent.body["max_tokens"] == max_tokens and sent.body.get("thinking") == thinking
 
 
-def test_json_mode_puts_the_schema_in_the_system_prompt(client: AnthropicClient, stub: AnthropicStub) -> None:
+def test_json_mode_puts_the_schema_in_the_system_prompt(client: AnthropicClient, anthropic_stub: AnthropicStub) -> None:
     result = client.generate(_request(wire_schema=JSON_MODE))
     client.generate(_request(wire_schema=JSON_MODE, system_instruction=None))
-    first, second = stub.requests
+    first, second = anthropic_stub.requests
     instruction = SCHEMA_INSTRUCTION + json.dumps(REPORT_SCHEMA)
     assert "output_config" not in first.body and first.body["system"] == f"Be terse.\n\n{instruction}"
     assert second.body["system"] == instruction
@@ -158,19 +163,21 @@ def test_json_mode_puts_the_schema_in_the_system_prompt(client: AnthropicClient,
 
 
 def test_without_a_wire_schema_the_prompt_schema_is_compiled_for_anthropic(
-    client: AnthropicClient, stub: AnthropicStub
+    client: AnthropicClient, anthropic_stub: AnthropicStub
 ) -> None:
     from worker_llm_client.core.schema_dialects import wire_schema
 
     client.generate(_request(wire_schema=None))
     compiled = wire_schema(REPORT_SCHEMA, "anthropic")
     assert compiled.dialect == "anthropic" and compiled.schema is not None
-    assert stub.requests[0].body["output_config"] == {"format": {"type": "json_schema", "schema": compiled.schema}}
+    assert anthropic_stub.requests[0].body["output_config"] == {
+        "format": {"type": "json_schema", "schema": compiled.schema}
+    }
 
 
-def test_usage_counts_cache_reads_and_writes_as_prompt(client: AnthropicClient, stub: AnthropicStub) -> None:
+def test_usage_counts_cache_reads_and_writes_as_prompt(client: AnthropicClient, anthropic_stub: AnthropicStub) -> None:
     counts = {"input_tokens": 100, "cache_read_input_tokens": 40, "cache_creation_input_tokens": 10}
-    stub.script(Reply.usage(**counts, output_tokens=30), Reply.usage(input_tokens=7, output_tokens=3))
+    anthropic_stub.script(Reply.usage(**counts, output_tokens=30), Reply.usage(input_tokens=7, output_tokens=3))
     usage = client.generate(_request()).usage
     assert usage.as_outputs() == {
         "promptTokens": 150,
@@ -195,9 +202,9 @@ def test_usage_counts_cache_reads_and_writes_as_prompt(client: AnthropicClient, 
     ],
 )
 def test_stop_reasons_surface_unclassified(
-    client: AnthropicClient, stub: AnthropicStub, reply: Reply, finish_reason: str | None, text: str | None
+    client: AnthropicClient, anthropic_stub: AnthropicStub, reply: Reply, finish_reason: str | None, text: str | None
 ) -> None:
-    stub.script(reply)
+    anthropic_stub.script(reply)
     result = client.generate(_request())
     assert (result.finish_reason, result.block_reason) == (finish_reason, None)
     assert result.text == text or (text == "any" and result.text)
@@ -208,25 +215,25 @@ def test_stop_reasons_surface_unclassified(
     [(Reply.max_tokens(), "max_tokens"), (Reply.context_exceeded(), "model_context_window_exceeded")],
 )
 def test_cut_replies_keep_their_partial_text(
-    client: AnthropicClient, stub: AnthropicStub, reply: Reply, finish_reason: str
+    client: AnthropicClient, anthropic_stub: AnthropicStub, reply: Reply, finish_reason: str
 ) -> None:
     full = client.generate(_request()).text
-    stub.script(reply)
+    anthropic_stub.script(reply)
     result = client.generate(_request())
     assert result.finish_reason == finish_reason
     assert full and result.text and full.startswith(result.text) and len(result.text) < len(full)
 
 
-def test_thinking_blocks_are_not_part_of_the_text(client: AnthropicClient, stub: AnthropicStub) -> None:
+def test_thinking_blocks_are_not_part_of_the_text(client: AnthropicClient, anthropic_stub: AnthropicStub) -> None:
     plain = client.generate(_request()).text
-    stub.script(Reply.with_thinking("MODEL_TEXT THOUGHTS"))
+    anthropic_stub.script(Reply.with_thinking("MODEL_TEXT THOUGHTS"))
     result = client.generate(_request())
     assert result.text == plain and "MODEL_TEXT THOUGHTS" not in (result.text or "")
 
 
-def test_text_blocks_are_concatenated(client: AnthropicClient, stub: AnthropicStub) -> None:
+def test_text_blocks_are_concatenated(client: AnthropicClient, anthropic_stub: AnthropicStub) -> None:
     blocks = [{"type": "text", "text": '{"a": '}, {"type": "tool_use", "id": "t", "name": "n", "input": {}}]
-    stub.script(Reply.ok().with_fields(content=[*blocks, {"type": "text", "text": "1}"}]))
+    anthropic_stub.script(Reply.ok().with_fields(content=[*blocks, {"type": "text", "text": "1}"}]))
     assert client.generate(_request()).text == '{"a": 1}'
 
 
@@ -250,23 +257,23 @@ def test_text_blocks_are_concatenated(client: AnthropicClient, stub: AnthropicSt
     ],
 )
 def test_every_status_class_is_translated_once(
-    client: AnthropicClient, stub: AnthropicStub, status: int, error: type[StepError], message: str
+    client: AnthropicClient, anthropic_stub: AnthropicStub, status: int, error: type[StepError], message: str
 ) -> None:
-    stub.script(Reply.http_error(status, "output_config.format.schema: unsupported keyword"))
+    anthropic_stub.script(Reply.http_error(status, "output_config.format.schema: unsupported keyword"))
     with pytest.raises(error, match=re.escape(message)) as info:
         client.generate(_request())
     assert KEY not in info.value.message
-    assert stub.calls() == 1  # the SDK did not retry on its own
+    assert anthropic_stub.calls() == 1  # the SDK did not retry on its own
 
 
 @pytest.mark.parametrize("reply", [Reply.overloaded(), Reply.http_error(429), Reply.http_error(500)])
-def test_sdk_retries_are_off(client: AnthropicClient, stub: AnthropicStub, reply: Reply) -> None:
+def test_sdk_retries_are_off(client: AnthropicClient, anthropic_stub: AnthropicStub, reply: Reply) -> None:
     for _ in range(3):
-        stub.script(reply)
+        anthropic_stub.script(reply)
         with pytest.raises(StepError) as info:
             client.generate(_request())
         assert info.value.retryable
-    assert stub.calls() == 3  # one request per generate, never a retry by the SDK
+    assert anthropic_stub.calls() == 3  # one request per generate, never a retry by the SDK
 
 
 @pytest.mark.parametrize(
@@ -280,40 +287,42 @@ def test_sdk_retries_are_off(client: AnthropicClient, stub: AnthropicStub, reply
     ],
 )
 def test_retry_after_is_the_hint(
-    client: AnthropicClient, stub: AnthropicStub, reply: Reply, hint: float | None
+    client: AnthropicClient, anthropic_stub: AnthropicStub, reply: Reply, hint: float | None
 ) -> None:
-    stub.script(reply)
+    anthropic_stub.script(reply)
     with pytest.raises((LlmRateLimited, LlmUnavailable)) as info:
         client.generate(_request())
     assert getattr(info.value, "retry_after", "missing") == hint
 
 
-def test_rate_limit_reset_times_are_the_hint_without_retry_after(client: AnthropicClient, stub: AnthropicStub) -> None:
+def test_rate_limit_reset_times_are_the_hint_without_retry_after(
+    client: AnthropicClient, anthropic_stub: AnthropicStub
+) -> None:
     reset = (datetime.now(UTC) + timedelta(seconds=30)).isoformat().replace("+00:00", "Z")
-    stub.script(Reply.http_error(429, reset=reset))
+    anthropic_stub.script(Reply.http_error(429, reset=reset))
     with pytest.raises(LlmRateLimited) as info:
         client.generate(_request())
     assert info.value.retry_after is not None and 20 < info.value.retry_after <= 30
 
 
-def test_a_non_json_error_body_is_still_translated(client: AnthropicClient, stub: AnthropicStub) -> None:
-    stub.script(Reply.raw(400, b"<html>Bad Request</html>", "text/html"), Reply.raw(503, b""))
+def test_a_non_json_error_body_is_still_translated(client: AnthropicClient, anthropic_stub: AnthropicStub) -> None:
+    anthropic_stub.script(Reply.raw(400, b"<html>Bad Request</html>", "text/html"), Reply.raw(503, b""))
     with pytest.raises(LlmBadRequest, match=r"^HTTP 400: request rejected$"):
         client.generate(_request())
     with pytest.raises(LlmUnavailable, match="HTTP 503"):
         client.generate(_request())
 
 
-def test_error_type_and_server_message_are_clipped(client: AnthropicClient, stub: AnthropicStub) -> None:
+def test_error_type_and_server_message_are_clipped(client: AnthropicClient, anthropic_stub: AnthropicStub) -> None:
     body = {"type": "error", "error": {"type": "t" * 5000, "message": "m" * 100_000}}
-    stub.script(Reply.raw(400, json.dumps(body).encode()))
+    anthropic_stub.script(Reply.raw(400, json.dumps(body).encode()))
     with pytest.raises(LlmBadRequest) as info:
         client.generate(_request())
     assert len(info.value.message) < MAX_ERROR_MESSAGE and "m" * 299 + "…" in info.value.message
 
 
-def test_a_slow_reply_is_a_timeout(client: AnthropicClient, stub: AnthropicStub) -> None:
-    stub.script(Reply.delay(2.0))
+def test_a_slow_reply_is_a_timeout(client: AnthropicClient, anthropic_stub: AnthropicStub) -> None:
+    anthropic_stub.script(Reply.delay(2.0))
     with pytest.raises(LlmTimeout, match=r"timed out after 0\.5s"):
         client.generate(_request(timeout_seconds=0.5))
 
@@ -350,20 +359,20 @@ def test_a_refused_connection_is_unavailable() -> None:
     ],
 )
 def test_a_200_that_is_not_a_message_is_unavailable(
-    client: AnthropicClient, stub: AnthropicStub, reply: Reply, reason: str
+    client: AnthropicClient, anthropic_stub: AnthropicStub, reply: Reply, reason: str
 ) -> None:
-    stub.script(reply)
+    anthropic_stub.script(reply)
     with pytest.raises(LlmUnavailable) as info:
         client.generate(_request())
     assert info.value.retryable and info.value.code == "LLM_UNAVAILABLE"
     assert info.value.message.startswith("the model endpoint answered with a body that is not a Message: ")
     assert reason in info.value.message and MODEL_TEXT not in info.value.message
-    assert stub.calls() == 1
+    assert anthropic_stub.calls() == 1
 
 
-def test_odd_usage_and_provider_strings_are_bounded(client: AnthropicClient, stub: AnthropicStub) -> None:
+def test_odd_usage_and_provider_strings_are_bounded(client: AnthropicClient, anthropic_stub: AnthropicStub) -> None:
     usage = {"input_tokens": "12", "output_tokens": -1, "cache_read_input_tokens": 2**60}
-    stub.script(Reply.ok().with_fields(id="r" * 5000, model="v" * 5000, stop_reason="F" * 5000, usage=usage))
+    anthropic_stub.script(Reply.ok().with_fields(id="r" * 5000, model="v" * 5000, stop_reason="F" * 5000, usage=usage))
     result = client.generate(_request())
     assert (result.response_id, result.model_version, result.finish_reason) == (
         "r" * 255 + "…",
@@ -371,35 +380,37 @@ def test_odd_usage_and_provider_strings_are_bounded(client: AnthropicClient, stu
         "F" * 255 + "…",
     )
     assert result.usage.as_outputs() == dict.fromkeys(result.usage.as_outputs(), 0)
-    stub.script(Reply.ok().with_fields(usage="none"), Reply.ok().with_fields(usage=None))
+    anthropic_stub.script(Reply.ok().with_fields(usage="none"), Reply.ok().with_fields(usage=None))
     assert client.generate(_request()).usage.total_tokens == client.generate(_request()).usage.total_tokens == 0
 
 
 # ------------------------------------------------------------------ keys, providers, credentials
-def test_missing_api_key_is_an_auth_error(stub: AnthropicStub) -> None:
+def test_missing_api_key_is_an_auth_error(anthropic_stub: AnthropicStub) -> None:
     with pytest.raises(LlmAuth, match="ANTHROPIC_API_KEY is not set"):
-        AnthropicClient(Settings(project="p", anthropic_base_url=stub.base_url)).generate(_request())
-    assert stub.calls() == 0
+        AnthropicClient(Settings(project="p", anthropic_base_url=anthropic_stub.base_url)).generate(_request())
+    assert anthropic_stub.calls() == 0
 
 
-def test_a_refused_key_is_named_by_status_never_by_value(client: AnthropicClient, stub: AnthropicStub) -> None:
-    stub.script(Reply.http_error(401, f"invalid x-api-key {KEY}"))
+def test_a_refused_key_is_named_by_status_never_by_value(
+    client: AnthropicClient, anthropic_stub: AnthropicStub
+) -> None:
+    anthropic_stub.script(Reply.http_error(401, f"invalid x-api-key {KEY}"))
     with pytest.raises(LlmAuth) as info:
         client.generate(_request())
     assert KEY not in info.value.message and KEY not in repr(info.value.args)
 
 
-def test_an_unknown_provider_is_a_bad_request(client: AnthropicClient, stub: AnthropicStub) -> None:
+def test_an_unknown_provider_is_a_bad_request(client: AnthropicClient, anthropic_stub: AnthropicStub) -> None:
     with pytest.raises(LlmBadRequest, match="unknown provider 'gemini'"):
         client.generate(_request(provider="gemini"))
-    assert stub.calls() == 0
+    assert anthropic_stub.calls() == 0
 
 
-def test_vertex_uses_the_raw_predict_path_and_bearer_credentials(stub: AnthropicStub) -> None:
-    client = _vertex(stub, Credentials(token="vertex-token"))  # type: ignore[no-untyped-call]
+def test_vertex_uses_the_raw_predict_path_and_bearer_credentials(anthropic_stub: AnthropicStub) -> None:
+    client = _vertex(anthropic_stub, Credentials(token="vertex-token"))  # type: ignore[no-untyped-call]
     result = client.generate(_request(provider="anthropic_vertex"))
     client.close()
-    [sent] = stub.requests
+    [sent] = anthropic_stub.requests
     assert (sent.path, sent.platform, sent.model) == (VERTEX_PATH, "vertex", MODEL)
     assert sent.headers["authorization"] == "Bearer vertex-token" and "x-api-key" not in sent.headers
     assert "model" not in sent.body and sent.body["anthropic_version"] == API_VERSION
@@ -409,11 +420,11 @@ def test_vertex_uses_the_raw_predict_path_and_bearer_credentials(stub: Anthropic
 
 
 @pytest.mark.parametrize("root", ["{url}", "{url}/", "{url}/v1", "{url}/v1/"])
-def test_the_vertex_base_url_is_the_endpoints_root(stub: AnthropicStub, root: str) -> None:
-    client = _vertex(stub, Credentials(token="t"), vertex_base_url=root.format(url=stub.base_url))  # type: ignore[no-untyped-call]
+def test_the_vertex_base_url_is_the_endpoints_root(anthropic_stub: AnthropicStub, root: str) -> None:
+    client = _vertex(anthropic_stub, Credentials(token="t"), vertex_base_url=root.format(url=anthropic_stub.base_url))  # type: ignore[no-untyped-call]
     client.generate(_request(provider="anthropic_vertex"))
     client.close()
-    assert stub.requests[0].path == VERTEX_PATH
+    assert anthropic_stub.requests[0].path == VERTEX_PATH
 
 
 def test_vertex_url_defaults_to_the_sdks_regional_endpoint() -> None:
@@ -423,14 +434,14 @@ def test_vertex_url_defaults_to_the_sdks_regional_endpoint() -> None:
     )
 
 
-def test_vertex_errors_in_either_shape(stub: AnthropicStub) -> None:
+def test_vertex_errors_in_either_shape(anthropic_stub: AnthropicStub) -> None:
     google = {"error": {"code": 429, "message": "Quota exceeded for aiplatform", "status": "RESOURCE_EXHAUSTED"}}
-    stub.script(
+    anthropic_stub.script(
         Reply.raw(429, json.dumps(google).encode()),
         Reply.http_error(400, "messages.0.content: empty"),
         Reply.overloaded(),
     )
-    client = _vertex(stub, Credentials(token="t"))  # type: ignore[no-untyped-call]
+    client = _vertex(anthropic_stub, Credentials(token="t"))  # type: ignore[no-untyped-call]
     with pytest.raises(LlmRateLimited, match="HTTP 429 RESOURCE_EXHAUSTED"):
         client.generate(_request(provider="anthropic_vertex"))
     with pytest.raises(LlmBadRequest, match=r"HTTP 400 invalid_request_error: messages\.0\.content: empty"):
@@ -438,12 +449,12 @@ def test_vertex_errors_in_either_shape(stub: AnthropicStub) -> None:
     with pytest.raises(LlmUnavailable, match="HTTP 529 overloaded_error"):
         client.generate(_request(provider="anthropic_vertex"))
     client.close()
-    assert stub.calls() == 3
+    assert anthropic_stub.calls() == 3
 
 
-def test_vertex_garbage_200s_are_unavailable(stub: AnthropicStub) -> None:
-    stub.script(Reply.html_page(), Reply.raw(200, b"{}"))
-    client = _vertex(stub, Credentials(token="t"))  # type: ignore[no-untyped-call]
+def test_vertex_garbage_200s_are_unavailable(anthropic_stub: AnthropicStub) -> None:
+    anthropic_stub.script(Reply.html_page(), Reply.raw(200, b"{}"))
+    client = _vertex(anthropic_stub, Credentials(token="t"))  # type: ignore[no-untyped-call]
     for _ in range(2):
         with pytest.raises(LlmUnavailable, match="not a Message"):
             client.generate(_request(provider="anthropic_vertex"))
@@ -451,30 +462,30 @@ def test_vertex_garbage_200s_are_unavailable(stub: AnthropicStub) -> None:
 
 
 def test_vertex_without_credentials_is_an_auth_error(
-    stub: AnthropicStub, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+    anthropic_stub: AnthropicStub, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
     with pytest.raises(LlmAuth, match="no usable credentials for provider 'anthropic_vertex': DefaultCredentialsError"):
-        _vertex(stub).generate(_request(provider="anthropic_vertex"))
-    assert stub.calls() == 0
+        _vertex(anthropic_stub).generate(_request(provider="anthropic_vertex"))
+    assert anthropic_stub.calls() == 0
 
 
 @pytest.mark.parametrize("failure", ["TransportError", "RefreshError"])
-def test_a_credentials_blip_is_transient(stub: AnthropicStub, failure: str) -> None:
+def test_a_credentials_blip_is_transient(anthropic_stub: AnthropicStub, failure: str) -> None:
     from google.auth import exceptions
 
     class Unreachable(Credentials):
         def refresh(self, request: Any) -> None:
             raise getattr(exceptions, failure)("metadata server unreachable")
 
-    client = _vertex(stub, Unreachable(token=None))  # type: ignore[no-untyped-call]
+    client = _vertex(anthropic_stub, Unreachable(token=None))  # type: ignore[no-untyped-call]
     with pytest.raises(LlmUnavailable, match=f"could not be refreshed: {failure}") as info:
         client.generate(_request(provider="anthropic_vertex"))
     client.close()
-    assert info.value.retryable and stub.calls() == 0
+    assert info.value.retryable and anthropic_stub.calls() == 0
 
 
-def test_anything_unforeseen_is_internal_naming_its_type_only(stub: AnthropicStub) -> None:
+def test_anything_unforeseen_is_internal_naming_its_type_only(anthropic_stub: AnthropicStub) -> None:
     class Broken(AnthropicClient):
         def _build(self, provider: str) -> Any:
             raise RuntimeError(f"something quoting {MODEL_TEXT}")
@@ -484,8 +495,8 @@ def test_anything_unforeseen_is_internal_naming_its_type_only(stub: AnthropicStu
     assert info.value.message == f"unexpected builtins.RuntimeError while calling model '{MODEL}'"
 
 
-def test_one_sdk_client_per_provider_shared_by_threads_and_rebuilt_after_close(stub: AnthropicStub) -> None:
-    client = AnthropicClient(Settings(project="p", anthropic_api_key=KEY, anthropic_base_url=stub.base_url))
+def test_one_sdk_client_per_provider_shared_by_threads_and_rebuilt_after_close(anthropic_stub: AnthropicStub) -> None:
+    client = AnthropicClient(Settings(project="p", anthropic_api_key=KEY, anthropic_base_url=anthropic_stub.base_url))
     errors: list[BaseException] = []
 
     def call() -> None:
@@ -499,11 +510,11 @@ def test_one_sdk_client_per_provider_shared_by_threads_and_rebuilt_after_close(s
         thread.start()
     for thread in threads:
         thread.join()
-    assert not errors and stub.calls() == 8 and len(client._clients) == 1
+    assert not errors and anthropic_stub.calls() == 8 and len(client._clients) == 1
     client.close()
     assert len(client._clients) == 0
     client.generate(_request())
-    assert stub.calls() == 9
+    assert anthropic_stub.calls() == 9
     client.close()
 
 

@@ -17,6 +17,7 @@ from google.oauth2.credentials import Credentials
 from jsonschema import Draft202012Validator
 
 from devstack.anthropic_stub import AnthropicStub, Reply
+from tests.golden_checks import load_vector
 from tests.stacks import ROOT
 from worker_llm_client.adapters.anthropic_client import AnthropicClient
 from worker_llm_client.config import Settings
@@ -51,16 +52,6 @@ REQUIRED_KINDS = {
 }
 
 
-def _load(path: Path) -> dict[str, Any]:
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        keys = [key for key, _ in pairs]
-        assert len(keys) == len(set(keys)), f"duplicate keys in {path.name}"
-        return dict(pairs)
-
-    vector: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=no_duplicates)
-    return vector
-
-
 def _reply(vector: dict[str, Any]) -> Reply:
     headers = {k: v for k, v in vector["headers"].items() if k.lower() != "content-type"}
     content_type = vector["headers"].get("content-type", "application/json")
@@ -85,26 +76,19 @@ def _usage(result: LlmResult) -> dict[str, int]:
     return result.usage.as_outputs()
 
 
-@pytest.fixture
-def stub(anthropic_stub_server: AnthropicStub) -> Iterator[AnthropicStub]:
-    anthropic_stub_server.reset()
-    yield anthropic_stub_server
-    anthropic_stub_server.reset()
-
-
 @pytest.fixture(params=["anthropic", "anthropic_vertex"])
 def provider(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
 @pytest.fixture
-def client(stub: AnthropicStub, provider: str) -> Iterator[AnthropicClient]:
+def client(anthropic_stub: AnthropicStub, provider: str) -> Iterator[AnthropicClient]:
     settings = Settings(
         project="it-project",
         location="us-east5",
         anthropic_api_key=KEY,
-        anthropic_base_url=stub.base_url,
-        vertex_base_url=stub.base_url,
+        anthropic_base_url=anthropic_stub.base_url,
+        vertex_base_url=anthropic_stub.base_url,
     )
     built = AnthropicClient(settings, vertex_credentials=Credentials(token="golden-token"))  # type: ignore[no-untyped-call]
     yield built
@@ -113,10 +97,10 @@ def client(stub: AnthropicStub, provider: str) -> Iterator[AnthropicClient]:
 
 # ---------------------------------------------------------------- the vectors through the SDK and our adapter
 @pytest.mark.parametrize("path", VECTORS, ids=[p.stem for p in VECTORS])
-def test_vector_outcome(path: Path, stub: AnthropicStub, client: AnthropicClient, provider: str) -> None:
-    vector = _load(path)
+def test_vector_outcome(path: Path, anthropic_stub: AnthropicStub, client: AnthropicClient, provider: str) -> None:
+    vector = load_vector(path)
     expected = vector["expected"]
-    stub.script(_reply(vector))
+    anthropic_stub.script(_reply(vector))
 
     if expected["outcome"] == "result":
         result = client.generate(_request(provider))
@@ -140,7 +124,7 @@ def test_vector_outcome(path: Path, stub: AnthropicStub, client: AnthropicClient
             expected["message"],
         )
         assert getattr(error, "retry_after", None) == expected["retryAfter"]
-    assert stub.calls() == 1  # one request, whatever came back
+    assert anthropic_stub.calls() == 1  # one request, whatever came back
 
 
 # ---------------------------------------------------------------- the vectors themselves
@@ -152,7 +136,7 @@ def test_golden_anthropic_holds_only_vectors_and_the_readme() -> None:
 
 @pytest.mark.parametrize("path", VECTORS, ids=[p.stem for p in VECTORS])
 def test_vector_is_well_formed(path: Path) -> None:
-    vector = _load(path)
+    vector = load_vector(path)
     assert set(vector) == VECTOR_KEYS, f"keys must be exactly {sorted(VECTOR_KEYS)}"
     assert vector["name"] == path.stem and len(vector["description"].strip()) >= 40
     status, headers, body, expected = vector["status"], vector["headers"], vector["body"], vector["expected"]

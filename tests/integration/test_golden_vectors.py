@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from devstack.gemini_stub import Reply
+from tests.golden_checks import MIN_LEAK_LENGTH, STRING_LITERAL, load_vector, schema_strings, strict_loads
 from tests.stacks import ROOT
 from worker_llm_client.adapters.gemini_client import GeminiClient
 from worker_llm_client.config import Settings
@@ -66,33 +66,9 @@ REQUIRED_KINDS = {
     "split_text_parts": "the answer split across two text parts",
     "cached_content_tokens": "cachedContentTokenCount present",
 }
-_STRING_LITERAL = re.compile(r'"(?:[^"\\\n]|\\.)*"')
-_MIN_LEAK_LENGTH = 7  # strings longer than 6 characters must never show up in an error message
 
 
 # ---------------------------------------------------------------- helpers
-def _reject_constant(token: str) -> Any:
-    raise ValueError(f"{token} is not JSON")
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [key for key, _ in pairs]
-    duplicates = sorted({key for key in keys if keys.count(key) > 1})
-    if duplicates:
-        raise ValueError(f"duplicate keys {duplicates}")
-    return dict(pairs)
-
-
-def _strict_loads(text: str) -> Any:
-    """RFC 8259 JSON only: no NaN/Infinity literals, no duplicate keys."""
-    return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
-
-
-def _load(path: Path) -> dict[str, Any]:
-    vector: dict[str, Any] = _strict_loads(path.read_text(encoding="utf-8"))
-    return vector
-
-
 def _parts(response: dict[str, Any]) -> list[dict[str, Any]]:
     """Every part of every candidate, thought parts included."""
     found: list[dict[str, Any]] = []
@@ -105,22 +81,6 @@ def _answer_parts(response: dict[str, Any]) -> list[str]:
     candidates = response.get("candidates") or []
     parts = (candidates[0].get("content") or {}).get("parts") or [] if candidates else []
     return [p["text"] for p in parts if isinstance(p.get("text"), str) and not p.get("thought")]
-
-
-def _schema_strings(node: Any) -> set[str]:
-    """Property names and enum/const values: the schema side, which messages may name."""
-    found: set[str] = set()
-    if isinstance(node, dict):
-        found.update(node.get("properties", {}))
-        found.update(v for v in node.get("enum", []) if isinstance(v, str))
-        if isinstance(node.get("const"), str):
-            found.add(node["const"])
-        for value in node.values():
-            found |= _schema_strings(value)
-    elif isinstance(node, list):
-        for item in node:
-            found |= _schema_strings(item)
-    return found
 
 
 def _json_strings(node: Any) -> set[str]:
@@ -142,14 +102,14 @@ def _model_strings(response: dict[str, Any]) -> set[str]:
             continue
         found.add(text.strip())
         found.update(line.strip() for line in text.splitlines())
-        for literal in _STRING_LITERAL.findall(text):
+        for literal in STRING_LITERAL.findall(text):
             try:
                 found.add(json.loads(literal))
             except ValueError:
                 found.add(literal)
         with contextlib.suppress(ValueError):
             found |= _json_strings(json.loads(text))
-    return {s for s in found if len(s) >= _MIN_LEAK_LENGTH} - _schema_strings(SCHEMA)
+    return {s for s in found if len(s) >= MIN_LEAK_LENGTH} - schema_strings(SCHEMA)
 
 
 def _usage(result: LlmResult) -> dict[str, int]:
@@ -180,7 +140,7 @@ def client(stub: Any) -> Iterator[GeminiClient]:
 # ---------------------------------------------------------------- the vectors through our code
 @pytest.mark.parametrize("path", VECTORS, ids=[p.stem for p in VECTORS])
 def test_vector_outcome(path: Path, stub: Any, client: GeminiClient) -> None:
-    vector = _load(path)
+    vector = load_vector(path)
     response, expected = vector["response"], vector["expected"]
     stub.script(Reply.raw(200, json.dumps(response).encode()))
 
@@ -229,7 +189,7 @@ def test_golden_holds_only_vectors_and_the_readme() -> None:
 
 @pytest.mark.parametrize("path", VECTORS, ids=[p.stem for p in VECTORS])
 def test_vector_is_well_formed(path: Path) -> None:
-    vector = _load(path)  # strict: a NaN literal or a duplicate key in the file fails here
+    vector = load_vector(path)  # strict: a NaN literal or a duplicate key in the file fails here
     assert isinstance(vector, dict) and set(vector) == VECTOR_KEYS, f"keys must be exactly {sorted(VECTOR_KEYS)}"
     assert vector["name"] == path.stem, "name must be the file's stem"
     assert isinstance(vector["description"], str) and len(vector["description"].strip()) >= 20
@@ -267,7 +227,7 @@ def test_vector_is_well_formed(path: Path) -> None:
         assert isinstance(report, dict), "a report outcome needs expected.report"
         problems = [e.message for e in Draft202012Validator(SCHEMA).iter_errors(report)]
         assert not problems, f"expected.report does not match schemas/weekly_report.json: {problems}"
-        assert report == _strict_loads("".join(_answer_parts(response))), (
+        assert report == strict_loads("".join(_answer_parts(response))), (
             "expected.report must be the first candidate's non-thought text parts, concatenated and parsed"
         )
     else:

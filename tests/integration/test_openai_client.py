@@ -86,13 +86,6 @@ def _settings(stub: OpenAiStub, **changes: Any) -> Settings:
 
 
 @pytest.fixture
-def openai_stub(openai_stub_server: OpenAiStub) -> Iterator[OpenAiStub]:
-    openai_stub_server.reset()
-    yield openai_stub_server
-    openai_stub_server.reset()
-
-
-@pytest.fixture
 def client(openai_stub: OpenAiStub) -> Iterator[OpenAiClient]:
     built = OpenAiClient(_settings(openai_stub))
     yield built

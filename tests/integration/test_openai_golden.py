@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from devstack.openai_stub import OpenAiStub, Reply
+from tests.golden_checks import MIN_LEAK_LENGTH, STRING_LITERAL, load_vector, schema_strings
 from tests.stacks import ROOT
 from worker_llm_client.adapters.openai_client import OpenAiClient
 from worker_llm_client.config import Settings
@@ -70,30 +70,9 @@ REQUIRED_KINDS = {
     "invalid_schema_400": "400 invalid_request_error for the schema",
     "server_error_500": "500 server_error",
 }
-_STRING_LITERAL = re.compile(r'"(?:[^"\\\n]|\\.)*"')
-_MIN_LEAK_LENGTH = 7
 
 
 # ---------------------------------------------------------------- helpers
-def _reject_constant(token: str) -> Any:
-    raise ValueError(f"{token} is not JSON")
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [key for key, _ in pairs]
-    duplicates = sorted({key for key in keys if keys.count(key) > 1})
-    if duplicates:
-        raise ValueError(f"duplicate keys {duplicates}")
-    return dict(pairs)
-
-
-def _load(path: Path) -> dict[str, Any]:
-    """RFC 8259 JSON only: no NaN/Infinity literals, no duplicate keys."""
-    text = path.read_text(encoding="utf-8")
-    vector: dict[str, Any] = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
-    return vector
-
-
 def _message(response: dict[str, Any]) -> dict[str, Any]:
     message: dict[str, Any] = response["choices"][0].get("message") or {}
     return message
@@ -119,19 +98,6 @@ def _strings(node: Any) -> set[str]:
     return {node} if isinstance(node, str) else set()
 
 
-def _schema_strings(node: Any) -> set[str]:
-    found: set[str] = set()
-    if isinstance(node, dict):
-        found.update(node.get("properties", {}))
-        found.update(v for v in node.get("enum", []) if isinstance(v, str))
-        for value in node.values():
-            found |= _schema_strings(value)
-    elif isinstance(node, list):
-        for item in node:
-            found |= _schema_strings(item)
-    return found
-
-
 def _model_strings(response: dict[str, Any]) -> set[str]:
     """Model output that must never appear in an error message: every string of every choice's
     message (content, parts, refusal, reasoning, tool arguments), its lines, its string literals and,
@@ -140,12 +106,12 @@ def _model_strings(response: dict[str, Any]) -> set[str]:
     for choice in response.get("choices") or []:
         for text in _strings(choice.get("message")):
             found |= {text.strip(), *(line.strip() for line in text.splitlines())}
-            for literal in _STRING_LITERAL.findall(text):
+            for literal in STRING_LITERAL.findall(text):
                 with contextlib.suppress(ValueError):
                     found.add(json.loads(literal))
             with contextlib.suppress(ValueError):
                 found |= _strings(json.loads(text))
-    return {s for s in found if len(s) >= _MIN_LEAK_LENGTH} - _schema_strings(SCHEMA)
+    return {s for s in found if len(s) >= MIN_LEAK_LENGTH} - schema_strings(SCHEMA)
 
 
 def _result(result: LlmResult) -> dict[str, Any]:
@@ -181,13 +147,6 @@ def _request(vector: dict[str, Any], base_url: str) -> LlmRequest:
 
 
 @pytest.fixture
-def openai_stub(openai_stub_server: OpenAiStub) -> Iterator[OpenAiStub]:
-    openai_stub_server.reset()
-    yield openai_stub_server
-    openai_stub_server.reset()
-
-
-@pytest.fixture
 def client(openai_stub: OpenAiStub) -> Iterator[OpenAiClient]:
     built = OpenAiClient(Settings(project="p", openai_api_key=KEY, openai_base_url=openai_stub.base_url))
     yield built
@@ -202,7 +161,7 @@ def _serve(stub: OpenAiStub, vector: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- the vectors through our code
 @pytest.mark.parametrize("path", VECTORS, ids=[p.stem for p in VECTORS])
 def test_vector_through_the_adapter(path: Path, openai_stub: OpenAiStub, client: OpenAiClient) -> None:
-    vector = _load(path)
+    vector = load_vector(path)
     expected = vector["expected"]
     _serve(openai_stub, vector)
     request = _request(vector, openai_stub.base_url)
@@ -222,7 +181,7 @@ def test_vector_through_the_adapter(path: Path, openai_stub: OpenAiStub, client:
 
 @pytest.mark.parametrize("path", REPLIES, ids=[p.stem for p in REPLIES])
 def test_vector_outcome(path: Path, openai_stub: OpenAiStub, client: OpenAiClient) -> None:
-    vector = _load(path)
+    vector = load_vector(path)
     expected = vector["expected"]
     _serve(openai_stub, vector)
     result = client.generate(_request(vector, openai_stub.base_url))
@@ -250,7 +209,7 @@ def test_vector_outcome(path: Path, openai_stub: OpenAiStub, client: OpenAiClien
 # ---------------------------------------------------------------- the vectors themselves
 @pytest.mark.parametrize("path", VECTORS, ids=[p.stem for p in VECTORS])
 def test_vector_is_well_formed(path: Path) -> None:
-    vector = _load(path)
+    vector = load_vector(path)
     assert set(vector) == VECTOR_KEYS, f"keys must be exactly {sorted(VECTOR_KEYS)}"
     assert vector["name"] == path.stem, "name must be the file's stem"
     assert isinstance(vector["description"], str) and len(vector["description"].strip()) >= 20
