@@ -30,6 +30,7 @@ from worker_llm_client.core.schema_compiler import (
     kept_notes,
     split_types,
 )
+from worker_llm_client.core.schema_guard import find_cycle
 from worker_llm_client.core.schema_walk import CONSTRAINT_KEYWORDS, children, pointer
 from worker_llm_client.core.strict_schema import OPENAI_FORMATS
 from worker_llm_client.execution_models import WireSchema
@@ -121,22 +122,8 @@ def _recursion(schema: Mapping[str, Any]) -> str | None:
         edges[id(node)] = [id(kid) for kid, _ in kids] + ([id(target)] if isinstance(target, Mapping) else [])
         where[id(node)] = path
         todo.extend(kids)
-    state: dict[int, bool] = {}  # False: on the current path; True: done
-    for start in edges:
-        stack = [] if start in state else [(start, iter(edges[start]))]
-        state.setdefault(start, False)
-        while stack:
-            node_id, rest = stack[-1]
-            child = next(rest, None)
-            if child is None:
-                state[node_id] = True
-                stack.pop()
-            elif state.get(child) is False:
-                return where[child]
-            elif child not in state:
-                state[child] = False
-                stack.append((child, iter(edges[child])))
-    return None
+    cycle = find_cycle(edges)
+    return None if cycle is None else where[cycle]
 
 
 def _check_limits(sent: Mapping[str, Any]) -> None:

@@ -217,7 +217,7 @@ def inspect_schema(schema: Mapping[str, Any]) -> frozenset[str]:
             "outputSchema uses unevaluatedProperties beside patternProperties: not supported "
             "(jsonschema would match those patterns with Python's re, not RE2)"
         )
-    cycle = _cycle(in_place)
+    cycle = find_cycle(in_place)
     if cycle is not None:
         raise SchemaInvalid(
             f"outputSchema has a $ref cycle at {_shown(nodes[cycle][1])} that never descends into the reply"
@@ -283,7 +283,7 @@ def _resolve(resolver: Any, keyword: str, ref: str, path: str, nodes: Mapping[in
     return id(target)
 
 
-def _cycle(edges: Mapping[int, list[int]]) -> int | None:
+def find_cycle(edges: Mapping[int, list[int]]) -> int | None:
     """A node on a cycle of ``edges``, found by an iterative depth-first search; None if acyclic."""
     state: dict[int, bool] = {}  # False: on the current path; True: done
     for start in edges:
