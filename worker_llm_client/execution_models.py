@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from worker_llm_client.models import Step
 
@@ -22,7 +22,7 @@ DEFAULT_REPAIR_ATTEMPTS = 1
 # Anthropic API; anthropic_vertex: Claude on Vertex AI (ADC); openai_compatible: any Chat Completions
 # endpoint (the profile's ``endpoint``)
 Provider = Literal["gemini", "vertex", "openai", "anthropic", "anthropic_vertex", "openai_compatible"]
-PROVIDERS: tuple[Provider, ...] = ("gemini", "vertex", "openai", "anthropic", "anthropic_vertex", "openai_compatible")
+PROVIDERS: tuple[Provider, ...] = get_args(Provider)
 # how an openai_compatible endpoint takes the schema: OpenAI's json_schema response format; llama.cpp's
 # {"type": "json_object", "schema": ...}; or plain JSON mode (the schema only in the instructions)
 StructuredOutput = Literal["json_schema", "json_object_schema", "json_object"]
