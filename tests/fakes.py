@@ -14,7 +14,7 @@ from worker_llm_client.core.transitions import Delete
 from worker_llm_client.core.wake import with_wake
 from worker_llm_client.errors import PermanentStepError, ProfileNotFound, PromptNotFound, RunTooLarge, permanent_or
 from worker_llm_client.execution_models import LlmRequest, LlmResult, Profile, Prompt, StoredArtifact, Usage
-from worker_llm_client.models import Patch, RunSnapshot, run_from_document
+from worker_llm_client.models import Patch, RunSnapshot, Written, run_from_document
 
 
 class FakeClock:
@@ -77,12 +77,12 @@ class InMemoryRunStore:
             self.reads += 1
             return self._snapshot(run_id) if run_id in self.docs else None
 
-    def write_if_unchanged(self, run_id: str, update_time: datetime, patch: Patch) -> bool:
+    def write_if_unchanged(self, run_id: str, update_time: datetime, patch: Patch) -> Written:
         with self._lock:
             if run_id not in self.docs or self.update_times[run_id] != update_time:
-                return False
+                return Written.CONFLICT
             self._apply(run_id, patch)
-            return True
+            return Written.LANDED
 
     def finalize(self, run_id: str, step_id: str, token: str, patch: Patch, retried: bool = False) -> bool:
         with self._lock:

@@ -1,7 +1,8 @@
 """The use case: claim -> produce the report (produce_report.py) -> finalize.
 
 ``RunExecutor.handle(snapshot)`` claims every runnable step of a run in one precondition write
-(re-reading and deciding again on conflict), runs the claimed steps concurrently and finalizes
+(an event's claim that conflicts is left to the event of the write that won; the sweeper's reads
+the run and decides again), runs the claimed steps concurrently and finalizes
 each guarded by its claim token (a read, then a precondition write). The clock is read once per
 decision; every outside effect goes through a port.
 
@@ -33,7 +34,7 @@ from worker_llm_client.core.transitions import failed_patch, max_attempts, retry
 from worker_llm_client.core.wake import with_wake
 from worker_llm_client.errors import Internal, RunStoreUnavailable, RunTooLarge, StepError
 from worker_llm_client.execution_models import Claim, ClaimedStep
-from worker_llm_client.models import DEFAULT_MAX_ATTEMPTS, Patch, RunSnapshot, StepStatus
+from worker_llm_client.models import DEFAULT_MAX_ATTEMPTS, Patch, RunSnapshot, StepStatus, Written
 from worker_llm_client.observability import bind_step, get_logger
 from worker_llm_client.ports import ArtifactStore, CatalogStore, Clock, LlmClient, RunStore
 from worker_llm_client.produce_report import ReportProducer
@@ -111,12 +112,14 @@ class RunExecutor:
             close()
 
     def handle(self, run: RunSnapshot, deadline: float | None = None, limit: int | None = None) -> list[StepResult]:
-        """Claim what is runnable in ``run`` (or its fresher self), at most ``limit`` steps, and
-        execute it, finishing before ``deadline`` (monotonic; by default this invocation's work
-        window from now)."""
+        """An event's work: claim what is runnable in ``run``, at most ``limit`` steps, and execute
+        it, finishing before ``deadline`` (monotonic; by default this invocation's work window from
+        now). One claim write: when it conflicts, the write that won causes its own event, with a
+        fresher document than a read would give here (the run is read only to learn whether a
+        retried commit had landed)."""
         if deadline is None:
             deadline = self.retry.monotonic() + self.policy.work_seconds
-        snapshot, claimed = self.claim(run, deadline, limit or self.policy.max_parallel_steps)
+        snapshot, claimed = self.claim(run, deadline, limit or self.policy.max_parallel_steps, rounds=1)
         return self.run_claimed(snapshot, claimed)
 
     def run_claimed(self, snapshot: RunSnapshot, claimed: list[ClaimedStep]) -> list[StepResult]:
@@ -128,24 +131,24 @@ class RunExecutor:
             return [future.result() for future in futures]
 
     def claim(
-        self, run: RunSnapshot, deadline: float = float("inf"), limit: int | None = None
+        self, run: RunSnapshot, deadline: float = float("inf"), limit: int | None = None, rounds: int = CLAIM_ROUNDS
     ) -> tuple[RunSnapshot, list[ClaimedStep]]:
-        """Claim what is runnable in ``run`` with precondition writes, deciding again on conflict."""
+        """Claim what is runnable in ``run`` with precondition writes: up to ``rounds`` of them, the
+        run read again after each conflict but the last."""
         with tracing.span("claim", {"flow.run_id": run.run_id}) as span:
-            snapshot, claimed = self._claim(run, deadline, limit or self.policy.max_parallel_steps)
+            snapshot, claimed = self._claim(run, deadline, limit or self.policy.max_parallel_steps, rounds)
             span.set(**{"flow.steps_claimed": len(claimed)})
         return snapshot, claimed
 
-    def _claim(self, run: RunSnapshot, deadline: float, limit: int) -> tuple[RunSnapshot, list[ClaimedStep]]:
-        snapshot: RunSnapshot | None = run
-        for conflicts in range(CLAIM_ROUNDS):
+    def _claim(
+        self, run: RunSnapshot, deadline: float, limit: int, rounds: int
+    ) -> tuple[RunSnapshot, list[ClaimedStep]]:
+        snapshot = run if run.update_time is not None else self.runs.get_run(run.run_id)
+        for conflicts in range(rounds):
             if conflicts:
                 self._back_off(conflicts)
-            if snapshot is None:
+            if snapshot is None or snapshot.update_time is None:
                 return run, []
-            if snapshot.update_time is None:
-                snapshot = self.runs.get_run(run.run_id)
-                continue
             now = self.clock.now()
             plan = plan_claims(snapshot, now, limit, partial(self._new_claim, now))
             if plan.empty:
@@ -153,18 +156,20 @@ class RunExecutor:
             written = self._write_claim(snapshot, snapshot.update_time, plan, now)
             if written is None:  # not even the claim fits: nothing can be recorded on this run
                 return snapshot, []
-            if written:
+            if written is Written.LANDED:
                 return snapshot, self._accept(snapshot, plan.claimed, plan, deadline)
-            fresh = self.runs.get_run(run.run_id)
-            landed = _claims_landed(fresh, plan) if fresh is not None else []
+            last = conflicts + 1 == rounds
+            fresh = None if last and written is Written.CONFLICT else self.runs.get_run(run.run_id)
+            landed = _claims_landed(fresh, plan) if fresh is not None and written is Written.UNCERTAIN else []
             if landed:  # the commit was retried after it had already landed: those claims are ours
                 return snapshot, self._accept(snapshot, landed, plan, deadline)
             self.log.info("step.claim_conflict", steps=len(plan.claimed), reason="run_changed_since_snapshot")
             snapshot = fresh
-        self.log.warning("step.claim_conflict", reason="gave_up_after_rounds", rounds=CLAIM_ROUNDS)
+        if rounds > 1:
+            self.log.warning("step.claim_conflict", reason="gave_up_after_rounds", rounds=rounds)
         return run, []
 
-    def _write_claim(self, snapshot: RunSnapshot, read_at: datetime, plan: ClaimPlan, now: datetime) -> bool | None:
+    def _write_claim(self, snapshot: RunSnapshot, read_at: datetime, plan: ClaimPlan, now: datetime) -> Written | None:
         """Whether the claim landed (precondition: the run is unchanged since ``read_at``, the snapshot's
         ``update_time``); None when the run document cannot hold it."""
         try:

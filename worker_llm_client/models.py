@@ -35,6 +35,14 @@ class StepStatus(StrEnum):
     CANCELLED = "CANCELLED"
 
 
+class Written(StrEnum):
+    """What a precondition write (``RunStore.write_if_unchanged``) did."""
+
+    LANDED = "landed"
+    CONFLICT = "conflict"  # the run changed since the given update_time: nothing was written
+    UNCERTAIN = "uncertain"  # the precondition failed on a retried commit: an earlier try may have landed
+
+
 @dataclass(frozen=True)
 class Step:
     """One entry of ``flow_runs/{runId}.steps`` as the executor sees it."""

@@ -8,14 +8,15 @@ from typing import Protocol
 
 from worker_llm_client.errors import PermanentStepError, StepError
 from worker_llm_client.execution_models import LlmRequest, LlmResult, Profile, Prompt, StoredArtifact
-from worker_llm_client.models import Patch, RunSnapshot
+from worker_llm_client.models import Patch, RunSnapshot, Written
 
 
 class RunStore(Protocol):
     def get_run(self, run_id: str) -> RunSnapshot | None: ...
 
-    def write_if_unchanged(self, run_id: str, update_time: datetime, patch: Patch) -> bool:
-        """Write ``patch`` only if the run is unchanged since ``update_time``; False otherwise."""
+    def write_if_unchanged(self, run_id: str, update_time: datetime, patch: Patch) -> Written:
+        """Write ``patch`` only if the run is unchanged since ``update_time``. ``UNCERTAIN``: the
+        precondition failed on a retry of the commit, so an earlier try may have landed (read to know)."""
         ...
 
     def finalize(self, run_id: str, step_id: str, token: str, patch: Patch, retried: bool = False) -> bool:

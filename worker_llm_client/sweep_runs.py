@@ -22,7 +22,7 @@ from worker_llm_client.core.step_selection import runnable_steps
 from worker_llm_client.core.transitions import Delete
 from worker_llm_client.core.wake import SWEEP_FAILURES, WAKE_AT, next_wake, wake_field
 from worker_llm_client.errors import RunStoreUnavailable
-from worker_llm_client.models import Patch, RunSnapshot
+from worker_llm_client.models import Patch, RunSnapshot, Written
 from worker_llm_client.observability import bind_run, get_logger
 
 if TYPE_CHECKING:
@@ -119,7 +119,8 @@ class Sweeper:
         if run.update_time is None or (wake == run.wake_at and not run.sweep_failures):
             return 0
         cleared: Patch = {SWEEP_FAILURES: Delete.FIELD} if run.sweep_failures else {}
-        return int(self.runs.write_if_unchanged(run.run_id, run.update_time, {**wake_field(wake), **cleared}))
+        written = self.runs.write_if_unchanged(run.run_id, run.update_time, {**wake_field(wake), **cleared})
+        return 1 if written is Written.LANDED else 0
 
     def _push_back(self, run: RunSnapshot | None) -> None:
         """Look at a run that raised again later, later each time it raises in a row."""

@@ -20,6 +20,7 @@ from worker_llm_client.catalog.sources import load_prompts
 from worker_llm_client.core.transitions import Delete, failed_patch, succeeded_patch
 from worker_llm_client.errors import ProfileNotFound, PromptNotFound
 from worker_llm_client.execution_models import Profile, Prompt
+from worker_llm_client.models import Written
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +47,7 @@ def test_claim_precondition_lets_exactly_one_of_two_claimers_win(db: Any, run_id
         {("steps", "weekly-report.v2", "status"): "RUNNING", ("steps", "weekly-report.v2", "claim"): {"token": t}}
         for t in ("a", "b")
     ]
-    results: list[bool] = []
+    results: list[Written] = []
     threads = [
         threading.Thread(target=lambda p=p: results.append(store.write_if_unchanged(run_id, update_time, p)))
         for p in patches
@@ -55,7 +56,7 @@ def test_claim_precondition_lets_exactly_one_of_two_claimers_win(db: Any, run_id
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(results) == [False, True]
+    assert sorted(results) == [Written.CONFLICT, Written.LANDED]
     step = _step(db, run_id, "weekly-report.v2")
     assert step["status"] == "RUNNING" and step["claim"]["token"] in {"a", "b"}
     assert "weekly-report" not in str(
@@ -66,13 +67,41 @@ def test_claim_precondition_lets_exactly_one_of_two_claimers_win(db: Any, run_id
 def test_claim_with_a_stale_update_time_is_refused(db: Any, run_id: str) -> None:
     stale = _write(db, run_id, {"s1": step_data()})
     _write(db, run_id, {"s1": step_data(), "s2": step_data()})
-    assert FirestoreRunStore(db).write_if_unchanged(run_id, stale, {("steps", "s1", "status"): "RUNNING"}) is False
+    assert FirestoreRunStore(db).write_if_unchanged(run_id, stale, {("steps", "s1", "status"): "RUNNING"}) == "conflict"
     assert _step(db, run_id, "s1")["status"] == "READY"
+
+
+def test_a_claim_whose_commit_was_retried_after_landing_is_uncertain_not_a_conflict(
+    db: Any, run_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client's own retry of a commit that landed fails its precondition: only a read can
+    tell that write from another writer's, so the store says it cannot tell."""
+    from google.api_core import exceptions as gexc
+    from google.cloud.firestore_v1.services.firestore import FirestoreClient
+
+    real_commit = FirestoreClient.commit
+    tries: list[int] = []
+
+    def lands_then_unavailable(self: Any, request: Any = None, *, retry: Any, **kwargs: Any) -> Any:
+        def attempt() -> Any:
+            tries.append(1)
+            answer = real_commit(self, request=request, retry=None, **kwargs)
+            if len(tries) == 1:
+                raise gexc.ServiceUnavailable("the answer to a commit that landed was lost")
+            return answer
+
+        return retry(attempt)()
+
+    update_time = _write(db, run_id, {"s1": step_data()})
+    monkeypatch.setattr(FirestoreClient, "commit", lands_then_unavailable)
+    written = FirestoreRunStore(db).write_if_unchanged(run_id, update_time, {("steps", "s1", "status"): "RUNNING"})
+    assert written is Written.UNCERTAIN and len(tries) == 2 and _step(db, run_id, "s1")["status"] == "RUNNING"
 
 
 def test_claim_deletes_fields_marked_delete(db: Any, run_id: str) -> None:
     update_time = _write(db, run_id, {"s1": step_data(status="RETRY_WAIT", retryAt=later(-1))})
-    assert FirestoreRunStore(db).write_if_unchanged(run_id, update_time, {("steps", "s1", "retryAt"): Delete.FIELD})
+    written = FirestoreRunStore(db).write_if_unchanged(run_id, update_time, {("steps", "s1", "retryAt"): Delete.FIELD})
+    assert written is Written.LANDED
     assert "retryAt" not in _step(db, run_id, "s1")
 
 

@@ -17,6 +17,7 @@ from tests.world import World
 from worker_llm_client.config import Settings
 from worker_llm_client.core.document_size import MAX_STEPS_PER_RUN
 from worker_llm_client.errors import RunStoreUnavailable, RunTooLarge
+from worker_llm_client.models import Written
 from worker_llm_client.observability import configure_logging
 
 SECRET = "model-text-never-logged"
@@ -162,14 +163,14 @@ def test_a_claim_that_landed_is_kept_for_every_step_still_ours() -> None:
     class LandsButSaysNo(InMemoryRunStore):
         """The commit was retried after landing, and another writer changed one step since."""
 
-        def write_if_unchanged(self, run_id: str, update_time: Any, patch: Any) -> bool:
-            if not super().write_if_unchanged(run_id, update_time, patch):
-                return False
+        def write_if_unchanged(self, run_id: str, update_time: Any, patch: Any) -> Written:
+            if super().write_if_unchanged(run_id, update_time, patch) is not Written.LANDED:
+                return Written.CONFLICT
             if self.docs[run_id]["steps"]["b"]["status"] == "RUNNING":
                 self.docs[run_id]["steps"]["b"]["status"] = "CANCELLED"
                 self._touch(run_id)
-                return False
-            return True
+                return Written.UNCERTAIN
+            return Written.LANDED
 
     world = World(runs=LandsButSaysNo())
     results = world.executor.handle(world.run({"a": step_data(), "b": step_data()}))
@@ -177,15 +178,32 @@ def test_a_claim_that_landed_is_kept_for_every_step_still_ours() -> None:
     assert world.step("a")["status"] == "SUCCEEDED" and world.step("b")["status"] == "CANCELLED"
 
 
-def test_claim_conflicts_back_off() -> None:
-    class AlwaysConflicts(InMemoryRunStore):
-        def write_if_unchanged(self, run_id: str, update_time: Any, patch: Any) -> bool:
-            self._touch(run_id)
-            return False
+class AlwaysConflicts(InMemoryRunStore):
+    def write_if_unchanged(self, run_id: str, update_time: Any, patch: Any) -> Written:
+        self.writes += 1
+        self._touch(run_id)
+        return Written.CONFLICT
 
+
+def test_an_events_claim_that_conflicts_is_left_to_the_event_of_the_write_that_won() -> None:
     world = World(runs=AlwaysConflicts())
-    assert world.executor.handle(world.run({"a": step_data()})) == []
+    snapshot = world.run({"a": step_data()})
+    reads, writes = world.runs.reads, world.runs.writes
+    with capture_logs() as logs:
+        assert world.executor.handle(snapshot) == []
+    assert (world.runs.reads - reads, world.runs.writes - writes, world.slept) == (0, 1, [])
+    assert [(e["event"], e["reason"]) for e in logs] == [("step.claim_conflict", "run_changed_since_snapshot")]
+
+
+def test_the_sweepers_claim_conflicts_read_again_and_back_off() -> None:
+    world = World(runs=AlwaysConflicts())
+    snapshot = world.run({"a": step_data()})
+    reads = world.runs.reads
+    with capture_logs() as logs:
+        assert world.executor.claim(snapshot) == (snapshot, [])
     assert len(world.slept) == 4 and all(0 < wait <= 1.0 for wait in world.slept)
+    assert world.runs.reads - reads == 4  # not after the last round: nothing would use that read
+    assert logs[-1]["reason"] == "gave_up_after_rounds"
 
 
 def test_a_settings_repr_never_shows_the_api_key() -> None:

@@ -17,6 +17,7 @@ from worker_llm_client.core.artifact_naming import artifact_object_name, request
 from worker_llm_client.core.canonical import sha256_hex
 from worker_llm_client.errors import LlmRateLimited, LlmUnavailable
 from worker_llm_client.execution_models import LlmRequest, LlmResult, Turn
+from worker_llm_client.models import Written
 
 SECRET_VAR = "var-value-never-logged"
 
@@ -351,9 +352,9 @@ def test_an_expired_lease_is_reclaimed_with_the_next_attempt_and_logged() -> Non
 
 def test_a_claim_whose_commit_was_retried_after_landing_is_still_ours() -> None:
     class RetriedCommitStore(InMemoryRunStore):
-        def write_if_unchanged(self, run_id: str, update_time: Any, patch: Any) -> bool:
+        def write_if_unchanged(self, run_id: str, update_time: Any, patch: Any) -> Written:
             super().write_if_unchanged(run_id, update_time, patch)
-            return False  # the retry of the landed commit fails its own precondition
+            return Written.UNCERTAIN  # the retry of the landed commit fails its own precondition
 
     world = World(runs=RetriedCommitStore())
     [report] = world.executor.handle(world.run({"s1": step_data()}))

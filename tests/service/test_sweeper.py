@@ -11,6 +11,7 @@ from tests.fakes import FakeLlm, InMemoryRunStore, reply
 from tests.world import World
 from worker_llm_client.core.wake import READY_WAKE_SECONDS
 from worker_llm_client.execution_models import LlmRequest
+from worker_llm_client.models import Written
 
 
 def test_ready_steps_left_unclaimed_get_a_wake_time_and_the_sweeper_runs_them() -> None:
@@ -43,7 +44,7 @@ def test_the_orchestrators_doorbell_makes_the_sweeper_look_at_a_run_whose_event_
 
 def test_a_run_that_raises_is_pushed_back_with_backoff_and_healthy_runs_are_swept() -> None:
     class Broken(InMemoryRunStore):
-        def write_if_unchanged(self, run_id: str, update_time: Any, patch: Any) -> bool:
+        def write_if_unchanged(self, run_id: str, update_time: Any, patch: Any) -> Written:
             if run_id == "broken" and any(path[-1] == "status" for path in patch):
                 raise RuntimeError("unforeseen")
             return super().write_if_unchanged(run_id, update_time, patch)

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from google.api_core import exceptions as gexc
+from google.api_core.retry import Retry, if_exception_type
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
@@ -27,7 +28,7 @@ from worker_llm_client.adapters.firestore_errors import FIRESTORE_ERRORS, is_too
 from worker_llm_client.core.transitions import Delete
 from worker_llm_client.core.wake import WAKE_AT, with_wake
 from worker_llm_client.errors import RunStoreUnavailable, RunTooLarge
-from worker_llm_client.models import RUNS, Patch, RunSnapshot, Step, run_from_document
+from worker_llm_client.models import RUNS, Patch, RunSnapshot, Step, Written, run_from_document
 
 RUN_LOCK_STRIPES = 64
 FINALIZE_ROUNDS = 10  # reads-and-writes of one finalize batch before it gives up (the use case retries it)
@@ -86,14 +87,15 @@ class FirestoreRunStore:
             return None
         return run_from_document(run_id, snap.to_dict() or {}, snap.update_time)
 
-    def write_if_unchanged(self, run_id: str, update_time: datetime, patch: Patch) -> bool:
+    def write_if_unchanged(self, run_id: str, update_time: datetime, patch: Patch) -> Written:
         option = self.client.write_option(last_update_time=update_time)
+        retried: list[Exception] = []  # what the client's own retry of the commit saw
         with _edge(f"writing run '{run_id}'", run_id):
             try:
-                self._ref(run_id).update(to_firestore_updates(patch), option=option)
+                self._ref(run_id).update(to_firestore_updates(patch), option=option, retry=_commit_retry(retried))
             except (gexc.FailedPrecondition, gexc.NotFound):
-                return False
-        return True
+                return Written.UNCERTAIN if retried else Written.CONFLICT
+        return Written.LANDED
 
     def finalize(self, run_id: str, step_id: str, token: str, patch: Patch, retried: bool = False) -> bool:
         mine = _Finalize(step_id, token, patch, retried)
@@ -160,7 +162,11 @@ class FirestoreRunStore:
             patch = {
                 path: value for item, ok in zip(batch, held, strict=True) if ok for path, value in item.patch.items()
             }
-            if not patch or self.write_if_unchanged(run_id, run.update_time, with_wake(run, patch, self.clock())):
+            if (
+                not patch
+                or self.write_if_unchanged(run_id, run.update_time, with_wake(run, patch, self.clock()))
+                is Written.LANDED
+            ):
                 return _either(held, before)
             sent = held  # the run changed or went since the read (or this very write landed): read again
             jitter = random.random()  # noqa: S311  # nosec B311  # backoff jitter, not a secret
@@ -184,6 +190,13 @@ class FirestoreRunStore:
             counted = due.count(alias="overdue").get()[0][0]
             oldest = [snap.get(WAKE_FIELD) for snap in due.order_by(WAKE_FIELD).limit(1).select([WAKE_FIELD]).stream()]
         return int(counted.value), (oldest[0] if oldest else None)
+
+
+def _commit_retry(retried: list[Exception]) -> Retry:
+    """google-cloud-firestore's own retry of a commit (its default for ``Commit``), noting each
+    error it retries: a precondition that fails after one may be that of a try that landed."""
+    transient = if_exception_type(gexc.ResourceExhausted, gexc.ServiceUnavailable)
+    return Retry(predicate=transient, initial=0.1, maximum=60.0, multiplier=1.3, timeout=60.0, on_error=retried.append)
 
 
 @contextmanager
