@@ -121,11 +121,24 @@ def handle_firestore_event(
     if run_id is None:
         log.info("event.ignored", reason="not_a_flow_run_document")
         return []
-    try:
-        snapshot = decode_snapshot(run_id, data)  # the run id is decoded once per event
+    try:  # a step's fields are decoded as they are read: by the selection, or by the claim
+        return _handle_run(run_id, attributes, data, executor, now, deliveries, trace)
     except EventDecodeError as exc:
         log.warning("event.ignored", reason="undecodable", detail=str(exc))
         return []
+
+
+def _handle_run(
+    run_id: str,
+    attributes: Mapping[str, Any],
+    data: Any,
+    executor: Callable[[], RunExecutor],
+    now: Callable[[], datetime],
+    deliveries: Deliveries | None,
+    trace: TraceParent | None,
+) -> list[StepResult]:
+    log = get_logger()
+    snapshot = decode_snapshot(run_id, data)  # the run id is decoded once per event
     if snapshot is None:
         log.info("event.ignored", reason="document_deleted")
         return []

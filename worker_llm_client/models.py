@@ -83,10 +83,15 @@ class RunSnapshot:
     wake_at: datetime | None = None  # executor.wakeAt as stored
     sweep_failures: int = 0  # executor.sweepFailures: sweeps in a row that raised on this run
     document: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)  # every field, as read
+    size_bound: int | None = field(default=None, compare=False)  # at least its Firestore size, if measured
 
 
 def run_from_document(
-    run_id: str, data: Mapping[str, Any], update_time: datetime | None, wake_at: datetime | None = None
+    run_id: str,
+    data: Mapping[str, Any],
+    update_time: datetime | None,
+    wake_at: datetime | None = None,
+    size_bound: int | None = None,
 ) -> RunSnapshot:
     """A run snapshot from a decoded document; malformed steps keep their data for INVALID_STEP."""
     raw_steps = data.get("steps")
@@ -106,4 +111,5 @@ def run_from_document(
     stored, failures = executor.get("wakeAt"), executor.get("sweepFailures")
     wake = stored if isinstance(stored, datetime) else wake_at
     failures = failures if isinstance(failures, int) and not isinstance(failures, bool) and failures > 0 else 0
-    return RunSnapshot(run_id, status if isinstance(status, str) else "", steps, update_time, wake, failures, data)
+    status = status if isinstance(status, str) else ""
+    return RunSnapshot(run_id, status, steps, update_time, wake, failures, data, size_bound)

@@ -46,10 +46,17 @@ def test_an_outage_while_reading_config_is_retryable_storage_unavailable(read: s
 class _Failing:
     """Just enough of firestore.Client for the run store, every call failing with ``error``."""
 
+    _document_path = "projects/p/databases/(default)/documents/flow_runs/r1"
+    _rpc_metadata = ()
+
     def __init__(self, error: Exception) -> None:
         self.error = error
 
-    def get(self, **kwargs: Any) -> None:
+    @property
+    def _firestore_api(self) -> _Failing:  # the raw read of a run
+        return self
+
+    def get_document(self, **kwargs: Any) -> None:
         raise self.error
 
     def update(self, updates: Any, **kwargs: Any) -> None:

@@ -9,7 +9,9 @@ not sends raw UTF-8 that the WSGI server reads as latin-1 (PEP 3333); both are u
 
 The body is untrusted and decoding it is pure: whatever fails on it would fail again on every
 redelivery, so every failure (but MemoryError) becomes EventDecodeError, whose message never quotes
-the document. Only google-events/protobuf are imported here: this module is on the cold-start path.
+the document. A step's fields are decoded when first read (``firestore_values.py``), so for them
+that error may come later, from the read. Only google-events/protobuf are imported here: this
+module is on the cold-start path.
 """
 
 from __future__ import annotations
@@ -19,17 +21,16 @@ import binascii
 import contextlib
 import json
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from google.events.cloud.firestore_v1.types import DocumentEventData
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
-from proto.datetime_helpers import DatetimeWithNanoseconds
 
+from worker_llm_client.adapters.firestore_values import run_snapshot
 from worker_llm_client.errors import EventDecodeError
-from worker_llm_client.models import RUNS, RunSnapshot, run_from_document
+from worker_llm_client.models import RUNS, RunSnapshot
 
 _BASE64_LINES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/\r\n"
 _ASCII_WHITESPACE = b" \t\n\r\x0b\x0c"
@@ -77,10 +78,7 @@ def decode_snapshot(run_id: str, data: Any) -> RunSnapshot | None:
 def _snapshot(run_id: str, message: Any) -> RunSnapshot | None:
     if not message.HasField("value"):
         return None
-    document = message.value
-    fields = {key: _value(value) for key, value in document.fields.items()}
-    update_time = _timestamp(document.update_time) if document.HasField("update_time") else None
-    return run_from_document(run_id, fields, update_time)
+    return run_snapshot(run_id, message.value)
 
 
 def _parse(data: Any) -> Any:
@@ -130,23 +128,3 @@ def _from_json(data: Mapping[str, Any]) -> Any:
         return json_format.ParseDict(dict(data), _EventPb(), ignore_unknown_fields=True)
     except json_format.ParseError as exc:
         raise EventDecodeError("JSON body is not a DocumentEventData") from exc
-
-
-def _timestamp(ts: Any) -> datetime:
-    stamp: datetime = DatetimeWithNanoseconds.from_timestamp_pb(ts)
-    return stamp
-
-
-def _value(value: Any) -> Any:
-    kind = value.WhichOneof("value_type")
-    if kind == "map_value":
-        return {key: _value(item) for key, item in value.map_value.fields.items()}
-    if kind == "array_value":
-        return [_value(item) for item in value.array_value.values]
-    if kind == "timestamp_value":
-        return _timestamp(value.timestamp_value)
-    if kind == "null_value" or kind is None:
-        return None
-    if kind == "geo_point_value":
-        return {"latitude": value.geo_point_value.latitude, "longitude": value.geo_point_value.longitude}
-    return getattr(value, kind)

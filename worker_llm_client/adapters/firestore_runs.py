@@ -25,10 +25,11 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
 
 from worker_llm_client.adapters.firestore_errors import FIRESTORE_ERRORS, is_too_large
+from worker_llm_client.adapters.firestore_values import run_snapshot
 from worker_llm_client.core.transitions import Delete
 from worker_llm_client.core.wake import WAKE_AT, with_wake
 from worker_llm_client.errors import RunStoreUnavailable, RunTooLarge
-from worker_llm_client.models import RUNS, Patch, RunSnapshot, Step, Written, run_from_document
+from worker_llm_client.models import RUNS, Patch, RunSnapshot, Step, Written
 
 RUN_LOCK_STRIPES = 64
 FINALIZE_ROUNDS = 10  # reads-and-writes of one finalize batch before it gives up (the use case retries it)
@@ -81,11 +82,15 @@ class FirestoreRunStore:
         return self.client.collection(RUNS).document(run_id)
 
     def get_run(self, run_id: str) -> RunSnapshot | None:
+        """The run as stored, read as its protobuf and decoded as its steps are read
+        (``firestore_values.py``): the client's own snapshot decodes and copies every field twice."""
+        request = {"name": self._ref(run_id)._document_path}
         with _edge(f"reading run '{run_id}'"):
-            snap = self._ref(run_id).get()
-        if not snap.exists:
-            return None
-        return run_from_document(run_id, snap.to_dict() or {}, snap.update_time)
+            try:
+                document = self.client._firestore_api.get_document(request=request, metadata=self.client._rpc_metadata)
+            except gexc.NotFound:
+                return None
+        return run_snapshot(run_id, type(document).pb(document))
 
     def write_if_unchanged(self, run_id: str, update_time: datetime, patch: Patch) -> Written:
         option = self.client.write_option(last_update_time=update_time)

@@ -54,8 +54,10 @@ def plan_claims(run: RunSnapshot, now: datetime, limit: int, new_claim: Callable
     steps hold reservations it waits READY instead."""
     plan = ClaimPlan()
     oversized = _too_many_steps(run)
-    size = document_size((RUNS, run.run_id), run.document)
     in_flight = _in_flight(run, now)
+    size = run.size_bound  # measured without decoding the document; exact only when it is not enough
+    if size is None or room_for_results(size, in_flight) < limit:
+        size = document_size((RUNS, run.run_id), run.document)
     room = room_for_results(size, in_flight)
     for step in runnable_steps(run, now):
         failed = exhausted_patch(step, now)

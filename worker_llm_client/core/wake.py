@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from worker_llm_client.core.step_selection import dependencies_met
 from worker_llm_client.core.transitions import Delete, timestamp_at
-from worker_llm_client.models import LLM_REPORT, RUN_CANCELLED, Patch, RunSnapshot, Step, StepStatus, run_from_document
+from worker_llm_client.models import LLM_REPORT, RUN_CANCELLED, Patch, RunSnapshot, Step, StepStatus
 
 WAKE_AT = ("executor", "wakeAt")
 SWEEP_FAILURES = ("executor", "sweepFailures")
@@ -48,22 +49,44 @@ def _wake(step: Step, run: RunSnapshot, ready_at: datetime | None) -> datetime |
 
 
 def apply_patch(run: RunSnapshot, patch: Patch) -> RunSnapshot:
-    """The run as it will be once ``patch`` is written (pure: the snapshot is not changed)."""
-    data: dict[str, Any] = {
-        "status": run.status,
-        "steps": {sid: copy.deepcopy(dict(s.data)) for sid, s in run.steps.items()},
-    }
+    """The run as it will be once ``patch`` is written (pure: the snapshot is not changed). Only
+    the steps the patch touches are copied; the others are the snapshot's own."""
+    status = patch.get(("status",), run.status)
+    touched: dict[str, dict[str, Any] | None] = {}  # None: the step is deleted
     for path, value in patch.items():
-        node = data
-        for key in path[:-1]:
-            child = node.get(key)
-            node[key] = child = dict(child) if isinstance(child, Mapping) else {}
-            node = child
-        if value is Delete.FIELD:
-            node.pop(path[-1], None)
+        if len(path) < 2 or path[0] != "steps":
+            continue
+        step_id = path[1]
+        if len(path) == 2:  # the whole step
+            touched[step_id] = None if value is Delete.FIELD else copy.deepcopy(dict(_mapping(value)))
+            continue
+        data = touched.get(step_id)
+        if data is None:
+            known = None if step_id in touched else run.steps.get(step_id)
+            data = touched[step_id] = copy.deepcopy(dict(known.data)) if known is not None else {}
+        _set(data, path[2:], value)
+    steps = dict(run.steps)
+    for step_id, data in touched.items():
+        if data is None:
+            steps.pop(step_id, None)
         else:
-            node[path[-1]] = value
-    return run_from_document(run.run_id, data, run.update_time, wake_at=run.wake_at)
+            steps[step_id] = Step(step_id, str(data.get("type", "")), str(data.get("status", "")), data)
+    return replace(run, status=status if isinstance(status, str) else "", steps=steps)
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _set(node: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for key in path[:-1]:
+        child = node.get(key)
+        node[key] = child = dict(child) if isinstance(child, Mapping) else {}
+        node = child
+    if value is Delete.FIELD:
+        node.pop(path[-1], None)
+    else:
+        node[path[-1]] = value
 
 
 def wake_field(wake: datetime | None) -> Patch:
