@@ -83,3 +83,20 @@ def test_a_reference_from_the_sdk_weighs_its_documents_name_not_its_repr() -> No
     reference = client.collection("c").document(long_id)
     assert value_size(reference) == (1 + 1) + (1500 + 1) + 16
     assert value_size({"ref": reference}) == 4 + 1519 and len(repr(reference)) < 100  # what it was sized by
+
+
+def test_a_measured_size_bound_that_leaves_room_is_trusted() -> None:
+    """The bound stands for a document it was measured on: the document here is never walked."""
+    bounded = run_from_document(
+        "r1", {"status": "RUNNING", "pad": FULL, "steps": {"a": step_data()}}, T0, size_bound=10
+    )
+    assert [c.step.step_id for c in plan_claims(bounded, T0, 8, _claim).claimed] == ["a"]
+
+
+def test_a_size_bound_that_leaves_too_little_room_is_checked_against_the_exact_size() -> None:
+    too_big = run_from_document("r1", {"status": "RUNNING", "steps": {"a": step_data()}}, T0, size_bound=2**30)
+    assert [c.step.step_id for c in plan_claims(too_big, T0, 8, _claim).claimed] == ["a"]
+    full = run_from_document(
+        "r1", {"status": "RUNNING", "pad": FULL, "steps": {"a": step_data()}}, T0, size_bound=2**30
+    )
+    assert [s.step_id for s, _ in plan_claims(full, T0, 8, _claim).refused] == ["a"]

@@ -199,6 +199,26 @@ def test_hostile_bodies_are_acknowledged_as_undecodable(
     assert [line["reason"] for line in ignored] == ["undecodable"]
 
 
+def test_a_field_found_undecodable_while_claiming_acknowledges_the_event_as_undecodable(
+    client: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Steps are decoded as they are read: a forged field the selection never reads fails later,
+    in the claim, and must still end as an acknowledged undecodable event (never a 5xx loop)."""
+
+    class ReadsTheClaim(RecordingExecutor):
+        def handle(self, snapshot: Any) -> list[Any]:
+            return [step.claim_token for step in snapshot.steps.values()]
+
+    monkeypatch.setattr(bootstrap, "executor", ReadsTheClaim)
+    message = DocumentEventData.pb().FromString(document_event_bytes("demo", "run-1", READY_RUN))
+    step = message.value.fields["steps"].map_value.fields["weekly-report.v2"].map_value.fields["claim"]
+    step.timestamp_value.seconds = -(10**15)
+    capsys.readouterr()
+    assert client.post("/", headers=event_headers("run-1"), data=message.SerializeToString()).status_code == 200
+    ignored = [line for line in _logs(capsys) if line["message"] == "event.ignored"]
+    assert [line["reason"] for line in ignored] == ["undecodable"]
+
+
 def test_a_repeated_delivery_of_a_handled_event_is_acknowledged_without_work(
     client: Any, recorder: RecordingExecutor, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -40,3 +40,33 @@ def test_apply_patch_does_not_touch_the_snapshot() -> None:
     after = apply_patch(run, {("steps", "a", "retryAt"): Delete.FIELD, ("steps", "a", "status"): "RUNNING"})
     assert "retryAt" in run.steps["a"].data and run.steps["a"].status == "READY"
     assert "retryAt" not in after.steps["a"].data and after.steps["a"].status == "RUNNING"
+
+
+def test_apply_patch_copies_only_the_steps_it_touches() -> None:
+    run = make_run({"a": step_data(), "b": step_data(), "c": step_data()})
+    after = apply_patch(run, {("steps", "a", "status"): "RUNNING", ("executor", "wakeAt"): T0})
+    assert after.steps["b"] is run.steps["b"] and after.steps["a"] is not run.steps["a"]
+    assert after.steps["a"].status == "RUNNING" and run.steps["a"].status == "READY"
+
+
+def test_apply_patch_writes_whole_steps_the_run_status_and_deletions() -> None:
+    run = make_run({"a": step_data(), "b": step_data(), "gone": step_data()})
+    patch = {
+        ("status",): "CANCELLED",
+        ("steps", "new"): step_data(status="RETRY_WAIT", retryAt=later(5)),
+        ("steps", "gone"): Delete.FIELD,
+        ("steps", "b"): "not a map",
+        ("steps", "b", "status"): "FAILED",  # after the whole step: written into what replaced it
+        ("steps", "a", "claim", "token"): "t",  # into a map the step did not have yet
+    }
+    after = apply_patch(run, patch)
+    assert after.status == "CANCELLED" and "gone" not in after.steps
+    assert after.steps["new"].status == "RETRY_WAIT" and after.steps["new"].data["retryAt"] == later(5)
+    assert dict(after.steps["b"].data) == {"status": "FAILED"} and after.steps["a"].data["claim"] == {"token": "t"}
+    assert set(run.steps) == {"a", "b", "gone"} and run.status == "RUNNING"
+
+
+def test_a_step_deleted_then_written_in_one_patch_starts_from_nothing() -> None:
+    run = make_run({"a": step_data()})
+    after = apply_patch(run, {("steps", "a"): Delete.FIELD, ("steps", "a", "status"): "READY"})
+    assert dict(after.steps["a"].data) == {"status": "READY"}

@@ -26,6 +26,7 @@ from worker_llm_client.errors import EventDecodeError
 from worker_llm_client.models import RUNS, RunSnapshot, run_from_document
 
 INTEGER_TAG = b"\x10"  # Value.integer_value: field 2, varint
+_ABSENT = object()
 
 
 class LazyFields(Mapping[str, Any]):
@@ -38,14 +39,22 @@ class LazyFields(Mapping[str, Any]):
         self._decoded: dict[str, Any] = {}
 
     def __getitem__(self, key: str) -> Any:
-        try:
-            return self._decoded[key]
-        except KeyError:
-            pass
-        if key not in self._fields:  # never index first: a protobuf map inserts what it is asked for
+        value = self.get(key, _ABSENT)
+        if value is _ABSENT:
             raise KeyError(key)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self._decoded.get(key, _ABSENT)
+        if value is not _ABSENT:
+            return value
+        if key not in self._fields:  # never index first: a protobuf map inserts what it is asked for
+            return default
         value = self._decoded[key] = self._decode(self._fields[key])
         return value
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._decoded or key in self._fields
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._fields)
