@@ -82,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
 
         progress("runSize")
         results["runSize"] = run_size(lambda: bench_stack("run-size", "bench", STUB_LATENCY))
+        from benchmarks.bench_chain import chain_hop
+
+        progress("chainHop")
+        results["chainHop"] = chain_hop(lambda: bench_stack("chain-hop", "bench", STUB_LATENCY))
     if profile:
         progress("coldStartProfile")
         profiles.cold_start_profile()

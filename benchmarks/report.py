@@ -125,6 +125,18 @@ def _run_size_correct(f: dict[str, Any]) -> bool:
     return bool(f["exactlyOnce"]) and f["unsettledSteps"] == 0
 
 
+def _chain_hop(f: dict[str, Any]) -> tuple[str, bool]:
+    from benchmarks.bench_chain import CHAIN_HOP_GOAL
+
+    text = (
+        f"ratio {f['ratio']:.2f}: median hop cost (all but the model) {f['fillerHopMs']} ms in a run with "
+        f"{f['fillers']} settled steps vs {f['emptyHopMs']} ms in a run of its own ({f['chain']}-step chains); next "
+        f"step claimed {f['fillerStartMs']} vs {f['emptyStartMs']} ms after; all SUCCEEDED: {f['allSucceeded']} "
+        f"(goal < {CHAIN_HOP_GOAL})"
+    )
+    return text, f["ratio"] < CHAIN_HOP_GOAL and bool(f["allSucceeded"])
+
+
 FANOUTS = ("fanoutEmulator", "fanoutEventarc")
 FIGURES: list[tuple[str, str, Callable[[dict[str, Any]], tuple[str, bool]]]] = [
     ("coldStart", "1. cold start", _cold_start),
@@ -135,6 +147,7 @@ FIGURES: list[tuple[str, str, Callable[[dict[str, Any]], tuple[str, bool]]]] = [
     ("fanoutEventarc", "5. fan-out, Eventarc delivery", _fanout),
     ("duplicateStorm", "6. duplicate storm", _storm),
     ("runSize", "7. run size", _run_size),
+    ("chainHop", "8. chain hop", _chain_hop),
 ]
 
 
@@ -159,6 +172,7 @@ CORRECTNESS: dict[str, Callable[[dict[str, Any]], bool]] = {
     "fanoutEventarc": lambda f: bool(f["exactlyOnce"]),
     "duplicateStorm": _storm_correct,
     "runSize": _run_size_correct,
+    "chainHop": lambda f: bool(f["allSucceeded"]),
 }
 
 

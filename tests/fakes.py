@@ -11,10 +11,11 @@ from typing import Any
 from tests.builders import T0
 from worker_llm_client.core.document_size import document_size
 from worker_llm_client.core.transitions import Delete
-from worker_llm_client.core.wake import with_wake
+from worker_llm_client.core.wake import apply_patch, with_wake
 from worker_llm_client.errors import PermanentStepError, ProfileNotFound, PromptNotFound, RunTooLarge, permanent_or
 from worker_llm_client.execution_models import LlmRequest, LlmResult, Profile, Prompt, StoredArtifact, Usage
 from worker_llm_client.models import Patch, RunSnapshot, Written, run_from_document
+from worker_llm_client.ports import FollowOn
 
 
 class FakeClock:
@@ -84,14 +85,27 @@ class InMemoryRunStore:
             self._apply(run_id, patch)
             return Written.LANDED
 
-    def finalize(self, run_id: str, step_id: str, token: str, patch: Patch, retried: bool = False) -> bool:
+    def finalize(
+        self,
+        run_id: str,
+        step_id: str,
+        token: str,
+        patch: Patch,
+        retried: bool = False,
+        follow: FollowOn | None = None,
+    ) -> bool:
         with self._lock:
             if self.faults:
                 raise self.faults.pop(0)
             step = self.docs.get(run_id, {}).get("steps", {}).get(step_id, {})
             if step.get("status") != "RUNNING" or step.get("claim", {}).get("token") != token:
                 return False
-            self._apply(run_id, with_wake(self._snapshot(run_id), patch, self.clock()))
+            run = self._snapshot(run_id)
+            after = apply_patch(run, patch)
+            extra = follow.plan(after) if follow is not None else {}
+            self._apply(run_id, with_wake(run, {**patch, **extra}, self.clock()))
+            if follow is not None:
+                follow.landed(apply_patch(after, extra))
             return True
 
     def due_runs(self, now: datetime, limit: int) -> list[str]:

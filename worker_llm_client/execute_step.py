@@ -35,10 +35,11 @@ from worker_llm_client.core.wake import with_wake
 from worker_llm_client.errors import Internal, RunStoreUnavailable, RunTooLarge, StepError
 from worker_llm_client.execution_models import Claim, ClaimedStep
 from worker_llm_client.models import DEFAULT_MAX_ATTEMPTS, Patch, RunSnapshot, StepStatus, Written
+from worker_llm_client.next_claim import MIN_NEXT_SECONDS, NextClaim
 from worker_llm_client.observability import bind_step, get_logger
-from worker_llm_client.ports import ArtifactStore, CatalogStore, Clock, LlmClient, RunStore
+from worker_llm_client.ports import ArtifactStore, CatalogStore, Clock, FollowOn, LlmClient, RunStore
 from worker_llm_client.produce_report import ReportProducer
-from worker_llm_client.step_slots import StepSlots
+from worker_llm_client.step_slots import Executing, StepSlots
 
 CLAIM_ROUNDS = 5
 DEFAULT_FINALIZE_SECONDS = 60.0
@@ -103,6 +104,7 @@ class RunExecutor:
             max_inflight=policy.max_parallel_steps,
         )
         self.slots = StepSlots(policy.max_parallel_steps)
+        self.executing = Executing()  # steps this instance is executing now, whoever claimed them
         self.closers = closers
         self.log = get_logger()
 
@@ -123,12 +125,36 @@ class RunExecutor:
         return self.run_claimed(snapshot, claimed)
 
     def run_claimed(self, snapshot: RunSnapshot, claimed: list[ClaimedStep]) -> list[StepResult]:
-        """Execute claimed steps concurrently, each to a recorded outcome."""
+        """Execute claimed steps concurrently, each to a recorded outcome, each followed by the
+        steps its finalize claimed next (``next_claim.py``)."""
         if len(claimed) <= 1:
-            return [self.execute(snapshot, step) for step in claimed]
+            return [result for step in claimed for result in self._execute_then_next(snapshot, step)]
         with ThreadPoolExecutor(max_workers=len(claimed), thread_name_prefix="step") as pool:
-            futures = [pool.submit(contextvars.copy_context().run, self.execute, snapshot, step) for step in claimed]
-            return [future.result() for future in futures]
+            futures = [
+                pool.submit(contextvars.copy_context().run, self._execute_then_next, snapshot, s) for s in claimed
+            ]
+            return [result for future in futures for result in future.result()]
+
+    def _execute_then_next(self, run: RunSnapshot, claimed: ClaimedStep) -> list[StepResult]:
+        results: list[StepResult] = []
+        pending = [(run, claimed)]
+        with self.executing:
+            while pending:
+                run, step = pending.pop()
+                follow = self._next_claim(step)
+                results.append(self.execute(run, step, follow))
+                pending += follow.claimed() if follow is not None else []
+        return results
+
+    def _next_claim(self, claimed: ClaimedStep) -> NextClaim | None:
+        """The follow-on of ``claimed``'s finalize, while the work window leaves time for a step;
+        it claims only while this instance executes no more steps than ``MAX_PARALLEL_STEPS`` (the
+        finishing one included), so a run's steps are not hoarded behind the model gate."""
+        if self.retry.monotonic() + MIN_NEXT_SECONDS > claimed.deadline:
+            return None  # too little of the work window is left for another step
+        accept = lambda run, plan: self._accept(run, plan.claimed, plan, claimed.deadline)  # noqa: E731
+        room = lambda: self.executing.count <= self.policy.max_parallel_steps  # noqa: E731
+        return NextClaim(self.clock.now, self._new_claim, accept, room)
 
     def claim(
         self, run: RunSnapshot, deadline: float = float("inf"), limit: int | None = None, rounds: int = CLAIM_ROUNDS
@@ -219,25 +245,28 @@ class RunExecutor:
         expires = now + timedelta(seconds=self.policy.lease_seconds)
         return Claim(self.new_token(), self.policy.worker_id, now, expires)
 
-    def execute(self, run: RunSnapshot, claimed: ClaimedStep) -> StepResult:
-        """Produce the step's report and record the outcome, whatever happens on the way."""
+    def execute(self, run: RunSnapshot, claimed: ClaimedStep, follow: FollowOn | None = None) -> StepResult:
+        """Produce the step's report and record the outcome, whatever happens on the way (with what
+        ``follow`` adds to the same write)."""
         bind_step(claimed.step.step_id, claimed.attempt)
         ids: dict[str, tracing.AttributeValue] = {"flow.run_id": claimed.run_id, "flow.step_id": claimed.step.step_id}
         ids["flow.attempt"] = claimed.attempt
         with tracing.span("step", ids) as span:
-            result, cost = self._execute(run, claimed)
+            result, cost = self._execute(run, claimed, follow)
             span.set(**{"flow.status": result.status, "flow.cost_usd": cost})
             if result.code is not None:
                 span.fail(result.code)
         return result
 
-    def _execute(self, run: RunSnapshot, claimed: ClaimedStep) -> tuple[StepResult, float | None]:
+    def _execute(
+        self, run: RunSnapshot, claimed: ClaimedStep, follow: FollowOn | None
+    ) -> tuple[StepResult, float | None]:
         try:
             outputs = self.producer.produce(run, claimed)  # raises nothing but a StepError
         except StepError as error:
-            return self._finalize_error(claimed, error), error.cost_usd
+            return self._finalize_error(claimed, error, follow), error.cost_usd
         patch = succeeded_patch(claimed.step.step_id, outputs, self.clock.now())
-        finalized = self._finalize(claimed, patch)
+        finalized = self._finalize(claimed, patch, follow)
         if finalized:
             self.log.info(
                 "step.succeeded",
@@ -252,7 +281,7 @@ class RunExecutor:
         self.log.error("step.internal_error", where=where, exc_info=exc)
         return Internal.from_exception(exc, where)
 
-    def _finalize_error(self, claimed: ClaimedStep, error: StepError) -> StepResult:
+    def _finalize_error(self, claimed: ClaimedStep, error: StepError, follow: FollowOn | None) -> StepResult:
         step_id = claimed.step.step_id
         budget = max_attempts(claimed.step) or DEFAULT_MAX_ATTEMPTS
         outcome = after_failure(error, claimed.attempt, budget, self.clock.now())
@@ -260,7 +289,7 @@ class RunExecutor:
             patch = failed_patch(step_id, outcome.error, self.clock.now())
         else:
             patch = retry_wait_patch(step_id, outcome.error, outcome.retry_at)
-        finalized = self._finalize(claimed, patch)
+        finalized = self._finalize(claimed, patch, follow)
         cost = {"llmCalls": error.llm_calls, "usage": error.usage, "costUsd": error.cost_usd}
         if finalized and outcome.retry_at is None:
             self.log.warning("step.failed", code=error.code, retryable=error.retryable, **cost)
@@ -268,17 +297,17 @@ class RunExecutor:
             self.log.warning("step.retry_scheduled", code=error.code, retryAt=outcome.retry_at.isoformat(), **cost)
         return StepResult(step_id, "FAILED" if outcome.failed else "RETRY_WAIT", error.code, finalized)
 
-    def _finalize(self, claimed: ClaimedStep, patch: Patch) -> bool:
+    def _finalize(self, claimed: ClaimedStep, patch: Patch, follow: FollowOn | None = None) -> bool:
         """Write ``patch`` if the step is still ours, retrying transient failures and conflicts
         until the finalize window closes. A result the document cannot hold is recorded as
         RUN_TOO_LARGE instead; anything unforeseen as INTERNAL. False: not written (the step is no
         longer ours, or the window closed: then its lease and the sweeper take over)."""
         with tracing.span("finalize", {"flow.step_id": claimed.step.step_id}) as span:
-            written = self._write_result(claimed, patch)
+            written = self._write_result(claimed, patch, follow)
             span.set(**{"flow.written": written})
         return written
 
-    def _write_result(self, claimed: ClaimedStep, patch: Patch) -> bool:
+    def _write_result(self, claimed: ClaimedStep, patch: Patch, follow: FollowOn | None) -> bool:
         step_id, token = claimed.step.step_id, claimed.claim.token
         give_up_at = claimed.deadline + self.policy.finalize_seconds
         retried = False  # a transient failure may come after the write landed: the next try checks
@@ -286,7 +315,7 @@ class RunExecutor:
         while True:
             tries += 1
             try:
-                if self.runs.finalize(claimed.run_id, step_id, token, patch, retried=retried):
+                if self.runs.finalize(claimed.run_id, step_id, token, patch, retried=retried, follow=follow):
                     return True
                 self.log.warning("step.claim_conflict", reason="finalize_discarded_step_no_longer_held")
                 return False

@@ -19,10 +19,19 @@ class RunStore(Protocol):
         precondition failed on a retry of the commit, so an earlier try may have landed (read to know)."""
         ...
 
-    def finalize(self, run_id: str, step_id: str, token: str, patch: Patch, retried: bool = False) -> bool:
+    def finalize(
+        self,
+        run_id: str,
+        step_id: str,
+        token: str,
+        patch: Patch,
+        retried: bool = False,
+        follow: FollowOn | None = None,
+    ) -> bool:
         """Atomically: write ``patch`` (plus the run's new ``executor.wakeAt``) only if the
         step is RUNNING under ``token``. ``retried``: an earlier call with this very patch failed
-        and may have landed; if the run shows it did, that counts as written."""
+        and may have landed; if the run shows it did, that counts as written. ``follow``: more to
+        write in the same write, planned on the run as the write leaves it (the next claims)."""
         ...
 
     def due_runs(self, now: datetime, limit: int) -> list[str]:
@@ -32,6 +41,18 @@ class RunStore(Protocol):
     def overdue(self, due_by: datetime) -> tuple[int, datetime | None]:
         """How many runs have ``executor.wakeAt <= due_by``, and the earliest such ``wakeAt``
         (a count and a one-document read on the same index)."""
+        ...
+
+
+class FollowOn(Protocol):
+    """What a finalize's write also carries: claims planned on the run as that write leaves it."""
+
+    def plan(self, run: RunSnapshot) -> Patch:
+        """The patch to add, planned on ``run`` (the finalize applied); may be called once per try."""
+        ...
+
+    def landed(self, run: RunSnapshot) -> None:
+        """The write carrying the last planned patch landed; ``run`` is the run as it left it."""
         ...
 
 

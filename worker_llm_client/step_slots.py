@@ -38,3 +38,21 @@ class StepSlots:
         with self._changed:
             self._free = min(self.capacity, self._free + count)
             self._changed.notify_all()
+
+
+class Executing:
+    """How many steps the instance is executing (``with executing:`` around each), for the next
+    claim a finalize makes (``next_claim.py``): events' claims take no slot, so this counts all."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Executing:
+        with self._lock:
+            self.count += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self.count -= 1

@@ -56,10 +56,10 @@ def test_a_finalize_whose_write_landed_before_it_failed_counts_as_written(
     class LandsThenFails(FirestoreRunStore):
         failed = False
 
-        def write_if_unchanged(self, run_id: str, update_time: Any, patch: Any) -> Any:
-            written = super().write_if_unchanged(run_id, update_time, patch)
+        def _write(self, run_id: str, update_time: Any, patch: Any) -> Any:  # every write of the store
+            written = super()._write(run_id, update_time, patch)
             finishing = any(path[-1] == "status" and value == "SUCCEEDED" for path, value in patch.items())
-            if written == "landed" and finishing and not self.failed:
+            if written[0] == "landed" and finishing and not self.failed:
                 self.failed = True
                 raise RunStoreUnavailable("writing run failed: DeadlineExceeded")
             return written

@@ -20,7 +20,7 @@ from worker_llm_client.catalog.sources import load_prompts
 from worker_llm_client.core.transitions import Delete, failed_patch, succeeded_patch
 from worker_llm_client.errors import ProfileNotFound, PromptNotFound
 from worker_llm_client.execution_models import Profile, Prompt
-from worker_llm_client.models import Written
+from worker_llm_client.models import RunSnapshot, Written
 
 pytestmark = pytest.mark.integration
 
@@ -270,6 +270,118 @@ def test_a_step_failed_by_another_writer_under_our_token_is_not_taken_for_our_wr
     patch = failed_patch("s1", {"code": "LLM_BAD_REQUEST", "message": "m", "retryable": False}, datetime.now(UTC))
     assert FirestoreRunStore(db).finalize(run_id, "s1", "mine", patch) is False
     assert _step(db, run_id, "s1")["finishedAt"] == other and "error" not in _step(db, run_id, "s1")
+
+
+class _Follow:
+    """A follow-on that claims ``s2`` whenever it is asked, recording what it was shown."""
+
+    def __init__(self) -> None:
+        self.planned: list[RunSnapshot] = []
+        self.landed_on: list[RunSnapshot] = []
+
+    def plan(self, run: RunSnapshot) -> dict[Any, Any]:
+        self.planned.append(run)
+        return {("steps", "s2", "status"): "RUNNING", ("steps", "s2", "claim"): {"token": f"next-{len(self.planned)}"}}
+
+    def landed(self, run: RunSnapshot) -> None:
+        self.landed_on.append(run)
+
+
+def _two_steps(db: Any, run_id: str) -> dict[Any, Any]:
+    _write(db, run_id, {"s1": step_data(status="RUNNING", claim={"token": "mine"}), "s2": step_data()})
+    return succeeded_patch("s1", {"gcs_uri": "gs://b/o"}, datetime.now(UTC))
+
+
+def test_a_finalize_writes_what_its_follow_on_plans_in_the_same_write(db: Any, run_id: str) -> None:
+    follow, patch = _Follow(), _two_steps(db, run_id)
+    ref = db.collection("flow_runs").document(run_id)
+    before = ref.get().update_time
+    assert FirestoreRunStore(db).finalize(run_id, "s1", "mine", patch, follow=follow) is True
+    [planned], [landed] = follow.planned, follow.landed_on
+    assert planned.steps["s1"].status == "SUCCEEDED" and planned.steps["s2"].status == "READY"  # planned on the after
+    assert landed.steps["s2"].held_by("next-1") and _step(db, run_id, "s2")["claim"] == {"token": "next-1"}
+    assert _step(db, run_id, "s1")["status"] == "SUCCEEDED" and ref.get().update_time > before
+
+
+def test_a_follow_on_is_planned_again_after_a_conflict_and_only_the_plan_that_landed_is_reported(
+    db: Any, run_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from google.cloud.firestore_v1.document import DocumentReference
+
+    real_update = DocumentReference.update
+    follow, patch = _Follow(), _two_steps(db, run_id)
+
+    def another_writer_first(self: Any, *args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(DocumentReference, "update", real_update)
+        self.update({"note": "the orchestrator wrote"})  # our precondition now fails
+        return real_update(self, *args, **kwargs)
+
+    monkeypatch.setattr(DocumentReference, "update", another_writer_first)
+    assert FirestoreRunStore(db).finalize(run_id, "s1", "mine", patch, follow=follow) is True
+    assert len(follow.planned) == 2 and len(follow.landed_on) == 1
+    assert follow.landed_on[0].steps["s2"].held_by("next-2") and _step(db, run_id, "s2")["claim"]["token"] == "next-2"
+
+
+def test_a_follow_on_landed_with_a_retried_write_that_had_landed(
+    db: Any, run_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from google.api_core import exceptions as gexc
+    from google.cloud.firestore_v1.document import DocumentReference
+
+    real_update = DocumentReference.update
+    follow, patch = _Follow(), _two_steps(db, run_id)
+
+    def update_then_lose_the_answer(self: Any, *args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(DocumentReference, "update", real_update)
+        real_update(self, *args, **kwargs)
+        raise gexc.FailedPrecondition("the stored version does not match the required base version")
+
+    monkeypatch.setattr(DocumentReference, "update", update_then_lose_the_answer)
+    assert FirestoreRunStore(db).finalize(run_id, "s1", "mine", patch, follow=follow) is True
+    assert len(follow.planned) == 1 and [r.steps["s2"].claim_token for r in follow.landed_on] == ["next-1"]
+
+
+def test_the_follow_on_of_a_step_no_longer_held_is_never_asked(db: Any, run_id: str) -> None:
+    follow, patch = _Follow(), _two_steps(db, run_id)
+    assert FirestoreRunStore(db).finalize(run_id, "s1", "someone-else", patch, follow=follow) is False
+    assert follow.planned == [] and follow.landed_on == [] and _step(db, run_id, "s2")["status"] == "READY"
+
+
+class _CountingStore(FirestoreRunStore):
+    reads = 0
+
+    def get_run(self, run_id: str) -> RunSnapshot | None:
+        self.reads += 1
+        return super().get_run(run_id)
+
+
+def _done(step_id: str) -> dict[Any, Any]:
+    return succeeded_patch(step_id, {"gcs_uri": f"gs://b/{step_id}"}, datetime.now(UTC))
+
+
+def test_the_next_finalize_of_a_run_writes_on_the_version_our_last_one_left_without_reading(
+    db: Any, run_id: str
+) -> None:
+    _write(db, run_id, {s: step_data(status="RUNNING", claim={"token": s}) for s in ("s1", "s2", "s3")})
+    store = _CountingStore(db)
+    assert store.finalize(run_id, "s1", "s1", _done("s1")) and store.reads == 1
+    assert store.finalize(run_id, "s2", "s2", _done("s2")) and store.reads == 1  # nobody wrote since: no read
+    db.collection("flow_runs").document(run_id).update({"note": "the orchestrator wrote"})
+    assert store.finalize(run_id, "s3", "s3", _done("s3")) and store.reads == 2  # the kept version conflicted
+    assert {_step(db, run_id, s)["status"] for s in ("s1", "s2", "s3")} == {"SUCCEEDED"}
+    assert "wakeAt" not in db.collection("flow_runs").document(run_id).get().to_dict().get("executor", {})
+
+
+def test_a_claim_this_instance_writes_drops_the_version_it_kept(db: Any, run_id: str) -> None:
+    _write(db, run_id, {"s1": step_data(status="RUNNING", claim={"token": "s1"}), "s2": step_data()})
+    store = _CountingStore(db)
+    assert store.finalize(run_id, "s1", "s1", _done("s1")) and store.reads == 1
+    snapshot = store.get_run(run_id)
+    assert snapshot is not None and snapshot.update_time is not None
+    claim = {("steps", "s2", "status"): "RUNNING", ("steps", "s2", "claim"): {"token": "s2"}}
+    assert store.write_if_unchanged(run_id, snapshot.update_time, claim) is Written.LANDED
+    reads = store.reads
+    assert store.finalize(run_id, "s2", "s2", _done("s2")) and store.reads == reads + 1
 
 
 def test_the_backlog_is_counted_on_the_wake_index(firestore_emulator: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from worker_llm_client.core.canonical import sha256_hex
 from worker_llm_client.errors import LlmRateLimited, LlmUnavailable
 from worker_llm_client.execution_models import LlmRequest, LlmResult, Turn
 from worker_llm_client.models import Written
+from worker_llm_client.next_claim import MIN_NEXT_SECONDS
 
 SECRET_VAR = "var-value-never-logged"
 
@@ -103,7 +105,7 @@ def test_independent_steps_run_concurrently_and_the_dependent_one_waits() -> Non
         both_inside.wait()  # deadlocks (BrokenBarrierError) unless a and b are in flight together
         return reply()
 
-    world = World(FakeLlm(respond))
+    world = World(FakeLlm(respond), work_seconds=30.0)  # too short a window to claim c in a finalize
     snapshot = world.run({"a": step_data(), "b": step_data(), "c": step_data(depends_on=["a", "b"])})
     reports = world.executor.handle(snapshot)
     assert sorted(r.step_id for r in reports) == ["a", "b"]
@@ -112,6 +114,26 @@ def test_independent_steps_run_concurrently_and_the_dependent_one_waits() -> Non
     [report] = world.executor.handle(world.runs.get_run("r1"))  # the event our finalize caused
     assert report.step_id == "c"
     assert world.step("c")["status"] == "SUCCEEDED"
+
+
+def test_the_finalize_that_meets_the_last_dependency_claims_the_dependent_in_the_same_write() -> None:
+    calls: list[int] = []
+    both_inside = threading.Barrier(2, timeout=5)
+
+    def respond(request: LlmRequest) -> LlmResult:
+        calls.append(1)
+        if len(calls) <= 2:
+            both_inside.wait()  # a and b in flight together; c only after both
+        return reply()
+
+    world = World(FakeLlm(respond))
+    snapshot = world.run({"a": step_data(), "b": step_data(), "c": step_data(depends_on=["a", "b"])})
+    writes = world.runs.writes
+    reports = world.executor.handle(snapshot)
+    assert sorted(r.step_id for r in reports) == ["a", "b", "c"] and {r.status for r in reports} == {"SUCCEEDED"}
+    assert world.runs.writes - writes == 4  # one claim (a, b), two finalizes (the later one claims c), c's finalize
+    c, last = world.step("c"), max(world.step("a")["finishedAt"], world.step("b")["finishedAt"])
+    assert c["attempt"] == 1 and c["startedAt"] >= last and "wakeAt" not in world.runs.docs["r1"]["executor"]
 
 
 def test_duplicate_and_stale_events_cause_no_second_model_call() -> None:
@@ -134,9 +156,34 @@ def test_two_claimers_one_wins() -> None:
 
 
 def test_claims_at_most_max_parallel_steps_and_leaves_the_rest_ready() -> None:
-    world = World(max_parallel_steps=2)
+    world = World(max_parallel_steps=2, work_seconds=30.0)  # too short a window to claim more in a finalize
     world.executor.handle(world.run({f"s{i}": step_data() for i in range(3)}))
     assert [world.step(f"s{i}")["status"] for i in range(3)] == ["SUCCEEDED", "SUCCEEDED", "READY"]
+
+
+def test_a_finished_steps_slot_goes_to_the_next_ready_step_never_more_than_max_parallel_at_once() -> None:
+    inflight, most = [0], [0]
+    lock = threading.Lock()
+
+    def respond(request: LlmRequest) -> LlmResult:
+        with lock:
+            inflight[0] += 1
+            most[0] = max(most[0], inflight[0])
+        time.sleep(0.02)  # long enough for a third step to be seen if it ran at once
+        with lock:
+            inflight[0] -= 1
+        return reply()
+
+    world = World(FakeLlm(respond), max_parallel_steps=2)
+    reports = world.executor.handle(world.run({f"s{i}": step_data() for i in range(7)}))
+    assert sorted(r.step_id for r in reports) == [f"s{i}" for i in range(7)] and most[0] <= 2
+    assert {world.step(f"s{i}")["attempt"] for i in range(7)} == {1} and len(world.llm.requests) == 7
+
+
+def test_no_next_step_is_claimed_with_less_than_a_steps_time_left() -> None:
+    world = World(work_seconds=MIN_NEXT_SECONDS - 1)
+    reports = world.executor.handle(world.run({"a": step_data(), "b": step_data(depends_on=["a"])}))
+    assert [r.step_id for r in reports] == ["a"] and world.step("b")["status"] == "READY"
 
 
 def test_cancelled_run_is_never_claimed() -> None:

@@ -15,7 +15,7 @@ from worker_llm_client.models import Written
 
 
 def test_ready_steps_left_unclaimed_get_a_wake_time_and_the_sweeper_runs_them() -> None:
-    world = World(max_parallel_steps=1)
+    world = World(max_parallel_steps=1, work_seconds=30.0)  # too short a window to claim b in a's finalize
     world.executor.handle(world.run({"a": step_data(), "b": step_data(), "c": step_data()}))
     # the events our writes cause are lost: b and c wait READY with a wake time
     assert [world.step(s)["status"] for s in "abc"] == ["SUCCEEDED", "READY", "READY"]
@@ -29,7 +29,7 @@ def test_ready_steps_left_unclaimed_get_a_wake_time_and_the_sweeper_runs_them() 
 
 
 def test_a_dependent_step_made_runnable_by_a_finalize_gets_a_wake_time() -> None:
-    world = World()
+    world = World(work_seconds=30.0)  # too short a window to claim b in a's finalize
     world.executor.handle(world.run({"a": step_data(), "b": step_data(depends_on=["a"])}))
     assert world.step("b")["status"] == "READY"  # its event (our finalize's) is lost
     assert world.runs.docs["r1"]["executor"]["wakeAt"] == T0 + timedelta(seconds=READY_WAKE_SECONDS)

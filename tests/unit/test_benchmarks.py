@@ -130,7 +130,7 @@ def _results(**overrides: Any) -> dict[str, Any]:
                            "modelCalls": 1, "statuses": {"200": 100}, "stepStatus": "SUCCEEDED"},
     }  # fmt: skip
     for key, value in overrides.items():
-        results[key] = results[key] | value
+        results[key] = results.get(key, {}) | value
     return results
 
 
@@ -322,3 +322,44 @@ def test_the_run_size_histogram_is_linked_from_the_results() -> None:
     text = report.results_markdown(_results() | {"runSize": figure}, None, "img/sizes.png")
     assert "| 7. run size | met |" in text and "| 7. run size, N=500 | met |" in text
     assert "![run size: step latency per N](img/sizes.png)" in text
+
+
+def _chain_run(gaps_ms: list[float], starts_ms: list[float]) -> dict[str, dict[str, Any]]:
+    """A chain whose step i finishes ``gaps_ms[i-1]`` after step i-1 and starts ``starts_ms[i-1]`` after it."""
+    from datetime import UTC, datetime, timedelta
+
+    t = datetime(2026, 11, 26, tzinfo=UTC)
+    steps = {"c00": {"status": "SUCCEEDED", "startedAt": t, "finishedAt": t}}
+    for i, (gap, start) in enumerate(zip(gaps_ms, starts_ms, strict=True), 1):
+        before = steps[f"c{i - 1:02d}"]["finishedAt"]
+        steps[f"c{i:02d}"] = {
+            "status": "SUCCEEDED",
+            "startedAt": before + timedelta(milliseconds=start),
+            "finishedAt": before + timedelta(milliseconds=gap),
+        }
+    return steps
+
+
+def test_a_chain_hop_costs_what_it_adds_beyond_the_model_and_starts_when_claimed() -> None:
+    from benchmarks.bench_chain import hop_costs_ms, starts_ms
+
+    steps = _chain_run([230.0, 260.0], [1.0, 4.0])
+    assert [round(c, 3) for c in hop_costs_ms(steps, chain=3)] == [30.0, 60.0]  # the stub answers in 200 ms
+    assert [round(s, 3) for s in starts_ms(steps, chain=3)] == [1.0, 4.0]
+    del steps["c02"]["startedAt"], steps["c01"]["finishedAt"]  # hops that did not happen are left out
+    assert hop_costs_ms(steps, chain=3) == [] and [round(s, 3) for s in starts_ms(steps, chain=3)] == [1.0]
+
+
+@pytest.mark.parametrize(("filler_ms", "met"), [(39.0, True), (41.0, False)])
+def test_the_chain_hop_figure_compares_the_hop_among_fillers_to_the_hop_alone(filler_ms: float, met: bool) -> None:
+    from benchmarks.bench_chain import summarize
+
+    def kind(fillers: int, hop: float, ok: bool = True) -> dict[str, Any]:
+        return {"fillers": fillers, "hops": 38, "hopCostMs": {"p50": hop}, "startMs": {"p50": 1.0}, "allSucceeded": ok}
+
+    figure = summarize({"0": kind(0, 20.0), "480": kind(480, filler_ms)}, seconds=30.0)
+    assert figure["ratio"] == round(filler_ms / 20.0, 2) and figure["fillers"] == 480
+    [(title, _, judged)] = report.summary({"chainHop": figure})
+    assert title == "8. chain hop" and judged is met and report.broken(_results(chainHop=figure)) == []
+    stuck = summarize({"0": kind(0, 20.0), "480": kind(480, 21.0, ok=False)}, seconds=30.0)
+    assert report.broken(_results(chainHop=stuck)) == ["chainHop"]

@@ -26,10 +26,12 @@ from google.cloud.firestore_v1.field_path import FieldPath
 
 from worker_llm_client.adapters.firestore_errors import FIRESTORE_ERRORS, is_too_large
 from worker_llm_client.adapters.firestore_values import run_snapshot
+from worker_llm_client.adapters.known_runs import KnownRuns
 from worker_llm_client.core.transitions import Delete
-from worker_llm_client.core.wake import WAKE_AT, with_wake
+from worker_llm_client.core.wake import WAKE_AT, apply_patch, with_wake
 from worker_llm_client.errors import RunStoreUnavailable, RunTooLarge
 from worker_llm_client.models import RUNS, Patch, RunSnapshot, Step, Written
+from worker_llm_client.ports import FollowOn
 
 RUN_LOCK_STRIPES = 64
 FINALIZE_ROUNDS = 10  # reads-and-writes of one finalize batch before it gives up (the use case retries it)
@@ -56,6 +58,7 @@ class _Finalize:
     token: str
     patch: Patch
     retried: bool = False  # an earlier try of this very patch may have landed before it failed
+    follow: FollowOn | None = None  # more for the same write, planned on the run as it leaves it
     committed: bool | None = None  # None until its batch ran; then whether its token still held
     error: BaseException | None = None
 
@@ -77,6 +80,7 @@ class FirestoreRunStore:
         self._run_locks = [threading.Lock() for _ in range(RUN_LOCK_STRIPES)]
         self._waiting: dict[str, list[_Finalize]] = {}
         self._waiting_lock = threading.Lock()
+        self.known = KnownRuns()  # the runs as our own last finalize left them: the next one need not read
 
     def _ref(self, run_id: str) -> Any:
         return self.client.collection(RUNS).document(run_id)
@@ -93,17 +97,32 @@ class FirestoreRunStore:
         return run_snapshot(run_id, type(document).pb(document))
 
     def write_if_unchanged(self, run_id: str, update_time: datetime, patch: Patch) -> Written:
+        self.known.forget(run_id)  # whatever it lands, a version this instance kept is not the run's any more
+        return self._write(run_id, update_time, patch)[0]
+
+    def _write(self, run_id: str, update_time: datetime, patch: Patch) -> tuple[Written, datetime | None]:
+        """What the write did, and the ``update_time`` it left when it landed."""
         option = self.client.write_option(last_update_time=update_time)
         retried: list[Exception] = []  # what the client's own retry of the commit saw
         with _edge(f"writing run '{run_id}'", run_id):
             try:
-                self._ref(run_id).update(to_firestore_updates(patch), option=option, retry=_commit_retry(retried))
+                result = self._ref(run_id).update(
+                    to_firestore_updates(patch), option=option, retry=_commit_retry(retried)
+                )
             except (gexc.FailedPrecondition, gexc.NotFound):
-                return Written.UNCERTAIN if retried else Written.CONFLICT
-        return Written.LANDED
+                return (Written.UNCERTAIN if retried else Written.CONFLICT), None
+        return Written.LANDED, getattr(result, "update_time", None)
 
-    def finalize(self, run_id: str, step_id: str, token: str, patch: Patch, retried: bool = False) -> bool:
-        mine = _Finalize(step_id, token, patch, retried)
+    def finalize(
+        self,
+        run_id: str,
+        step_id: str,
+        token: str,
+        patch: Patch,
+        retried: bool = False,
+        follow: FollowOn | None = None,
+    ) -> bool:
+        mine = _Finalize(step_id, token, patch, retried, follow)
         with self._waiting_lock:
             self._waiting.setdefault(run_id, []).append(mine)
         with self._run_locks[zlib.crc32(run_id.encode()) % RUN_LOCK_STRIPES]:
@@ -144,36 +163,39 @@ class FirestoreRunStore:
 
     def _write_held(self, run_id: str, batch: list[_Finalize]) -> list[bool]:
         """Which patches of ``batch`` were written: those whose steps are still held by their
-        tokens. A write the client retried after it had landed fails its own precondition; the
-        next read shows what that write left (its status and timestamps, under our tokens), and
-        it counts as written; so does a retried finalize whose earlier try landed before it failed.
-        Conflicts are read again after a short, growing, jittered pause."""
+        tokens, each with what its follow-on planned. A write the client retried after it had
+        landed fails its own precondition; the next read shows what that write left (its status
+        and timestamps, under our tokens), and it counts as written; so does a retried finalize
+        whose earlier try landed before it failed. Conflicts are read again after a short,
+        growing, jittered pause."""
         before = [False] * len(batch)  # retried finalizes the first read shows as landed already
-        sent = [False] * len(batch)
+        sent, sent_run = [False] * len(batch), None  # what the last write carried, and the run it left
+        kept = None if any(item.retried for item in batch) else self.known.take(run_id)
         for conflicts in range(FINALIZE_ROUNDS + 1):
-            run = self.get_run(run_id)
+            run = kept if conflicts == 0 and kept is not None else self.get_run(run_id)
             if run is None or run.update_time is None:
                 return before  # the run is gone: nothing is held
             if conflicts == 0:
                 before = [item.retried and _landed(run.steps.get(item.step_id), item) for item in batch]
-            if any(_landed(run.steps.get(i.step_id), i) for i, was in zip(batch, sent, strict=True) if was):
-                return _either(sent, before)  # one write carried them all: if one landed, all did
+            if sent_run is not None and any(
+                _landed(run.steps.get(i.step_id), i) for i, s in zip(batch, sent, strict=True) if s
+            ):
+                return _followed(batch, sent, sent_run, before)  # one write carried them all: all landed
             if conflicts == FINALIZE_ROUNDS:
                 break
             held = [
                 not done and (step := run.steps.get(item.step_id)) is not None and step.held_by(item.token)
                 for item, done in zip(batch, before, strict=True)
             ]
-            patch = {
-                path: value for item, ok in zip(batch, held, strict=True) if ok for path, value in item.patch.items()
-            }
-            if (
-                not patch
-                or self.write_if_unchanged(run_id, run.update_time, with_wake(run, patch, self.clock()))
-                is Written.LANDED
-            ):
-                return _either(held, before)
-            sent = held  # the run changed or went since the read (or this very write landed): read again
+            patch, after = _batch_patch(run, batch, held)
+            if not patch:
+                return before
+            written = with_wake(run, patch, self.clock())
+            landed, update_time = self._write(run_id, run.update_time, written)
+            if landed is Written.LANDED:
+                self.known.remember(after if after is not run else apply_patch(run, patch), written, update_time)
+                return _followed(batch, held, after, before)
+            sent, sent_run = held, after  # the run changed or went since the read (or this very write landed)
             jitter = random.random()  # noqa: S311  # nosec B311  # backoff jitter, not a secret
             time.sleep(min(1.0, 0.02 * 2**conflicts) * (0.5 + jitter / 2))
         raise RunStoreUnavailable(f"finalizing steps of run '{run_id}' conflicted {FINALIZE_ROUNDS} times in a row")
@@ -215,8 +237,29 @@ def _edge(doing: str, run_id: str = "") -> Iterator[None]:
         raise RunStoreUnavailable(f"{doing} failed: {type(exc).__name__}") from exc
 
 
-def _either(first: list[bool], second: list[bool]) -> list[bool]:
-    return [a or b for a, b in zip(first, second, strict=True)]
+def _batch_patch(run: RunSnapshot, batch: list[_Finalize], held: list[bool]) -> tuple[dict[Any, Any], RunSnapshot]:
+    """The held finalizes' patches, then what each one's follow-on plans on the run as they leave
+    it (each planned after the ones before it), and the run as the whole write leaves it."""
+    patch = {path: value for item, ok in zip(batch, held, strict=True) if ok for path, value in item.patch.items()}
+    follows = [item.follow for item, ok in zip(batch, held, strict=True) if ok and item.follow is not None]
+    if not follows:
+        return patch, run
+    after = apply_patch(run, patch)
+    for follow in follows:
+        extra = follow.plan(after)
+        if extra:
+            patch.update(extra)
+            after = apply_patch(after, extra)
+    return patch, after
+
+
+def _followed(batch: list[_Finalize], written: list[bool], run: RunSnapshot, before: list[bool]) -> list[bool]:
+    """Tell the follow-ons of the finalizes ``written`` that their plans landed with them; which
+    finalizes count as written (those, and retried ones that had landed before)."""
+    for item, ok in zip(batch, written, strict=True):
+        if ok and item.follow is not None:
+            item.follow.landed(run)
+    return [a or b for a, b in zip(written, before, strict=True)]
 
 
 def _followers_error(error: BaseException, step_id: str, run_id: str) -> Exception:

@@ -1,0 +1,151 @@
+"""Chain hop: what one dependency hop costs as the run around it grows. A chain of ``CHAIN`` steps,
+each depending on the one before, in a run of its own and in a run that also holds ``FILLERS``
+settled steps (a big run's document, done steps and their outputs), delivered Eventarc-like
+through the relay to ``INSTANCES`` warmed instances, the stub answering in ``STUB_LATENCY`` s.
+
+A hop's cost is a chained step's ``finishedAt`` minus its dependency's, less the model's latency:
+everything a hop adds to the chain but the model (the finalize, the claim, rendering, validation,
+the artifact). Its start (``startedAt`` minus the dependency's ``finishedAt``: when the claim was
+decided) is reported too. Goal (issue 15): the median hop cost with the fillers under
+``CHAIN_HOP_GOAL`` times the median without them; the chain must end all SUCCEEDED.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from typing import Any
+
+from benchmarks.bench_runsize import INSTANCES, _quiet, _wait, _warm
+from benchmarks.bench_stack import MAX_PARALLEL_STEPS, STUB_LATENCY
+from benchmarks.eventarc_relay import EventarcRelay
+from benchmarks.measure import percentiles, rounded
+from benchmarks.stack import BenchStack, report_step
+
+CHAIN = 20
+FILLERS = 480
+REPEATS = 2  # chains per kind of run: the hops of all of them are pooled
+CHAIN_HOP_GOAL = 2.0
+
+StackFactory = Callable[[], AbstractContextManager[BenchStack]]
+
+
+def chain_steps(run_id: str, chain: int = CHAIN, fillers: int = 0) -> dict[str, dict[str, Any]]:
+    """``c00`` … each READY and depending on the one before; ``f000`` … settled, with outputs."""
+    steps = {
+        f"c{i:02d}": report_step(f"{run_id}/c{i:02d}") | ({"dependsOn": [f"c{i - 1:02d}"]} if i else {})
+        for i in range(chain)
+    }
+    done = datetime(2026, 11, 26, tzinfo=UTC)
+    for i in range(fillers):
+        outputs = {
+            "gcs_uri": f"gs://bench-artifacts/flow_runs/{run_id}/f{i:03d}/0123456789abcdef.json",
+            "llmCalls": 1,
+            "cached": False,
+            "usage": {"promptTokens": 412, "outputTokens": 96, "totalTokens": 508, "thoughtsTokens": 0},
+            "costUsd": 0.000364,
+            "model": "gemini-2.5-flash",
+            "modelVersion": "gemini-2.5-flash-001",
+            "provider": "gemini",
+            "finishReason": "STOP",
+            "responseId": "r" * 22,
+        }
+        steps[f"f{i:03d}"] = report_step(f"{run_id}/f{i:03d}") | {
+            "status": "SUCCEEDED",
+            "attempt": 1,
+            "startedAt": done,
+            "finishedAt": done,
+            "outputs": outputs,
+        }
+    return steps
+
+
+def hop_costs_ms(steps: dict[str, dict[str, Any]], chain: int = CHAIN) -> list[float]:
+    """Each hop's cost: a chained step's ``finishedAt`` after its dependency's, less the model's
+    latency (everything else: the finalize, the claim, rendering, the artifact), in ms."""
+    return [later - earlier - STUB_LATENCY * 1000 for earlier, later in _pairs(steps, chain, "finishedAt")]
+
+
+def starts_ms(steps: dict[str, dict[str, Any]], chain: int = CHAIN) -> list[float]:
+    """Each chained step's ``startedAt`` after its dependency's ``finishedAt``, in ms: when the
+    claim was decided (with the next claim in the finalize's write, before that write lands)."""
+    return [later - earlier for earlier, later in _pairs(steps, chain, "startedAt")]
+
+
+def _pairs(steps: dict[str, dict[str, Any]], chain: int, field: str) -> list[tuple[float, float]]:
+    def ms(step: dict[str, Any], name: str) -> float | None:
+        value = step.get(name)
+        return value.timestamp() * 1000 if isinstance(value, datetime) else None
+
+    pairs = []
+    for i in range(1, chain):
+        earlier, later = ms(steps.get(f"c{i - 1:02d}", {}), "finishedAt"), ms(steps.get(f"c{i:02d}", {}), field)
+        if earlier is not None and later is not None:
+            pairs.append((earlier, later))
+    return pairs
+
+
+def chain_hop(stack_factory: StackFactory, instances: int = INSTANCES) -> dict[str, Any]:
+    """The figure: chains in runs of their own, then in runs with ``FILLERS`` settled steps."""
+    started = time.monotonic()
+    with stack_factory() as stack:
+        stack.emulator.register_trigger("bench-chain-hop")
+        project = stack.emulator.project
+        db = stack.db(project)
+        settings = {"MAX_PARALLEL_STEPS": str(MAX_PARALLEL_STEPS)}
+        functions = [stack.function(project, f"chain-{i}", settings) for i in range(instances)]
+        try:
+            with EventarcRelay(stack.functions_port, [f.url for f in functions]) as relay:
+                _warm(db, relay, functions, "warmup-chain")
+                _quiet(relay)
+                kinds = {str(fillers): _chains(db, relay, fillers) for fillers in (0, FILLERS)}
+        finally:
+            for function in functions:
+                function.stop()
+    return summarize(kinds, time.monotonic() - started)
+
+
+def _chains(db: Any, relay: EventarcRelay, fillers: int) -> dict[str, Any]:
+    costs: list[float] = []
+    starts: list[float] = []
+    settled: list[bool] = []
+    for _ in range(REPEATS):
+        run_id = f"chain-{fillers}-{uuid.uuid4().hex[:6]}"
+        written = (
+            db.collection("flow_runs")
+            .document(run_id)
+            .set({"status": "RUNNING", "steps": chain_steps(run_id, fillers=fillers)})
+        )
+        steps = _wait(db, relay, {run_id: written.update_time})[run_id]["steps"]
+        costs += hop_costs_ms(steps)
+        starts += starts_ms(steps)
+        settled.append(all(steps[f"c{i:02d}"]["status"] == "SUCCEEDED" for i in range(CHAIN)))
+        _quiet(relay)
+    return {
+        "fillers": fillers,
+        "hops": len(costs),
+        "hopCostMs": rounded(percentiles(costs), 1),
+        "startMs": rounded(percentiles(starts), 1),
+        "allSucceeded": all(settled),
+    }
+
+
+def summarize(kinds: dict[str, dict[str, Any]], seconds: float) -> dict[str, Any]:
+    empty, full = kinds["0"], kinds[str(max(int(k) for k in kinds))]
+    base = max(empty["hopCostMs"].get("p50", 0.0), 1e-9)
+    return {
+        "chain": CHAIN,
+        "fillers": full["fillers"],
+        "emptyHopMs": empty["hopCostMs"].get("p50"),
+        "fillerHopMs": full["hopCostMs"].get("p50"),
+        "emptyStartMs": empty["startMs"].get("p50"),
+        "fillerStartMs": full["startMs"].get("p50"),
+        "ratio": round(full["hopCostMs"].get("p50", 0.0) / base, 2),
+        "allSucceeded": empty["allSucceeded"] and full["allSucceeded"],
+        "figureSeconds": round(seconds, 1),
+        "goal": f"hop with {full['fillers']} settled steps < {CHAIN_HOP_GOAL}x the hop in a run of its own",
+        "byKind": kinds,
+    }
