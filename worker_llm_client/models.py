@@ -92,9 +92,24 @@ def run_from_document(
     update_time: datetime | None,
     wake_at: datetime | None = None,
     size_bound: int | None = None,
+    steps: Mapping[str, Step] | None = None,
 ) -> RunSnapshot:
-    """A run snapshot from a decoded document; malformed steps keep their data for INVALID_STEP."""
+    """A run snapshot from a decoded document (its ``steps`` built from ``data`` unless given);
+    malformed steps keep their data for INVALID_STEP."""
     raw_steps = data.get("steps")
+    if steps is None:
+        steps = _steps(raw_steps)
+    status = data.get("status")
+    raw_executor = data.get("executor")
+    executor: Mapping[str, Any] = raw_executor if isinstance(raw_executor, Mapping) else {}
+    stored, failures = executor.get("wakeAt"), executor.get("sweepFailures")
+    wake = stored if isinstance(stored, datetime) else wake_at
+    failures = failures if isinstance(failures, int) and not isinstance(failures, bool) and failures > 0 else 0
+    status = status if isinstance(status, str) else ""
+    return RunSnapshot(run_id, status, steps, update_time, wake, failures, data, size_bound)
+
+
+def _steps(raw_steps: Any) -> dict[str, Step]:
     steps: dict[str, Step] = {}
     if isinstance(raw_steps, Mapping):
         for step_id, raw in raw_steps.items():
@@ -105,11 +120,4 @@ def run_from_document(
                 status=str(body.get("status", "")),
                 data=body,
             )
-    status = data.get("status")
-    raw_executor = data.get("executor")
-    executor: Mapping[str, Any] = raw_executor if isinstance(raw_executor, Mapping) else {}
-    stored, failures = executor.get("wakeAt"), executor.get("sweepFailures")
-    wake = stored if isinstance(stored, datetime) else wake_at
-    failures = failures if isinstance(failures, int) and not isinstance(failures, bool) and failures > 0 else 0
-    status = status if isinstance(status, str) else ""
-    return RunSnapshot(run_id, status, steps, update_time, wake, failures, data, size_bound)
+    return steps

@@ -104,3 +104,37 @@ def test_the_size_bound_of_a_run_is_close_to_its_size() -> None:
     data = {"status": "RUNNING", "steps": steps}
     exact = document_size((RUNS, "r1"), data)
     assert exact <= firestore_size_bound(_document(data), (RUNS, "r1")) <= 2 * exact
+
+
+def _body(value: dict[str, Any] | None, old: dict[str, Any] | None) -> bytes:
+    return document_event_bytes("p", "r1", value, old=old, when=T0)
+
+
+def test_only_the_value_is_parsed_and_decodes_as_the_whole_message_would() -> None:
+    run = {"status": "RUNNING", "steps": {"a": step_data(), "b": step_data(depends_on=["a"])}}
+    body = _body(run, {"status": "RUNNING", "steps": {"a": step_data(status="RUNNING")}})
+    snapshot = decode_snapshot("r1", body)
+    whole = run_snapshot("r1", Pb.FromString(body).value)
+    assert snapshot is not None and copy.deepcopy(snapshot.document) == copy.deepcopy(whole.document) == run
+    assert snapshot.update_time == T0 and snapshot.size_bound == whole.size_bound
+
+
+def test_an_old_value_is_never_parsed_and_a_deleted_document_has_no_snapshot() -> None:
+    run = {"status": "RUNNING", "steps": {"a": step_data()}}
+    body = _body(run, None) + b"\x12\x03\xff\xff\xff"  # an old_value that is not a Document
+    snapshot = decode_snapshot("r1", body)
+    assert snapshot is not None and snapshot.steps["a"].status == "READY"
+    assert decode_snapshot("r1", _body(None, run)) is None
+
+
+def test_a_value_given_twice_is_merged_as_protobuf_merges_it() -> None:
+    first, second = _body({"status": "RUNNING"}, None), _body({"steps": {"a": step_data()}}, None)
+    snapshot = decode_snapshot("r1", first + second)
+    assert snapshot is not None and snapshot.status == "RUNNING" and set(snapshot.steps) == {"a"}
+
+
+@pytest.mark.parametrize("tail", [b"\x0a\x80\x80", b"\x0a\x7f", b"\x0f", b"\x0a" + b"\xff" * 11])
+def test_a_body_the_field_scan_cannot_read_is_judged_by_the_whole_parse(tail: bytes) -> None:
+    body = _body({"status": "RUNNING"}, None) + tail
+    with pytest.raises(EventDecodeError, match="not a DocumentEventData"):
+        decode_snapshot("r1", body)

@@ -35,6 +35,7 @@ from worker_llm_client.models import RUNS, RunSnapshot
 _BASE64_LINES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/\r\n"
 _ASCII_WHITESPACE = b" \t\n\r\x0b\x0c"
 _EventPb: Any = DocumentEventData.pb()
+_DocumentPb: Any = type(_EventPb().value)
 
 
 def run_id_from_attributes(attributes: Mapping[str, Any]) -> str | None:
@@ -75,22 +76,21 @@ def decode_snapshot(run_id: str, data: Any) -> RunSnapshot | None:
         raise EventDecodeError(f"body cannot be decoded ({type(exc).__name__})") from exc
 
 
-def _snapshot(run_id: str, message: Any) -> RunSnapshot | None:
-    if not message.HasField("value"):
-        return None
-    return run_snapshot(run_id, message.value)
+def _snapshot(run_id: str, document: Any) -> RunSnapshot | None:
+    return None if document is None else run_snapshot(run_id, document)
 
 
 def _parse(data: Any) -> Any:
+    """The body's ``value`` (the document as written), or None when it has none (deleted)."""
     if isinstance(data, Mapping):
-        return _from_json(data)
+        return _value_of(_from_json(data))
     if isinstance(data, str):
         data = data.encode("utf-8")
     if not isinstance(data, bytes | bytearray) or not data:
         raise EventDecodeError("empty or missing event body")
     body = bytes(data)
     if body.lstrip().startswith(b"{"):
-        return _from_json(_json_object(body))
+        return _value_of(_from_json(_json_object(body)))
     if _looks_base64(body):
         try:
             body = base64.b64decode(body, validate=False)
@@ -99,9 +99,45 @@ def _parse(data: Any) -> Any:
         if not body:
             raise EventDecodeError("empty or missing event body")
     try:
-        return _EventPb.FromString(body)
+        value = _value_bytes(body)
+        return _DocumentPb.FromString(value) if value is not None else _value_of(_EventPb.FromString(body))
     except DecodeError as exc:
         raise EventDecodeError("body is not a DocumentEventData protobuf") from exc
+
+
+def _value_of(message: Any) -> Any:
+    return message.value if message.HasField("value") else None
+
+
+def _value_bytes(body: bytes) -> bytes | None:
+    """The encoded ``value`` of a DocumentEventData, found by reading its top-level fields only:
+    ``old_value`` (as big) is never parsed. None when the body holds anything else than one
+    ``value`` and length-delimited fields (the whole message is parsed then, and judged)."""
+    found: bytes | None = None
+    at = 0
+    while at < len(body):
+        tag, at = _varint(body, at)
+        length, at = _varint(body, at) if tag & 7 == 2 else (-1, at)
+        if length < 0 or at + length > len(body) or (tag >> 3 == 1 and found is not None):
+            return None
+        if tag >> 3 == 1:
+            found = body[at : at + length]
+        at += length
+    return found
+
+
+def _varint(body: bytes, at: int) -> tuple[int, int]:
+    """A base-128 varint at ``at`` and where it ends; (-1, at) if it does not end within 10 bytes."""
+    value = 0
+    for shift in range(0, 70, 7):
+        if at >= len(body):
+            return -1, at
+        byte = body[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, at
+    return -1, at
 
 
 def _looks_base64(body: bytes) -> bool:

@@ -23,7 +23,7 @@ from proto.datetime_helpers import DatetimeWithNanoseconds
 
 from worker_llm_client.core.document_size import name_size
 from worker_llm_client.errors import EventDecodeError
-from worker_llm_client.models import RUNS, RunSnapshot, run_from_document
+from worker_llm_client.models import RUNS, RunSnapshot, Step, run_from_document
 
 INTEGER_TAG = b"\x10"  # Value.integer_value: field 2, varint
 _ABSENT = object()
@@ -83,11 +83,35 @@ def run_snapshot(run_id: str, document: Any) -> RunSnapshot:
     are read (``firestore_values.py``)."""
     update_time = timestamp(document.update_time) if document.HasField("update_time") else None
     fields: dict[str, Any] = {}
+    steps: dict[str, Step] | None = None
     for key, value in document.fields.items():
-        is_map = value.WhichOneof("value_type") == "map_value"
-        fields[key] = LazyFields(value.map_value.fields, depth=1) if key == "steps" and is_map else decode_value(value)
+        if key == "steps" and value.WhichOneof("value_type") == "map_value":
+            fields[key] = lazy = LazyFields(value.map_value.fields, depth=1)
+            steps = _steps(lazy)
+        else:
+            fields[key] = decode_value(value)
     size = firestore_size_bound(document, (RUNS, run_id))
-    return run_from_document(run_id, fields, update_time, size_bound=size)
+    return run_from_document(run_id, fields, update_time, size_bound=size, steps=steps or {})
+
+
+def _steps(steps: LazyFields) -> dict[str, Step]:
+    """Each step with its ``type`` and ``status`` read straight off the protobuf (what every event
+    reads of every step), the rest of it left to decode as read."""
+    built: dict[str, Step] = {}
+    for step_id, value in steps._fields.items():
+        if value.WhichOneof("value_type") != "map_value":
+            built[step_id] = Step(step_id, "", "", {})  # malformed: left for INVALID_STEP
+            continue
+        body = steps._decoded[step_id] = LazyFields(value.map_value.fields)
+        built[step_id] = Step(step_id, _text(body, "type"), _text(body, "status"), body)
+    return built
+
+
+def _text(body: LazyFields, key: str) -> str:
+    if key not in body._fields:
+        return ""
+    value = body._fields[key]
+    return str(value.string_value) if value.WhichOneof("value_type") == "string_value" else str(body.get(key))
 
 
 def decode_value(value: Any) -> Any:
