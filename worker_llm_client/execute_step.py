@@ -28,7 +28,7 @@ from typing import Any
 
 from worker_llm_client import tracing
 from worker_llm_client.call_model import ModelRetry
-from worker_llm_client.core.claim_planning import ClaimPlan, PlannedClaim, plan_claims
+from worker_llm_client.core.claim_planning import ClaimPlan, PlannedClaim, in_flight, plan_claims
 from worker_llm_client.core.retry_policy import after_failure, error_record
 from worker_llm_client.core.transitions import failed_patch, max_attempts, retry_wait_patch, succeeded_patch
 from worker_llm_client.core.wake import with_wake
@@ -39,9 +39,14 @@ from worker_llm_client.next_claim import MIN_NEXT_SECONDS, NextClaim
 from worker_llm_client.observability import bind_step, get_logger
 from worker_llm_client.ports import ArtifactStore, CatalogStore, Clock, FollowOn, LlmClient, RunStore
 from worker_llm_client.produce_report import ReportProducer
-from worker_llm_client.step_slots import Executing, StepSlots
+from worker_llm_client.step_slots import StepSlots
 
 CLAIM_ROUNDS = 5
+# Steps an instance may hold claimed, per model slot (MAX_PARALLEL_STEPS): while one step waits for
+# the model, another renders, uploads or finalizes. Measured on the run-size figure (N=500): 1x
+# left the model slots idle between steps (wall 1.63x ideal), 2x kept them busy (1.27-1.34x) with
+# no claim conflicts; unbounded (8 per event, before issue 15) hoarded steps behind the gate.
+CLAIM_AHEAD = 2
 DEFAULT_FINALIZE_SECONDS = 60.0
 FINALIZE_BACKOFF_CAP_SECONDS = 4.0
 FINALIZE_MAX_TRIES = 30  # a backstop for an unbounded window: about 100 s of trying
@@ -103,8 +108,7 @@ class RunExecutor:
             retry=self.retry,
             max_inflight=policy.max_parallel_steps,
         )
-        self.slots = StepSlots(policy.max_parallel_steps)
-        self.executing = Executing()  # steps this instance is executing now, whoever claimed them
+        self.slots = StepSlots(CLAIM_AHEAD * policy.max_parallel_steps)
         self.closers = closers
         self.log = get_logger()
 
@@ -114,47 +118,62 @@ class RunExecutor:
             close()
 
     def handle(self, run: RunSnapshot, deadline: float | None = None, limit: int | None = None) -> list[StepResult]:
-        """An event's work: claim what is runnable in ``run``, at most ``limit`` steps, and execute
-        it, finishing before ``deadline`` (monotonic; by default this invocation's work window from
-        now). One claim write: when it conflicts, the write that won causes its own event, with a
-        fresher document than a read would give here (the run is read only to learn whether a
-        retried commit had landed)."""
+        """An event's work: claim what is runnable in ``run``, as many steps as the instance has
+        free step slots for (at most ``limit``), and execute them, finishing before ``deadline``
+        (monotonic; by default this invocation's work window from now).
+
+        One claim write: when it conflicts, the write that won causes its own event, with a fresher
+        document than a read would give here (the run is read only to learn whether a retried
+        commit had landed). With no slot free, a run with steps in flight is left to them: each
+        finalize claims the next step (``next_claim.py``) and causes an event; a run with none in
+        flight gets one step claimed anyway, so that it never waits for the sweeper because this
+        instance was busy."""
         if deadline is None:
             deadline = self.retry.monotonic() + self.policy.work_seconds
-        snapshot, claimed = self.claim(run, deadline, limit or self.policy.max_parallel_steps, rounds=1)
-        return self.run_claimed(snapshot, claimed)
+        taken = self.slots.take(limit or self.policy.max_parallel_steps, timeout=0.0)
+        if not taken and in_flight(run, self.clock.now()):
+            self.log.info("event.ignored", reason="instance_busy")
+            return []
+        claimed: list[ClaimedStep] = []
+        try:
+            snapshot, claimed = self.claim(run, deadline, taken or 1, rounds=1)
+        finally:
+            self.slots.give(taken - min(taken, len(claimed)))  # what was not claimed (all of it, if it raised)
+        return self.run_claimed(snapshot, claimed, slotted=min(taken, len(claimed)))
 
-    def run_claimed(self, snapshot: RunSnapshot, claimed: list[ClaimedStep]) -> list[StepResult]:
+    def run_claimed(self, snapshot: RunSnapshot, claimed: list[ClaimedStep], slotted: int = 0) -> list[StepResult]:
         """Execute claimed steps concurrently, each to a recorded outcome, each followed by the
-        steps its finalize claimed next (``next_claim.py``)."""
-        if len(claimed) <= 1:
-            return [result for step in claimed for result in self._execute_then_next(snapshot, step)]
-        with ThreadPoolExecutor(max_workers=len(claimed), thread_name_prefix="step") as pool:
-            futures = [
-                pool.submit(contextvars.copy_context().run, self._execute_then_next, snapshot, s) for s in claimed
-            ]
+        steps its finalize claimed next (``next_claim.py``). The first ``slotted`` hold one of the
+        instance's step slots each, given back when their thread ends."""
+        chains = [(step, _Chain(self.slots, i < slotted)) for i, step in enumerate(claimed)]
+        run_one = partial(self._run_chain, snapshot)
+        if len(chains) <= 1:
+            return [result for step, chain in chains for result in run_one(step, chain)]
+        with ThreadPoolExecutor(max_workers=len(chains), thread_name_prefix="step") as pool:
+            futures = [pool.submit(contextvars.copy_context().run, run_one, step, chain) for step, chain in chains]
             return [result for future in futures for result in future.result()]
 
-    def _execute_then_next(self, run: RunSnapshot, claimed: ClaimedStep) -> list[StepResult]:
+    def _run_chain(self, run: RunSnapshot, claimed: ClaimedStep, chain: _Chain) -> list[StepResult]:
         results: list[StepResult] = []
         pending = [(run, claimed)]
-        with self.executing:
+        try:
             while pending:
                 run, step = pending.pop()
-                follow = self._next_claim(step)
+                follow = self._next_claim(step, chain)
                 results.append(self.execute(run, step, follow))
                 pending += follow.claimed() if follow is not None else []
+        finally:
+            chain.release()
         return results
 
-    def _next_claim(self, claimed: ClaimedStep) -> NextClaim | None:
+    def _next_claim(self, claimed: ClaimedStep, chain: _Chain) -> NextClaim | None:
         """The follow-on of ``claimed``'s finalize, while the work window leaves time for a step;
-        it claims only while this instance executes no more steps than ``MAX_PARALLEL_STEPS`` (the
-        finishing one included), so a run's steps are not hoarded behind the model gate."""
+        it claims only for a thread that holds a step slot (or gets one then), so an instance
+        never executes more than ``MAX_PARALLEL_STEPS`` steps on its own account."""
         if self.retry.monotonic() + MIN_NEXT_SECONDS > claimed.deadline:
             return None  # too little of the work window is left for another step
         accept = lambda run, plan: self._accept(run, plan.claimed, plan, claimed.deadline)  # noqa: E731
-        room = lambda: self.executing.count <= self.policy.max_parallel_steps  # noqa: E731
-        return NextClaim(self.clock.now, self._new_claim, accept, room)
+        return NextClaim(self.clock.now, self._new_claim, accept, chain.room)
 
     def claim(
         self, run: RunSnapshot, deadline: float = float("inf"), limit: int | None = None, rounds: int = CLAIM_ROUNDS
@@ -342,6 +361,24 @@ class RunExecutor:
     def _failure_patch(self, claimed: ClaimedStep, error: StepError) -> Patch:
         self.log.warning("step.finalize_replaced", code=error.code)
         return failed_patch(claimed.step.step_id, error_record(error, claimed.attempt), self.clock.now())
+
+
+class _Chain:
+    """One thread's steps, one after another: whether it holds a step slot (taken for it before
+    its claim, or when its finalize first claims a next step), given back when it ends."""
+
+    def __init__(self, slots: StepSlots, holds: bool) -> None:
+        self.slots, self.holds = slots, holds
+
+    def room(self) -> bool:
+        if not self.holds:
+            self.holds = self.slots.take(1, timeout=0.0) == 1
+        return self.holds
+
+    def release(self) -> None:
+        if self.holds:
+            self.holds = False
+            self.slots.give(1)
 
 
 def _is_failure_of(patch: Patch, code: str) -> bool:

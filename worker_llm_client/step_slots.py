@@ -1,9 +1,11 @@
-"""How many claimed steps an instance is executing, against ``MAX_PARALLEL_STEPS``.
+"""How many claimed steps an instance holds, against ``CLAIM_AHEAD`` x ``MAX_PARALLEL_STEPS``
+(``execute_step.py``; the model gate lets ``MAX_PARALLEL_STEPS`` of them call the model at once).
 
-The sweeper works on several due runs at once and takes slots here before claiming (and gives
-back what it did not claim), so that the steps a sweep holds never outnumber what the instance can
-execute before their leases run out. Events do not take slots: each claims at most
-``MAX_PARALLEL_STEPS``, and the model gate bounds the calls of all of them together.
+Events and the sweeper take slots here before claiming and give back what they did not claim; a
+claimed step's thread holds its slot while it executes that step and the ones its finalizes claim
+next (``next_claim.py``). So the steps an instance holds never outnumber what it can execute
+before their leases run out. The one exception: an event for a run with nothing in flight claims
+one step even with no slot free (``RunExecutor.handle``), so that no run waits for the sweeper.
 """
 
 from __future__ import annotations
@@ -38,21 +40,3 @@ class StepSlots:
         with self._changed:
             self._free = min(self.capacity, self._free + count)
             self._changed.notify_all()
-
-
-class Executing:
-    """How many steps the instance is executing (``with executing:`` around each), for the next
-    claim a finalize makes (``next_claim.py``): events' claims take no slot, so this counts all."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._lock = threading.Lock()
-
-    def __enter__(self) -> Executing:
-        with self._lock:
-            self.count += 1
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with self._lock:
-            self.count -= 1

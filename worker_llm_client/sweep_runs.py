@@ -1,8 +1,8 @@
 """The sweeper: re-drive runs whose ``executor.wakeAt`` has come (retries due, leases expired,
 READY steps nobody claimed, an orchestrator's doorbell).
 
-Due runs are worked on concurrently, taking the instance's step slots (``MAX_PARALLEL_STEPS``)
-before each claim, so one slow run does not hold up the others. A run is claimed only while at
+Due runs are worked on concurrently, taking the instance's step slots (``step_slots.py``), at most
+``MAX_PARALLEL_STEPS`` per run, before each claim, so one slow run does not hold up the others. A run is claimed only while at
 least ``MIN_SWEEP_WORK_SECONDS`` of the sweep's window is left (a step claimed with no time left
 would only burn an attempt); the rest stay due for the next sweep. A run that raises is logged and
 its ``wakeAt`` pushed back with exponential backoff (``executor.sweepFailures`` counts the sweeps
@@ -22,6 +22,7 @@ from worker_llm_client.core.step_selection import runnable_steps
 from worker_llm_client.core.transitions import Delete
 from worker_llm_client.core.wake import SWEEP_FAILURES, WAKE_AT, next_wake, wake_field
 from worker_llm_client.errors import RunStoreUnavailable
+from worker_llm_client.execution_models import ClaimedStep
 from worker_llm_client.models import Patch, RunSnapshot, Written
 from worker_llm_client.observability import bind_run, get_logger
 
@@ -89,17 +90,22 @@ class Sweeper:
     def _redrive(self, snapshot: RunSnapshot, deadline: float, min_work: float, report: SweepSummary) -> None:
         wanted = len(runnable_steps(snapshot, self.clock.now()))
         slots = self.executor.slots
-        taken = slots.take(min(wanted, slots.capacity), deadline - min_work - self.retry.monotonic()) if wanted else 0
+        taken = (
+            slots.take(
+                min(wanted, self.executor.policy.max_parallel_steps), deadline - min_work - self.retry.monotonic()
+            )
+            if wanted
+            else 0
+        )
         if wanted and not taken:
             self._count(report, "deferred")
             return
+        claimed: list[ClaimedStep] = []
         try:
             fresh, claimed = self.executor.claim(snapshot, deadline, taken) if taken else (snapshot, [])
-            slots.give(taken - len(claimed))  # refused, exhausted or lost to another claimer
-            taken = len(claimed)
-            steps = self.executor.run_claimed(fresh, claimed)
         finally:
-            slots.give(taken)
+            slots.give(taken - len(claimed))  # refused, exhausted or lost to another claimer (all: it raised)
+        steps = self.executor.run_claimed(fresh, claimed, slotted=len(claimed))  # each gives its slot back
         self._count(report, "runs")
         self._count(report, "steps", len(steps))
         if not steps:

@@ -588,3 +588,27 @@ def test_a_run_due_with_nothing_claimable_is_pushed_back_not_swept_forever() -> 
     assert world.executor.sweep(limit=10).repaired == 1
     assert world.runs.docs["r1"]["executor"]["wakeAt"] == world.clock.now() + timedelta(seconds=600)
     assert world.executor.sweep(limit=10).runs == 0
+
+
+def test_an_event_finding_every_slot_taken_leaves_a_run_with_steps_in_flight_to_them() -> None:
+    world = World(max_parallel_steps=1)
+    held = world.executor.slots.take(world.executor.slots.capacity, timeout=0.0)
+    leased = step_data(
+        status="RUNNING", attempt=1, claim={"token": "other", "leaseExpiresAt": T0 + timedelta(minutes=10)}
+    )
+    with capture_logs() as logs:
+        assert world.executor.handle(world.run({"a": step_data(), "b": leased})) == []
+    assert [(e["event"], e["reason"]) for e in logs] == [("event.ignored", "instance_busy")]
+    assert world.step("a")["status"] == "READY" and world.runs.writes == 0
+    world.executor.slots.give(held)
+
+
+def test_an_event_finding_every_slot_taken_still_claims_one_step_of_a_run_with_none_in_flight() -> None:
+    world = World(max_parallel_steps=1)
+    held = world.executor.slots.take(world.executor.slots.capacity, timeout=0.0)
+    reports = world.executor.handle(world.run({"a": step_data(), "b": step_data(), "c": step_data()}))
+    assert [r.step_id for r in reports] == ["a"]  # and no next step: it holds no slot and none is free
+    assert [world.step(s)["status"] for s in "abc"] == ["SUCCEEDED", "READY", "READY"]
+    assert world.executor.slots.take(1, timeout=0.0) == 0  # nothing was given back that was not taken
+    world.executor.slots.give(held)
+    assert world.executor.slots.take(world.executor.slots.capacity, timeout=0.0) == world.executor.slots.capacity

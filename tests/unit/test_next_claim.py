@@ -11,7 +11,6 @@ from worker_llm_client.core.claim_planning import ClaimPlan
 from worker_llm_client.execution_models import Claim, ClaimedStep
 from worker_llm_client.models import RunSnapshot
 from worker_llm_client.next_claim import NextClaim
-from worker_llm_client.step_slots import Executing
 
 
 def _next(room: bool = True, accepted: list[Any] | None = None) -> NextClaim:
@@ -60,12 +59,3 @@ def test_a_plan_that_raises_adds_nothing_and_is_logged_without_its_content() -> 
     assert line["event"] == "step.internal_error" and line["where"] == "planning the next claim"
     follow.landed(run)
     assert follow.claimed() == []
-
-
-def test_executing_counts_the_steps_inside_it() -> None:
-    executing = Executing()
-    with executing:
-        with executing:
-            assert executing.count == 2
-        assert executing.count == 1
-    assert executing.count == 0

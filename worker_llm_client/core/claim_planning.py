@@ -54,11 +54,11 @@ def plan_claims(run: RunSnapshot, now: datetime, limit: int, new_claim: Callable
     steps hold reservations it waits READY instead."""
     plan = ClaimPlan()
     oversized = _too_many_steps(run)
-    in_flight = _in_flight(run, now)
+    holding = in_flight(run, now)
     size = run.size_bound  # measured without decoding the document; exact only when it is not enough
-    if size is None or room_for_results(size, in_flight) < limit:
+    if size is None or room_for_results(size, holding) < limit:
         size = document_size((RUNS, run.run_id), run.document)
-    room = room_for_results(size, in_flight)
+    room = room_for_results(size, holding)
     for step in runnable_steps(run, now):
         failed = exhausted_patch(step, now)
         if failed is not None:
@@ -68,7 +68,7 @@ def plan_claims(run: RunSnapshot, now: datetime, limit: int, new_claim: Callable
             _refuse(plan, step, oversized, now)
         elif len(plan.claimed) >= limit:
             continue
-        elif room <= 0 and not (in_flight or plan.claimed):
+        elif room <= 0 and not (holding or plan.claimed):
             _refuse(plan, step, _no_room(size), now)
         elif room > 0 and (planned := claim_attempt(step, now)) is not None:
             claim = new_claim()
@@ -88,7 +88,7 @@ def _no_room(size: int) -> RunTooLarge:
     return RunTooLarge(f"the run document ({size} bytes) has no room left for this step's result (1 MiB at most)")
 
 
-def _in_flight(run: RunSnapshot, now: datetime) -> int:
+def in_flight(run: RunSnapshot, now: datetime) -> int:
     """Steps held by a live claim: their results are still to be written."""
     return sum(1 for s in run.steps.values() if s.status == StepStatus.RUNNING and not lease_expired(s, now))
 
