@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +24,20 @@ from worker_llm_client.execution_models import Profile, Prompt
 from worker_llm_client.models import RunSnapshot, Written
 
 pytestmark = pytest.mark.integration
+
+
+def _on_first_update(monkeypatch: pytest.MonkeyPatch, around: Callable[[Any, Callable[[], Any]], Any]) -> None:
+    """The next ``DocumentReference.update`` goes through ``around(ref, write)``, ``write`` doing the
+    real update; the ones after it are real."""
+    from google.cloud.firestore_v1.document import DocumentReference
+
+    real = DocumentReference.update
+
+    def first(self: Any, *args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(DocumentReference, "update", real)
+        return around(self, lambda: real(self, *args, **kwargs))
+
+    monkeypatch.setattr(DocumentReference, "update", first)
 
 
 def _write(db: Any, run_id: str, steps: dict[str, Any], status: str = "RUNNING") -> Any:
@@ -255,18 +270,14 @@ def test_a_finalize_whose_write_landed_but_was_retried_still_counts(
 def test_a_step_failed_by_another_writer_under_our_token_is_not_taken_for_our_write(
     db: Any, run_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from google.cloud.firestore_v1.document import DocumentReference
-
-    real_update = DocumentReference.update
     _write(db, run_id, {"s1": step_data(status="RUNNING", attempt=3, claim={"token": "mine"})})
     other = later(0)  # e.g. another instance failing the step as LEASE_EXPIRED: claim untouched
 
-    def another_writer_first(self: Any, *args: Any, **kwargs: Any) -> Any:
-        monkeypatch.setattr(DocumentReference, "update", real_update)
-        self.update({"steps.s1.status": "FAILED", "steps.s1.finishedAt": other})  # our precondition now fails
-        return real_update(self, *args, **kwargs)
+    def another_writer_first(ref: Any, write: Callable[[], Any]) -> Any:
+        ref.update({"steps.s1.status": "FAILED", "steps.s1.finishedAt": other})  # our precondition now fails
+        return write()
 
-    monkeypatch.setattr(DocumentReference, "update", another_writer_first)
+    _on_first_update(monkeypatch, another_writer_first)
     patch = failed_patch("s1", {"code": "LLM_BAD_REQUEST", "message": "m", "retryable": False}, datetime.now(UTC))
     assert FirestoreRunStore(db).finalize(run_id, "s1", "mine", patch) is False
     assert _step(db, run_id, "s1")["finishedAt"] == other and "error" not in _step(db, run_id, "s1")
@@ -306,17 +317,13 @@ def test_a_finalize_writes_what_its_follow_on_plans_in_the_same_write(db: Any, r
 def test_a_follow_on_is_planned_again_after_a_conflict_and_only_the_plan_that_landed_is_reported(
     db: Any, run_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from google.cloud.firestore_v1.document import DocumentReference
-
-    real_update = DocumentReference.update
     follow, patch = _Follow(), _two_steps(db, run_id)
 
-    def another_writer_first(self: Any, *args: Any, **kwargs: Any) -> Any:
-        monkeypatch.setattr(DocumentReference, "update", real_update)
-        self.update({"note": "the orchestrator wrote"})  # our precondition now fails
-        return real_update(self, *args, **kwargs)
+    def another_writer_first(ref: Any, write: Callable[[], Any]) -> Any:
+        ref.update({"note": "the orchestrator wrote"})  # our precondition now fails
+        return write()
 
-    monkeypatch.setattr(DocumentReference, "update", another_writer_first)
+    _on_first_update(monkeypatch, another_writer_first)
     assert FirestoreRunStore(db).finalize(run_id, "s1", "mine", patch, follow=follow) is True
     assert len(follow.planned) == 2 and len(follow.landed_on) == 1
     assert follow.landed_on[0].steps["s2"].held_by("next-2") and _step(db, run_id, "s2")["claim"]["token"] == "next-2"
@@ -326,17 +333,14 @@ def test_a_follow_on_landed_with_a_retried_write_that_had_landed(
     db: Any, run_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from google.api_core import exceptions as gexc
-    from google.cloud.firestore_v1.document import DocumentReference
 
-    real_update = DocumentReference.update
     follow, patch = _Follow(), _two_steps(db, run_id)
 
-    def update_then_lose_the_answer(self: Any, *args: Any, **kwargs: Any) -> Any:
-        monkeypatch.setattr(DocumentReference, "update", real_update)
-        real_update(self, *args, **kwargs)
+    def update_then_lose_the_answer(ref: Any, write: Callable[[], Any]) -> Any:
+        write()
         raise gexc.FailedPrecondition("the stored version does not match the required base version")
 
-    monkeypatch.setattr(DocumentReference, "update", update_then_lose_the_answer)
+    _on_first_update(monkeypatch, update_then_lose_the_answer)
     assert FirestoreRunStore(db).finalize(run_id, "s1", "mine", patch, follow=follow) is True
     assert len(follow.planned) == 1 and [r.steps["s2"].claim_token for r in follow.landed_on] == ["next-1"]
 
