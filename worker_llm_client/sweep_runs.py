@@ -2,12 +2,13 @@
 READY steps nobody claimed, an orchestrator's doorbell).
 
 Due runs are worked on concurrently, taking the instance's step slots (``step_slots.py``), at most
-``MAX_PARALLEL_STEPS`` per run, before each claim, so one slow run does not hold up the others. A run is claimed only while at
-least ``MIN_SWEEP_WORK_SECONDS`` of the sweep's window is left (a step claimed with no time left
-would only burn an attempt); the rest stay due for the next sweep. A run that raises is logged and
-its ``wakeAt`` pushed back with exponential backoff (``executor.sweepFailures`` counts the sweeps
-in a row that raised), so a broken run cannot starve healthy ones at the head of the query. Safe to
-run concurrently and repeatedly: every write is a precondition write.
+``MAX_PARALLEL_STEPS`` per run, before each claim, so one slow run does not hold up the others. A
+run is claimed only while at least ``MIN_SWEEP_WORK_SECONDS`` of the sweep's window is left (a step
+claimed with no time left would only burn an attempt); the rest stay due for the next sweep. A run
+that raises is logged and its ``wakeAt`` pushed back with exponential backoff
+(``executor.sweepFailures`` counts the sweeps in a row that raised), so a broken run cannot starve
+healthy ones at the head of the query. Safe to run concurrently and repeatedly: every write is a
+precondition write.
 """
 
 from __future__ import annotations

@@ -146,5 +146,5 @@ def firestore_size_bound(document: Any, path: tuple[str, ...]) -> int:
     in C, without walking the values. The exceptions, a geo point at 0,0 or a timestamp in the
     1970s (a short varint), are a few bytes short each; the claim's reserve absorbs them.
     """
-    encoded = document.SerializeToString()
+    encoded: bytes = document.SerializeToString()
     return len(encoded) + 4 * encoded.count(INTEGER_TAG) + name_size(path) + 32
