@@ -14,7 +14,7 @@ from worker_llm_client.core.transitions import Delete
 from worker_llm_client.core.wake import apply_patch, with_wake
 from worker_llm_client.errors import PermanentStepError, ProfileNotFound, PromptNotFound, RunTooLarge, permanent_or
 from worker_llm_client.execution_models import LlmRequest, LlmResult, Profile, Prompt, StoredArtifact, Usage
-from worker_llm_client.models import Patch, RunSnapshot, Written, run_from_document
+from worker_llm_client.models import RUNS, Patch, RunSnapshot, Written, run_from_document
 from worker_llm_client.ports import FollowOn
 
 
@@ -68,7 +68,9 @@ class InMemoryRunStore:
         self.update_times[run_id] = T0 + timedelta(microseconds=self._tick)
 
     def _snapshot(self, run_id: str) -> RunSnapshot:
-        return run_from_document(run_id, copy.deepcopy(self.docs[run_id]), self.update_times[run_id])
+        document = copy.deepcopy(self.docs[run_id])
+        size = document_size((RUNS, run_id), document)  # the real store measures a bound: here, the size
+        return run_from_document(run_id, document, self.update_times[run_id], size_bound=size)
 
     def step(self, run_id: str, step_id: str) -> dict[str, Any]:
         return self.docs[run_id]["steps"][step_id]  # type: ignore[no-any-return]

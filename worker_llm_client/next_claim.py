@@ -7,7 +7,9 @@ precondition write records the outcome and claims the next step: the step starts
 for the write's event to come back (a hop no longer costs an event round trip and a read of the
 whole run), the write's event finds nothing left to do, and an instance never holds more steps
 than it claimed at first. It is offered only while the invocation has ``MIN_NEXT_SECONDS`` of its
-work window left.
+work window left, and planned only when the run's size bound proves room for the result: the run
+it is planned on is the finalize's read with patches applied, whose document is not walked (a
+tight run is left to the write's event, which decides on the document it carries).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from worker_llm_client.core.claim_planning import ClaimPlan, plan_claims
+from worker_llm_client.core.claim_planning import ClaimPlan, in_flight, plan_claims
+from worker_llm_client.core.document_size import room_for_results
 from worker_llm_client.execution_models import Claim, ClaimedStep
 from worker_llm_client.models import Patch, RunSnapshot
 from worker_llm_client.observability import get_logger
@@ -45,6 +48,9 @@ class NextClaim:
             return self._last.patch
         try:
             now = self.now()
+            if run.size_bound is None or room_for_results(run.size_bound, in_flight(run, now)) < 1:
+                self._last = ClaimPlan()  # the room is not proven: the write's event decides, on the document
+                return self._last.patch
             self._last = plan_claims(run, now, 1, lambda: self.new_claim(now))
         except Exception as exc:
             get_logger().error("step.internal_error", where="planning the next claim", exc_info=exc)

@@ -70,3 +70,16 @@ def test_a_step_deleted_then_written_in_one_patch_starts_from_nothing() -> None:
     run = make_run({"a": step_data()})
     after = apply_patch(run, {("steps", "a"): Delete.FIELD, ("steps", "a", "status"): "READY"})
     assert dict(after.steps["a"].data) == {"status": "READY"}
+
+
+def test_apply_patch_grows_a_size_bound_by_what_the_patch_may_add() -> None:
+    from dataclasses import replace
+
+    from worker_llm_client.core.document_size import patch_size_bound, value_size
+
+    run = replace(make_run({"a": step_data()}), size_bound=1000)
+    patch = {("steps", "a", "outputs"): {"gcs_uri": "gs://b/o"}, ("steps", "a", "error"): Delete.FIELD}
+    assert patch_size_bound(patch) >= value_size(patch[("steps", "a", "outputs")]) + len("outputs")
+    assert patch_size_bound({("steps", "a", "error"): Delete.FIELD}) == 0  # a deletion adds nothing
+    assert apply_patch(run, patch).size_bound == 1000 + patch_size_bound(patch)
+    assert apply_patch(make_run({"a": step_data()}), patch).size_bound is None  # nothing measured, nothing grown

@@ -193,7 +193,7 @@ class FirestoreRunStore:
             written = with_wake(run, patch, self.clock())
             landed, update_time = self._write(run_id, run.update_time, written)
             if landed is Written.LANDED:
-                self.known.remember(after if after is not run else apply_patch(run, patch), written, update_time)
+                self.known.remember(apply_patch(run, written), update_time)
                 return _followed(batch, held, after, before)
             sent, sent_run = held, after  # the run changed or went since the read (or this very write landed)
             jitter = random.random()  # noqa: S311  # nosec B311  # backoff jitter, not a secret

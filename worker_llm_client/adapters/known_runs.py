@@ -2,14 +2,12 @@
 
 A finalize reads the run before its precondition write, and for a run of hundreds of steps that
 read is most of a step's cost. When the last write to a run was this instance's own finalize, the
-run as that write left it is known: the read before the patch, the patch applied, the write's
-``update_time``. The next finalize of that run writes on that version without reading; the
-precondition still guards it (another writer since makes it fail, and the finalize reads as
-before). A claim this instance writes makes the kept version stale, so it is dropped.
-
-The kept version's size is an upper bound: the read's bound plus what the patches since may have
-added. A version whose bound passes ``MAX_KEPT_BYTES`` is not kept (the claim planning would walk
-its document, which is the read's, not the version's): big documents are read as before.
+run as that write left it is known: the read before the patch, the patch applied
+(``wake.apply_patch``, whose size bound grows with the patch), the write's ``update_time``. The
+next finalize of that run writes on that version without reading; the precondition still guards
+it (another writer since makes it fail, and the finalize reads as before). A claim this instance
+writes makes the kept version stale, so it is dropped. At most ``MAX_KEPT_RUNS`` runs are kept
+(a version holds its document: up to 1 MiB each), the least recently written dropped first.
 """
 
 from __future__ import annotations
@@ -19,12 +17,9 @@ from collections import OrderedDict
 from dataclasses import replace
 from datetime import datetime
 
-from worker_llm_client.core.document_size import MAX_DOCUMENT_BYTES, string_size, value_size
-from worker_llm_client.core.transitions import Delete
-from worker_llm_client.models import Patch, RunSnapshot
+from worker_llm_client.models import RunSnapshot
 
-MAX_KEPT_BYTES = MAX_DOCUMENT_BYTES // 2
-MAX_KEPT_RUNS = 256
+MAX_KEPT_RUNS = 32  # an instance finalizes steps of at most 2 x MAX_PARALLEL_STEPS runs at once
 
 
 class KnownRuns:
@@ -33,14 +28,13 @@ class KnownRuns:
         self._runs: OrderedDict[str, RunSnapshot] = OrderedDict()
         self._lock = threading.Lock()
 
-    def remember(self, run: RunSnapshot, patch: Patch, update_time: datetime | None) -> None:
-        """``run`` (the patch applied) is the run as our write at ``update_time`` left it."""
-        bound = None if run.size_bound is None else run.size_bound + growth_bound(patch)
+    def remember(self, run: RunSnapshot, update_time: datetime | None) -> None:
+        """``run`` is the run as our write at ``update_time`` left it."""
         with self._lock:
             self._runs.pop(run.run_id, None)
-            if update_time is None or bound is None or bound > MAX_KEPT_BYTES:
+            if update_time is None:
                 return
-            self._runs[run.run_id] = replace(run, update_time=update_time, size_bound=bound)
+            self._runs[run.run_id] = replace(run, update_time=update_time)
             while len(self._runs) > self.capacity:
                 self._runs.popitem(last=False)
 
@@ -52,13 +46,3 @@ class KnownRuns:
     def forget(self, run_id: str) -> None:
         with self._lock:
             self._runs.pop(run_id, None)
-
-
-def growth_bound(patch: Patch) -> int:
-    """At most what ``patch`` adds to a document's Firestore size: each value set, with its path's
-    names (a deletion adds nothing)."""
-    return sum(
-        sum(string_size(name) for name in path) + value_size(value)
-        for path, value in patch.items()
-        if value is not Delete.FIELD
-    )

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from worker_llm_client.core.transitions import Delete
+
 MAX_DOCUMENT_BYTES = 1_048_576
 DOCUMENT_HEADROOM_BYTES = 64 * 1024
 MAX_STEPS_PER_RUN = 500
@@ -70,3 +72,13 @@ def room_for_results(size: int, in_flight: int) -> int:
     steps still hold their reservation."""
     free = MAX_DOCUMENT_BYTES - DOCUMENT_HEADROOM_BYTES - size - in_flight * STEP_RESULT_RESERVE_BYTES
     return max(free // STEP_RESULT_RESERVE_BYTES, 0)
+
+
+def patch_size_bound(patch: Mapping[tuple[str, ...], Any]) -> int:
+    """At most what writing ``patch`` adds to a document's size: each value set, with its path's
+    names (a deletion adds nothing)."""
+    return sum(
+        sum(string_size(name) for name in path) + value_size(value)
+        for path, value in patch.items()
+        if value is not Delete.FIELD
+    )

@@ -20,6 +20,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from worker_llm_client.core.document_size import patch_size_bound
 from worker_llm_client.core.step_selection import dependencies_met
 from worker_llm_client.core.transitions import Delete, timestamp_at
 from worker_llm_client.models import LLM_REPORT, RUN_CANCELLED, Patch, RunSnapshot, Step, StepStatus
@@ -50,7 +51,8 @@ def _wake(step: Step, run: RunSnapshot, ready_at: datetime | None) -> datetime |
 
 def apply_patch(run: RunSnapshot, patch: Patch) -> RunSnapshot:
     """The run as it will be once ``patch`` is written (pure: the snapshot is not changed). Only
-    the steps the patch touches are copied; the others are the snapshot's own."""
+    the steps the patch touches are copied; the others are the snapshot's own. Its size bound grows
+    by what the patch may add; its ``document`` stays the snapshot's (the fields as read)."""
     status = patch.get(("status",), run.status)
     touched: dict[str, dict[str, Any] | None] = {}  # None: the step is deleted
     for path, value in patch.items():
@@ -71,7 +73,8 @@ def apply_patch(run: RunSnapshot, patch: Patch) -> RunSnapshot:
             steps.pop(step_id, None)
         else:
             steps[step_id] = Step(step_id, str(data.get("type", "")), str(data.get("status", "")), data)
-    return replace(run, status=status if isinstance(status, str) else "", steps=steps)
+    bound = None if run.size_bound is None else run.size_bound + patch_size_bound(patch)
+    return replace(run, status=status if isinstance(status, str) else "", steps=steps, size_bound=bound)
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
