@@ -19,7 +19,7 @@ from worker_llm_client.errors import EventDecodeError
 from worker_llm_client.models import RUNS
 
 Pb: Any = DocumentEventData.pb()
-SECRET = "SECRET-var-value"
+SECRET = "SECRET-var-value"  # pragma: allowlist secret
 
 
 def _document(data: dict[str, Any]) -> Any:
