@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +29,7 @@ from benchmarks.stack import BenchStack, report_step
 CHAIN = 20
 FILLERS = 480
 REPEATS = 2  # chains per kind of run: the hops of all of them are pooled
+WRITES = 20  # the emulator's write latency, sampled per kind of run
 CHAIN_HOP_GOAL = 2.0
 
 StackFactory = Callable[[], AbstractContextManager[BenchStack]]
@@ -88,8 +90,19 @@ def _pairs(steps: dict[str, dict[str, Any]], chain: int, field: str) -> list[tup
     return pairs
 
 
-def chain_hop(stack_factory: StackFactory, instances: int = INSTANCES) -> dict[str, Any]:
-    """The figure: chains in runs of their own, then in runs with ``FILLERS`` settled steps."""
+@dataclass(frozen=True)
+class Shape:
+    """The figure's scale: ``make bench`` uses the defaults, the smoke test a toy."""
+
+    chain: int = CHAIN
+    fillers: int = FILLERS
+    repeats: int = REPEATS
+    writes: int = WRITES
+
+
+def chain_hop(stack_factory: StackFactory, instances: int = INSTANCES, shape: Shape | None = None) -> dict[str, Any]:
+    """The figure: chains in runs of their own, then in runs with ``shape.fillers`` settled steps."""
+    shape = shape or Shape()
     started = time.monotonic()
     with stack_factory() as stack:
         stack.emulator.register_trigger("bench-chain-hop")
@@ -101,49 +114,81 @@ def chain_hop(stack_factory: StackFactory, instances: int = INSTANCES) -> dict[s
             with EventarcRelay(stack.functions_port, [f.url for f in functions]) as relay:
                 _warm(db, relay, functions, "warmup-chain")
                 _quiet(relay)
-                kinds = {str(fillers): _chains(db, relay, fillers) for fillers in (0, FILLERS)}
+                kinds = {str(fillers): _chains(db, relay, fillers, shape) for fillers in (0, shape.fillers)}
         finally:
             for function in functions:
                 function.stop()
-    return summarize(kinds, time.monotonic() - started)
+    return summarize(kinds, time.monotonic() - started, shape.chain)
 
 
-def _chains(db: Any, relay: EventarcRelay, fillers: int) -> dict[str, Any]:
+def _chains(db: Any, relay: EventarcRelay, fillers: int, shape: Shape) -> dict[str, Any]:
     costs: list[float] = []
     starts: list[float] = []
     settled: list[bool] = []
-    for _ in range(REPEATS):
+    for _ in range(shape.repeats):
         run_id = f"chain-{fillers}-{uuid.uuid4().hex[:6]}"
         written = (
             db.collection("flow_runs")
             .document(run_id)
-            .set({"status": "RUNNING", "steps": chain_steps(run_id, fillers=fillers)})
+            .set({"status": "RUNNING", "steps": chain_steps(run_id, shape.chain, fillers)})
         )
         steps = _wait(db, relay, {run_id: written.update_time})[run_id]["steps"]
-        costs += hop_costs_ms(steps)
-        starts += starts_ms(steps)
-        settled.append(all(steps[f"c{i:02d}"]["status"] == "SUCCEEDED" for i in range(CHAIN)))
+        costs += hop_costs_ms(steps, shape.chain)
+        starts += starts_ms(steps, shape.chain)
+        settled.append(all(steps[f"c{i:02d}"]["status"] == "SUCCEEDED" for i in range(shape.chain)))
         _quiet(relay)
     return {
         "fillers": fillers,
         "hops": len(costs),
         "hopCostMs": rounded(percentiles(costs), 1),
         "startMs": rounded(percentiles(starts), 1),
+        "writeMs": rounded(percentiles(write_ms(db, relay, shape.chain, fillers, shape.writes)), 1),
         "allSucceeded": all(settled),
     }
 
 
-def summarize(kinds: dict[str, dict[str, Any]], seconds: float) -> dict[str, Any]:
+def write_ms(db: Any, relay: EventarcRelay, chain: int, fillers: int, writes: int) -> list[float]:
+    """The emulator's latency for one small precondition write to a run like the chain's, settled
+    (nothing runnable: its events are no-ops): every hop's write pays it. With a trigger
+    registered the emulator builds and sends the write's event before it answers, so this grows
+    with the document; Firestore sends events after the commit, not inside it."""
+    run_id = f"chain-write-{fillers}-{uuid.uuid4().hex[:6]}"
+    steps = chain_steps(run_id, chain, fillers)
+    for step in steps.values():
+        step["status"] = "SUCCEEDED"
+    ref = db.collection("flow_runs").document(run_id)
+    update_time = ref.set({"status": "RUNNING", "steps": steps}).update_time
+    samples = []
+    for i in range(writes):
+        started = time.perf_counter()
+        option = db.write_option(last_update_time=update_time)
+        update_time = ref.update({"note": i}, option=option).update_time
+        samples.append((time.perf_counter() - started) * 1000)
+        time.sleep(0.02)
+    _quiet(relay)
+    return samples
+
+
+def _net_ratio(empty: dict[str, Any], full: dict[str, Any]) -> float | None:
+    """The hop ratio without the emulator's write latency (each hop's cost less a write's p50)."""
+    net = [k["hopCostMs"].get("p50", 0.0) - k["writeMs"].get("p50", 0.0) for k in (empty, full)]
+    return round(net[1] / net[0], 2) if net[0] > 0 else None
+
+
+def summarize(kinds: dict[str, dict[str, Any]], seconds: float, chain: int = CHAIN) -> dict[str, Any]:
     empty, full = kinds["0"], kinds[str(max(int(k) for k in kinds))]
     base = max(empty["hopCostMs"].get("p50", 0.0), 1e-9)
     return {
-        "chain": CHAIN,
+        "chain": chain,
         "fillers": full["fillers"],
         "emptyHopMs": empty["hopCostMs"].get("p50"),
         "fillerHopMs": full["hopCostMs"].get("p50"),
         "emptyStartMs": empty["startMs"].get("p50"),
         "fillerStartMs": full["startMs"].get("p50"),
+        "emptyWriteMs": empty["writeMs"].get("p50"),
+        "fillerWriteMs": full["writeMs"].get("p50"),
         "ratio": round(full["hopCostMs"].get("p50", 0.0) / base, 2),
+        "ratioNetOfWrites": _net_ratio(empty, full),
         "allSucceeded": empty["allSucceeded"] and full["allSucceeded"],
         "figureSeconds": round(seconds, 1),
         "goal": f"hop with {full['fillers']} settled steps < {CHAIN_HOP_GOAL}x the hop in a run of its own",

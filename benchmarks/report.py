@@ -131,7 +131,8 @@ def _chain_hop(f: dict[str, Any]) -> tuple[str, bool]:
     text = (
         f"ratio {f['ratio']:.2f}: median hop cost (all but the model) {f['fillerHopMs']} ms in a run with "
         f"{f['fillers']} settled steps vs {f['emptyHopMs']} ms in a run of its own ({f['chain']}-step chains); next "
-        f"step claimed {f['fillerStartMs']} vs {f['emptyStartMs']} ms after; all SUCCEEDED: {f['allSucceeded']} "
+        f"step claimed {f['fillerStartMs']} vs {f['emptyStartMs']} ms after; the emulator's write {f['fillerWriteMs']} "
+        f"vs {f['emptyWriteMs']} ms (ratio net of it {f['ratioNetOfWrites']}); all SUCCEEDED: {f['allSucceeded']} "
         f"(goal < {CHAIN_HOP_GOAL})"
     )
     return text, f["ratio"] < CHAIN_HOP_GOAL and bool(f["allSucceeded"])

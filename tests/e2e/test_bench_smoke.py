@@ -8,7 +8,7 @@ from contextlib import AbstractContextManager
 
 import pytest
 
-from benchmarks import bench_llm, bench_runsize, bench_stack, report
+from benchmarks import bench_chain, bench_llm, bench_runsize, bench_stack, report
 from benchmarks.stack import BenchStack
 from benchmarks.stack import bench_stack as stack_of
 
@@ -54,3 +54,16 @@ def test_the_run_size_benchmark_runs_each_size_exactly_once() -> None:
         assert sum(part["latencyHistogram"]["counts"]) == len(part["samplesMs"])
     assert set(figure["cpuFitMs"]) == {"a", "b"}
     assert report.broken({"runSize": figure}) == []
+
+
+def test_the_chain_hop_benchmark_runs_its_chains_to_the_end() -> None:
+    def stack() -> AbstractContextManager[BenchStack]:
+        return stack_of("smoke-chain-hop", "bench-smoke", bench_stack.STUB_LATENCY)
+
+    figure = bench_chain.chain_hop(
+        stack, instances=1, shape=bench_chain.Shape(chain=4, fillers=30, repeats=1, writes=3)
+    )
+    assert figure["chain"] == 4 and figure["fillers"] == 30 and figure["allSucceeded"]
+    for kind in figure["byKind"].values():
+        assert kind["hops"] == 3 and kind["hopCostMs"]["p50"] > -200 and kind["writeMs"]["p50"] > 0
+    assert report.broken({"chainHop": figure}) == []

@@ -355,10 +355,12 @@ def test_the_chain_hop_figure_compares_the_hop_among_fillers_to_the_hop_alone(fi
     from benchmarks.bench_chain import summarize
 
     def kind(fillers: int, hop: float, ok: bool = True) -> dict[str, Any]:
-        return {"fillers": fillers, "hops": 38, "hopCostMs": {"p50": hop}, "startMs": {"p50": 1.0}, "allSucceeded": ok}
+        ms = {"hopCostMs": {"p50": hop}, "startMs": {"p50": 1.0}, "writeMs": {"p50": 5.0 + fillers / 40}}
+        return {"fillers": fillers, "hops": 38, **ms, "allSucceeded": ok}
 
     figure = summarize({"0": kind(0, 20.0), "480": kind(480, filler_ms)}, seconds=30.0)
     assert figure["ratio"] == round(filler_ms / 20.0, 2) and figure["fillers"] == 480
+    assert figure["ratioNetOfWrites"] == round((filler_ms - 17.0) / 15.0, 2)  # writes: 5 and 17 ms
     [(title, _, judged)] = report.summary({"chainHop": figure})
     assert title == "8. chain hop" and judged is met and report.broken(_results(chainHop=figure)) == []
     stuck = summarize({"0": kind(0, 20.0), "480": kind(480, 21.0, ok=False)}, seconds=30.0)
