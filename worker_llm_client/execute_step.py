@@ -1,10 +1,10 @@
-"""The use case: claim -> produce the report (produce_report.py) -> finalize.
+"""The use case: claim (claim_steps.py) -> produce the report (produce_report.py) -> finalize.
 
-``RunExecutor.handle(snapshot)`` claims every runnable step of a run in one precondition write
-(an event's claim that conflicts is left to the event of the write that won; the sweeper's reads
-the run and decides again), runs the claimed steps concurrently and finalizes
-each guarded by its claim token (a read, then a precondition write). The clock is read once per
-decision; every outside effect goes through a port.
+``RunExecutor.handle(snapshot)`` claims the runnable steps of a run in one precondition write (as
+many as the instance has free step slots for), runs the claimed steps concurrently, each thread
+going on with the step its finalize claimed next (next_claim.py), and finalizes each guarded by
+its claim token (a read, or the version our last finalize left, then a precondition write). The
+clock is read once per decision; every outside effect goes through a port.
 
 Every claimed step ends in a recorded outcome within the invocation: a ``StepError`` is recorded
 as itself, anything else as ``INTERNAL`` (its type in the message, the traceback in the log), and
@@ -22,26 +22,24 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 from worker_llm_client import tracing
 from worker_llm_client.call_model import ModelRetry
-from worker_llm_client.core.claim_planning import ClaimPlan, PlannedClaim, in_flight, plan_claims
+from worker_llm_client.claim_steps import Claiming
+from worker_llm_client.core.claim_planning import in_flight
 from worker_llm_client.core.retry_policy import after_failure, error_record
 from worker_llm_client.core.transitions import failed_patch, max_attempts, retry_wait_patch, succeeded_patch
-from worker_llm_client.core.wake import with_wake
 from worker_llm_client.errors import Internal, RunStoreUnavailable, RunTooLarge, StepError
-from worker_llm_client.execution_models import Claim, ClaimedStep
-from worker_llm_client.models import DEFAULT_MAX_ATTEMPTS, Patch, RunSnapshot, StepStatus, Written
+from worker_llm_client.execution_models import ClaimedStep
+from worker_llm_client.models import DEFAULT_MAX_ATTEMPTS, Patch, RunSnapshot
 from worker_llm_client.next_claim import MIN_NEXT_SECONDS, NextClaim
 from worker_llm_client.observability import bind_step, get_logger
 from worker_llm_client.ports import ArtifactStore, CatalogStore, Clock, FollowOn, LlmClient, RunStore
 from worker_llm_client.produce_report import ReportProducer
 from worker_llm_client.step_slots import StepSlots
 
-CLAIM_ROUNDS = 5
 # Steps an instance may hold claimed, per model slot (MAX_PARALLEL_STEPS): while one step waits for
 # the model, another renders, uploads or finalizes. Measured on the run-size figure (N=500): 1x
 # left the model slots idle between steps (wall 1.63x ideal), 2x kept them busy (1.27-1.34x) with
@@ -82,7 +80,7 @@ class StepResult:
     finalized: bool
 
 
-class RunExecutor:
+class RunExecutor(Claiming):
     def __init__(
         self,
         runs: RunStore,
@@ -175,94 +173,11 @@ class RunExecutor:
         accept = lambda run, plan: self._accept(run, plan.claimed, plan, claimed.deadline)  # noqa: E731
         return NextClaim(self.clock.now, self._new_claim, accept, chain.room)
 
-    def claim(
-        self, run: RunSnapshot, deadline: float = float("inf"), limit: int | None = None, rounds: int = CLAIM_ROUNDS
-    ) -> tuple[RunSnapshot, list[ClaimedStep]]:
-        """Claim what is runnable in ``run`` with precondition writes: up to ``rounds`` of them, the
-        run read again after each conflict but the last."""
-        with tracing.span("claim", {"flow.run_id": run.run_id}) as span:
-            snapshot, claimed = self._claim(run, deadline, limit or self.policy.max_parallel_steps, rounds)
-            span.set(**{"flow.steps_claimed": len(claimed)})
-        return snapshot, claimed
-
-    def _claim(
-        self, run: RunSnapshot, deadline: float, limit: int, rounds: int
-    ) -> tuple[RunSnapshot, list[ClaimedStep]]:
-        snapshot = run if run.update_time is not None else self.runs.get_run(run.run_id)
-        for conflicts in range(rounds):
-            if conflicts:
-                self._back_off(conflicts)
-            if snapshot is None or snapshot.update_time is None:
-                return run, []
-            now = self.clock.now()
-            plan = plan_claims(snapshot, now, limit, partial(self._new_claim, now))
-            if plan.empty:
-                return snapshot, []
-            written = self._write_claim(snapshot, snapshot.update_time, plan, now)
-            if written is None:  # not even the claim fits: nothing can be recorded on this run
-                return snapshot, []
-            if written is Written.LANDED:
-                return snapshot, self._accept(snapshot, plan.claimed, plan, deadline)
-            last = conflicts + 1 == rounds
-            fresh = None if last and written is Written.CONFLICT else self.runs.get_run(run.run_id)
-            landed = _claims_landed(fresh, plan) if fresh is not None and written is Written.UNCERTAIN else []
-            if landed:  # the commit was retried after it had already landed: those claims are ours
-                return snapshot, self._accept(snapshot, landed, plan, deadline)
-            self.log.info("step.claim_conflict", steps=len(plan.claimed), reason="run_changed_since_snapshot")
-            snapshot = fresh
-        if rounds > 1:
-            self.log.warning("step.claim_conflict", reason="gave_up_after_rounds", rounds=rounds)
-        return run, []
-
-    def _write_claim(self, snapshot: RunSnapshot, read_at: datetime, plan: ClaimPlan, now: datetime) -> Written | None:
-        """Whether the claim landed (precondition: the run is unchanged since ``read_at``, the snapshot's
-        ``update_time``); None when the run document cannot hold it."""
-        try:
-            return self.runs.write_if_unchanged(snapshot.run_id, read_at, with_wake(snapshot, plan.patch, now))
-        except RunTooLarge as error:
-            self.log.error("step.claim_conflict", reason="run_document_full", detail=error.message)
-            return None
-
-    def _back_off(self, conflicts: int) -> None:
-        jitter = random.random()  # noqa: S311  # nosec B311  # backoff jitter, not a secret
-        self.retry.sleep(min(1.0, 0.02 * 2**conflicts) * (0.5 + jitter / 2))
-
     def sweep(self, limit: int) -> SweepSummary:
         """Re-drive runs whose ``executor.wakeAt`` has come; see ``sweep_runs.py``."""
         from worker_llm_client.sweep_runs import Sweeper
 
         return Sweeper(self).sweep(limit)
-
-    def _accept(
-        self, snapshot: RunSnapshot, claims: list[PlannedClaim], plan: ClaimPlan, deadline: float
-    ) -> list[ClaimedStep]:
-        for step in plan.exhausted:
-            written = plan.patch.get(("steps", step.step_id, "error"))
-            code = written.get("code") if isinstance(written, dict) else None
-            self.log.warning(
-                "step.failed",
-                stepId=step.step_id,
-                attempt=step.attempt,
-                code=code,
-                retryable=True,
-                reason="budget_used",
-            )
-        for step, error in plan.refused:
-            self.log.warning(
-                "step.failed", stepId=step.step_id, code=error.code, retryable=error.retryable, reason=error.message
-            )
-        claimed = [ClaimedStep(snapshot.run_id, c.step, c.attempt, c.claim, deadline, c.salvage) for c in claims]
-        for item in claimed:
-            if item.step.status == StepStatus.RUNNING:
-                self.log.warning(
-                    "step.lease_expired", stepId=item.step.step_id, attempt=item.step.attempt, salvage=item.salvage
-                )
-            self.log.info("step.claimed", stepId=item.step.step_id, attempt=item.attempt)
-        return claimed
-
-    def _new_claim(self, now: datetime) -> Claim:
-        expires = now + timedelta(seconds=self.policy.lease_seconds)
-        return Claim(self.new_token(), self.policy.worker_id, now, expires)
 
     def execute(self, run: RunSnapshot, claimed: ClaimedStep, follow: FollowOn | None = None) -> StepResult:
         """Produce the step's report and record the outcome, whatever happens on the way (with what
@@ -384,11 +299,3 @@ class _Chain:
 def _is_failure_of(patch: Patch, code: str) -> bool:
     errors: list[Any] = [value for path, value in patch.items() if path[-1] == "error"]
     return any(isinstance(e, dict) and e.get("code") == code for e in errors)
-
-
-def _claims_landed(fresh: RunSnapshot, plan: ClaimPlan) -> list[PlannedClaim]:
-    """The claims of ``plan`` that ``fresh`` shows RUNNING under the token we tried to write: a
-    write that landed shows all of them, unless a step changed since (that one is not ours)."""
-    return [
-        c for c in plan.claimed if (now := fresh.steps.get(c.step.step_id)) is not None and now.held_by(c.claim.token)
-    ]
