@@ -3,10 +3,11 @@
 A run document carries every step, so decoding all of it for every event and every read made a
 step's cost grow with the run (issue 15). ``LazyFields`` is a read-only mapping over a protobuf
 ``map<string, Value>`` that decodes a key when it is first read (and keeps it): the no-op path
-reads each step's ``type``, ``status`` and ``dependsOn`` and nothing else. Maps down to
-``depth`` levels stay lazy (the document, its ``steps``, each step); deeper values are decoded
-whole, as plain dicts and lists. Both the event body's ``Document`` (google-events) and the
-store's (google-cloud-firestore) are read through it: their ``Value`` fields have the same names.
+reads each step's ``type``, ``status`` and ``dependsOn`` and nothing else. Two levels are lazy:
+the ``steps`` map and each step (``run_snapshot`` builds both); a value read from either is decoded
+whole, as plain dicts and lists, and so are the run's own fields. Both the event body's
+``Document`` (google-events) and the store's (google-cloud-firestore) are read through it: their
+``Value`` fields have the same names.
 
 ``firestore_size_bound`` is an upper bound of Firestore's size of a document computed from its
 encoded bytes, without decoding it (see the function). A value that cannot be decoded (only a
@@ -32,10 +33,10 @@ _ABSENT = object()
 class LazyFields(Mapping[str, Any]):
     """The fields of a protobuf map of ``Value``s, each decoded on first read."""
 
-    __slots__ = ("_decoded", "_depth", "_fields")
+    __slots__ = ("_decoded", "_fields")
 
-    def __init__(self, fields: Any, depth: int = 0) -> None:
-        self._fields, self._depth = fields, depth
+    def __init__(self, fields: Any) -> None:
+        self._fields = fields
         self._decoded: dict[str, Any] = {}
 
     def __getitem__(self, key: str) -> Any:
@@ -69,8 +70,6 @@ class LazyFields(Mapping[str, Any]):
 
     def _decode(self, value: Any) -> Any:
         try:
-            if self._depth > 0 and value.WhichOneof("value_type") == "map_value":
-                return LazyFields(value.map_value.fields, self._depth - 1)
             return decode_value(value)
         except (EventDecodeError, MemoryError):
             raise
@@ -86,7 +85,7 @@ def run_snapshot(run_id: str, document: Any) -> RunSnapshot:
     steps: dict[str, Step] | None = None
     for key, value in document.fields.items():
         if key == "steps" and value.WhichOneof("value_type") == "map_value":
-            fields[key] = lazy = LazyFields(value.map_value.fields, depth=1)
+            fields[key] = lazy = LazyFields(value.map_value.fields)
             steps = _steps(lazy)
         else:
             fields[key] = decode_value(value)
@@ -96,7 +95,8 @@ def run_snapshot(run_id: str, document: Any) -> RunSnapshot:
 
 def _steps(steps: LazyFields) -> dict[str, Step]:
     """Each step with its ``type`` and ``status`` read straight off the protobuf (what every event
-    reads of every step), the rest of it left to decode as read."""
+    reads of every step), the rest of it left to decode as read: each step that is a map is kept in
+    ``steps`` as its own ``LazyFields`` (a step that is not a map decodes whole, when read)."""
     built: dict[str, Step] = {}
     for step_id, value in steps._fields.items():
         if value.WhichOneof("value_type") != "map_value":
