@@ -166,8 +166,8 @@ class RunExecutor(Claiming):
 
     def _next_claim(self, claimed: ClaimedStep, chain: _Chain) -> NextClaim | None:
         """The follow-on of ``claimed``'s finalize, while the work window leaves time for a step;
-        it claims only for a thread that holds a step slot (or gets one then), so an instance
-        never executes more than ``MAX_PARALLEL_STEPS`` steps on its own account."""
+        it claims only for a thread that holds a step slot (or gets one then), so the steps an
+        instance holds never outnumber its slots (``CLAIM_AHEAD`` x ``MAX_PARALLEL_STEPS``)."""
         if self.retry.monotonic() + MIN_NEXT_SECONDS > claimed.deadline:
             return None  # too little of the work window is left for another step
         accept = lambda run, plan: self._accept(run, plan.claimed, plan, claimed.deadline)  # noqa: E731

@@ -43,19 +43,18 @@ class NextClaim:
     def plan(self, run: RunSnapshot) -> Patch:
         """One claim on ``run`` while the instance has ``room``; nothing (never an error: the finalize
         must not fail for it) if the plan cannot be made."""
-        if not self.room():
-            self._last = ClaimPlan()
-            return self._last.patch
+        self._last = self._plan(run) if self.room() else ClaimPlan()
+        return self._last.patch
+
+    def _plan(self, run: RunSnapshot) -> ClaimPlan:
         try:
             now = self.now()
             if run.size_bound is None or room_for_results(run.size_bound, in_flight(run, now)) < 1:
-                self._last = ClaimPlan()  # the room is not proven: the write's event decides, on the document
-                return self._last.patch
-            self._last = plan_claims(run, now, 1, lambda: self.new_claim(now))
+                return ClaimPlan()  # the room is not proven: the write's event decides, on the document
+            return plan_claims(run, now, 1, lambda: self.new_claim(now))
         except Exception as exc:
             get_logger().error("step.internal_error", where="planning the next claim", exc_info=exc)
-            self._last = ClaimPlan()
-        return self._last.patch
+            return ClaimPlan()
 
     def landed(self, run: RunSnapshot) -> None:
         self._landed = run
