@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from benchmarks.bench_runsize import INSTANCES, _quiet, _wait, _warm
-from benchmarks.bench_stack import MAX_PARALLEL_STEPS, STUB_LATENCY
+from benchmarks.bench_runsize import INSTANCES, quiet, wait_settled, warm_instances
+from benchmarks.bench_stack import STUB_LATENCY
 from benchmarks.eventarc_relay import EventarcRelay
 from benchmarks.measure import percentiles, rounded
 from benchmarks.stack import BenchStack, report_step
@@ -106,18 +106,9 @@ def chain_hop(stack_factory: StackFactory, instances: int = INSTANCES, shape: Sh
     started = time.monotonic()
     with stack_factory() as stack:
         stack.emulator.register_trigger("bench-chain-hop")
-        project = stack.emulator.project
-        db = stack.db(project)
-        settings = {"MAX_PARALLEL_STEPS": str(MAX_PARALLEL_STEPS)}
-        functions = [stack.function(project, f"chain-{i}", settings) for i in range(instances)]
-        try:
-            with EventarcRelay(stack.functions_port, [f.url for f in functions]) as relay:
-                _warm(db, relay, functions, "warmup-chain")
-                _quiet(relay)
-                kinds = {str(fillers): _chains(db, relay, fillers, shape) for fillers in (0, shape.fillers)}
-        finally:
-            for function in functions:
-                function.stop()
+        db = stack.db(stack.emulator.project)
+        with warm_instances(stack, "chain", instances) as (_, relay):
+            kinds = {str(fillers): _chains(db, relay, fillers, shape) for fillers in (0, shape.fillers)}
     return summarize(kinds, time.monotonic() - started, shape.chain)
 
 
@@ -132,11 +123,11 @@ def _chains(db: Any, relay: EventarcRelay, fillers: int, shape: Shape) -> dict[s
             .document(run_id)
             .set({"status": "RUNNING", "steps": chain_steps(run_id, shape.chain, fillers)})
         )
-        steps = _wait(db, relay, {run_id: written.update_time})[run_id]["steps"]
+        steps = wait_settled(db, relay, {run_id: written.update_time})[run_id]["steps"]
         costs += hop_costs_ms(steps, shape.chain)
         starts += starts_ms(steps, shape.chain)
         settled.append(all(steps[f"c{i:02d}"]["status"] == "SUCCEEDED" for i in range(shape.chain)))
-        _quiet(relay)
+        quiet(relay)
     return {
         "fillers": fillers,
         "hops": len(costs),
@@ -165,7 +156,7 @@ def write_ms(db: Any, relay: EventarcRelay, chain: int, fillers: int, writes: in
         update_time = ref.update({"note": i}, option=option).update_time
         samples.append((time.perf_counter() - started) * 1000)
         time.sleep(0.02)
-    _quiet(relay)
+    quiet(relay)
     return samples
 
 

@@ -18,8 +18,8 @@ import statistics
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -113,25 +113,16 @@ def one_run(stack: BenchStack, n: int, instances: int, measured_steps: int = MEA
     """Runs of ``n`` READY steps, one at a time, through the relay to ``instances`` fresh, warmed
     instances: as many runs as make ``measured_steps`` (one for N >= 100 by default), so that CPU
     time, counted in 10 ms clock ticks, is measured over enough steps."""
-    project = stack.emulator.project
-    db, bucket = stack.db(project), stack.bucket(project)
-    settings = {"MAX_PARALLEL_STEPS": str(MAX_PARALLEL_STEPS)}
-    functions = [stack.function(project, f"runsize-{n}-{i}", settings) for i in range(instances)]
+    db, bucket = stack.db(stack.emulator.project), stack.bucket(stack.emulator.project)
     tag = f"runsize-{n}-{uuid.uuid4().hex[:6]}"
-    try:
-        with EventarcRelay(stack.functions_port, [f.url for f in functions]) as relay:
-            _warm(db, relay, functions, f"warmup-{n}")
-            _quiet(relay)
-            logged = [len(f.json_log_lines()) for f in functions]
-            stack.stub.reset()
-            before = relay.forwarded_bytes, relay.pushed
-            with GroupSampler([f.pid or 0 for f in functions]) as fn, GroupSampler([stack.emulator.pid or 0]) as emu:
-                runs = [_one(db, relay, f"{tag}-{i:02d}", n) for i in range(math.ceil(measured_steps / n))]
-                _quiet(relay)  # the events our last writes caused are part of the cost
-            delivered = {"payload": relay.forwarded_bytes - before[0], "events": relay.pushed - before[1]}
-    finally:
-        for function in functions:
-            function.stop()
+    with warm_instances(stack, f"runsize-{n}", instances) as (functions, relay):
+        logged = [len(f.json_log_lines()) for f in functions]
+        stack.stub.reset()
+        before = relay.forwarded_bytes, relay.pushed
+        with GroupSampler([f.pid or 0 for f in functions]) as fn, GroupSampler([stack.emulator.pid or 0]) as emu:
+            runs = [_one(db, relay, f"{tag}-{i:02d}", n) for i in range(math.ceil(measured_steps / n))]
+            quiet(relay)  # the events our last writes caused are part of the cost
+        delivered = {"payload": relay.forwarded_bytes - before[0], "events": relay.pushed - before[1]}
     part = _outcome(n, instances, runs)
     measured, usage = len(runs) * n, fn.usage()
     part |= {
@@ -152,13 +143,30 @@ def one_run(stack: BenchStack, n: int, instances: int, measured_steps: int = MEA
 WARMUP_ROUNDS = 10
 
 
+@contextmanager
+def warm_instances(stack: BenchStack, name: str, count: int) -> Iterator[tuple[list[Any], EventarcRelay]]:
+    """``count`` fresh function instances (``MAX_PARALLEL_STEPS`` each) behind the Eventarc-like
+    relay, each having run a step, the relay quiet; stopped on the way out."""
+    db = stack.db(stack.emulator.project)
+    settings = {"MAX_PARALLEL_STEPS": str(MAX_PARALLEL_STEPS)}
+    functions = [stack.function(stack.emulator.project, f"{name}-{i}", settings) for i in range(count)]
+    try:
+        with EventarcRelay(stack.functions_port, [f.url for f in functions]) as relay:
+            _warm(db, relay, functions, f"warmup-{name}")
+            quiet(relay)
+            yield functions, relay
+    finally:
+        for function in functions:
+            function.stop()
+
+
 def _warm(db: Any, relay: EventarcRelay, functions: Sequence[Any], tag: str) -> None:
     """Until every instance has run a step, so that no import of a model client is measured.
     Round robin alone does not see to it: an event left over from the last size takes a turn."""
     for attempt in range(WARMUP_ROUNDS):
         if all(any(line.get("message") == "step.succeeded" for line in f.json_log_lines()) for f in functions):
             return
-        _wait(db, relay, write_runs(db, f"{tag}-{attempt}", len(functions), 1))
+        wait_settled(db, relay, write_runs(db, f"{tag}-{attempt}", len(functions), 1))
     raise RuntimeError(f"an instance ran no step in {WARMUP_ROUNDS} warm-up rounds: its cold start would be measured")
 
 
@@ -168,7 +176,7 @@ Written = tuple[datetime, dict[str, dict[str, Any]]]  # when a run was written, 
 def _one(db: Any, relay: EventarcRelay, tag: str, n: int) -> Written:
     written = write_runs(db, tag, 1, n)
     [(run_id, wrote)] = written.items()
-    return wrote, _wait(db, relay, written)[run_id]["steps"]
+    return wrote, wait_settled(db, relay, written)[run_id]["steps"]
 
 
 def _outcome(n: int, instances: int, runs: list[Written]) -> dict[str, Any]:
@@ -225,7 +233,7 @@ def _log_counts(lines: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _wait(db: Any, relay: EventarcRelay, written: dict[str, datetime]) -> dict[str, dict[str, Any]]:
+def wait_settled(db: Any, relay: EventarcRelay, written: dict[str, datetime]) -> dict[str, dict[str, Any]]:
     """The runs once every step is SUCCEEDED or FAILED, or once no status has moved and no event
     has been in flight for ``IDLE_SECONDS`` (nobody is left to move them: no sweeper runs here),
     or after ``TIMEOUT_SECONDS``."""
@@ -245,7 +253,7 @@ def _wait(db: Any, relay: EventarcRelay, written: dict[str, datetime]) -> dict[s
     return latest
 
 
-def _quiet(relay: EventarcRelay, seconds: float = 1.0, timeout: float = 15.0) -> None:
+def quiet(relay: EventarcRelay, seconds: float = 1.0, timeout: float = 15.0) -> None:
     """Until no event has come or been in flight for ``seconds`` (at most ``timeout``)."""
     start = quiet_since = time.monotonic()
     seen = -1
