@@ -110,14 +110,12 @@ def run_from_document(
 
 
 def _steps(raw_steps: Any) -> dict[str, Step]:
-    steps: dict[str, Step] = {}
-    if isinstance(raw_steps, Mapping):
-        for step_id, raw in raw_steps.items():
-            body: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
-            steps[str(step_id)] = Step(
-                step_id=str(step_id),
-                type=str(body.get("type", "")),
-                status=str(body.get("status", "")),
-                data=body,
-            )
-    return steps
+    if not isinstance(raw_steps, Mapping):
+        return {}
+    return {str(step_id): step_of(str(step_id), raw) for step_id, raw in raw_steps.items()}
+
+
+def step_of(step_id: str, raw: Any) -> Step:
+    """One step from its decoded entry; a malformed entry keeps no data (INVALID_STEP)."""
+    body: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+    return Step(step_id=step_id, type=str(body.get("type", "")), status=str(body.get("status", "")), data=body)

@@ -23,7 +23,7 @@ from typing import Any
 from worker_llm_client.core.document_size import patch_size_bound
 from worker_llm_client.core.step_selection import dependencies_met
 from worker_llm_client.core.transitions import Delete, timestamp_at
-from worker_llm_client.models import LLM_REPORT, RUN_CANCELLED, Patch, RunSnapshot, Step, StepStatus
+from worker_llm_client.models import LLM_REPORT, RUN_CANCELLED, Patch, RunSnapshot, Step, StepStatus, step_of
 
 WAKE_AT = ("executor", "wakeAt")
 SWEEP_FAILURES = ("executor", "sweepFailures")
@@ -72,7 +72,7 @@ def apply_patch(run: RunSnapshot, patch: Patch) -> RunSnapshot:
         if data is None:
             steps.pop(step_id, None)
         else:
-            steps[step_id] = Step(step_id, str(data.get("type", "")), str(data.get("status", "")), data)
+            steps[step_id] = step_of(step_id, data)
     bound = None if run.size_bound is None else run.size_bound + patch_size_bound(patch)
     return replace(run, status=status if isinstance(status, str) else "", steps=steps, size_bound=bound)
 
