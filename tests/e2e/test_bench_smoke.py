@@ -66,4 +66,5 @@ def test_the_chain_hop_benchmark_runs_its_chains_to_the_end() -> None:
     assert figure["chain"] == 4 and figure["fillers"] == 30 and figure["allSucceeded"]
     for kind in figure["byKind"].values():
         assert kind["hops"] == 3 and kind["hopCostMs"]["p50"] > -200 and kind["writeMs"]["p50"] > 0
+        assert kind["untriggeredWriteMs"]["p50"] > 0
     assert report.broken({"chainHop": figure}) == []

@@ -350,18 +350,24 @@ def test_a_chain_hop_costs_what_it_adds_beyond_the_model_and_starts_when_claimed
     assert hop_costs_ms(steps, chain=3) == [] and [round(s, 3) for s in starts_ms(steps, chain=3)] == [1.0]
 
 
-@pytest.mark.parametrize(("filler_ms", "met"), [(39.0, True), (41.0, False)])
-def test_the_chain_hop_figure_compares_the_hop_among_fillers_to_the_hop_alone(filler_ms: float, met: bool) -> None:
+@pytest.mark.parametrize(("filler_ms", "met"), [(49.0, True), (51.0, False)])
+def test_the_chain_hop_figure_compares_the_hop_among_fillers_to_the_hop_alone_net_of_event_building(
+    filler_ms: float, met: bool
+) -> None:
     from benchmarks.bench_chain import summarize
 
     def kind(fillers: int, hop: float, ok: bool = True) -> dict[str, Any]:
         ms = {"hopCostMs": {"p50": hop}, "startMs": {"p50": 1.0}, "writeMs": {"p50": 5.0 + fillers / 40}}
+        ms |= {"untriggeredWriteMs": {"p50": 6.0 + fillers / 480}}
         return {"fillers": fillers, "hops": 38, **ms, "allSucceeded": ok}
 
     figure = summarize({"0": kind(0, 20.0), "480": kind(480, filler_ms)}, seconds=30.0)
-    assert figure["ratio"] == round(filler_ms / 20.0, 2) and figure["fillers"] == 480
-    assert figure["ratioNetOfWrites"] == round((filler_ms - 17.0) / 15.0, 2)  # writes: 5 and 17 ms
-    [(title, _, judged)] = report.summary({"chainHop": figure})
+    # Event building: 17 - 7 = 10 ms among the fillers; none alone (5 ms triggered, 6 untriggered).
+    assert figure["fillerEventBuildMs"] == 10.0 and figure["emptyEventBuildMs"] == 0.0
+    assert figure["ratio"] == round((filler_ms - 10.0) / 20.0, 2) and figure["fillers"] == 480
+    assert figure["rawRatio"] == round(filler_ms / 20.0, 2)  # printed, not judged
+    [(title, text, judged)] = report.summary({"chainHop": figure})
     assert title == "8. chain hop" and judged is met and report.broken(_results(chainHop=figure)) == []
+    assert f"({figure['rawRatio']:.2f} raw)" in text
     stuck = summarize({"0": kind(0, 20.0), "480": kind(480, 21.0, ok=False)}, seconds=30.0)
     assert report.broken(_results(chainHop=stuck)) == ["chainHop"]
