@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, closing, contextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -70,11 +70,8 @@ def _gemini_pair(root: str, schema: dict[str, Any]) -> Iterator[tuple[Call, Call
     def sdk() -> str | None:
         return direct.models.generate_content(model=request.model, contents=LLM_USER, config=config).text
 
-    try:
+    with closing(ours), closing(direct):
         yield (lambda: ours.generate(request).text), sdk
-    finally:
-        ours.close()
-        direct.close()
 
 
 @contextmanager
@@ -110,11 +107,8 @@ def _openai_pair(root: str, schema: dict[str, Any], compatible: bool) -> Iterato
         )
         return completion.choices[0].message.content
 
-    try:
+    with closing(ours), closing(direct):
         yield (lambda: ours.generate(request).text), sdk
-    finally:
-        ours.close()
-        direct.close()
 
 
 @contextmanager
@@ -139,11 +133,8 @@ def _anthropic_pair(root: str, schema: dict[str, Any]) -> Iterator[tuple[Call, C
         )  # fmt: skip
         return "".join(block.text for block in message.content if block.type == "text")
 
-    try:
+    with closing(ours), closing(direct):
         yield (lambda: ours.generate(request).text), sdk
-    finally:
-        ours.close()
-        direct.close()
 
 
 def _sent_schema(request: LlmRequest) -> dict[str, Any]:
