@@ -17,12 +17,11 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from devstack.gemini_stub import Reply
-from tests.golden_checks import MIN_LEAK_LENGTH, STRING_LITERAL, load_vector, schema_strings, strict_loads
+from tests.golden_checks import MIN_LEAK_LENGTH, STRING_LITERAL, check_judged, load_vector, schema_strings, strict_loads
 from tests.stacks import ROOT
 from worker_llm_client.adapters.gemini_client import GeminiClient
 from worker_llm_client.config import Settings
-from worker_llm_client.core.output_validation import load_schema, validate_reply
-from worker_llm_client.errors import StepError
+from worker_llm_client.core.output_validation import load_schema
 from worker_llm_client.execution_models import GenerationSettings, LlmRequest, LlmResult, Turn
 
 pytestmark = pytest.mark.integration
@@ -155,25 +154,7 @@ def test_vector_outcome(path: Path, stub: Any, client: GeminiClient) -> None:
         if part.get("thought") and result.text is not None:
             assert part["text"].strip() not in result.text, "a thought part leaked into the answer text"
 
-    report: Any = None
-    error: StepError | None = None
-    try:
-        report = validate_reply(result, load_schema(SCHEMA_TEXT))
-    except StepError as exc:
-        error = exc
-    outcome = {
-        "outcome": "report" if error is None else "error",
-        "code": None if error is None else error.code,
-        "retryable": False if error is None else error.retryable,
-    }
-    wanted = {key: expected[key] for key in outcome}
-    assert outcome == wanted, f"{path.name}: got {outcome} ({error.message if error else report!r})"
-
-    if error is None:
-        assert report == expected["report"]
-    else:
-        leaked = sorted(s for s in _model_strings(response) if s in error.message)
-        assert not leaked, f"model output in the error message {error.message!r}: {leaked}"
+    check_judged(path.name, result, SCHEMA_TEXT, expected, _model_strings(response))
 
 
 # ---------------------------------------------------------------- the vectors themselves

@@ -19,11 +19,11 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from devstack.openai_stub import OpenAiStub, Reply
-from tests.golden_checks import MIN_LEAK_LENGTH, STRING_LITERAL, load_vector, schema_strings
+from tests.golden_checks import MIN_LEAK_LENGTH, STRING_LITERAL, check_judged, load_vector, schema_strings
 from tests.stacks import ROOT
 from worker_llm_client.adapters.openai_client import OpenAiClient
 from worker_llm_client.config import Settings
-from worker_llm_client.core.output_validation import load_schema, validate_reply
+from worker_llm_client.core.output_validation import load_schema
 from worker_llm_client.errors import StepError
 from worker_llm_client.execution_models import (
     Dialect,
@@ -186,24 +186,9 @@ def test_vector_outcome(path: Path, openai_stub: OpenAiStub, client: OpenAiClien
     _serve(openai_stub, vector)
     result = client.generate(_request(vector, openai_stub.base_url))
 
-    report: Any = None
-    error: StepError | None = None
-    try:
-        report = validate_reply(result, load_schema(SCHEMA_TEXT))
-    except StepError as exc:
-        error = exc
-    outcome = {
-        "outcome": "report" if error is None else "error",
-        "code": None if error is None else error.code,
-        "retryable": False if error is None else error.retryable,
-    }
-    assert outcome == {key: expected[key] for key in outcome}, f"{path.name}: {error.message if error else report!r}"
-    if error is None:
-        assert report == expected["report"]
-    else:
+    error = check_judged(path.name, result, SCHEMA_TEXT, expected, _model_strings(vector["response"]))
+    if error is not None:
         assert expected["messageIncludes"] is None or expected["messageIncludes"] in error.message
-        leaked = sorted(s for s in _model_strings(vector["response"]) if s in error.message)
-        assert not leaked, f"model output in the error message {error.message!r}: {leaked}"
 
 
 # ---------------------------------------------------------------- the vectors themselves
