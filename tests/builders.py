@@ -8,7 +8,7 @@ from typing import Any
 
 from devstack.documents import step_document as step_data
 from worker_llm_client.core.canonical import prompt_sha256
-from worker_llm_client.execution_models import GenerationSettings, Profile, Prompt
+from worker_llm_client.execution_models import GenerationSettings, LlmRequest, Profile, Prompt, SafetySetting, Turn
 from worker_llm_client.models import RunSnapshot, Step, run_from_document
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -63,3 +63,22 @@ def make_profile(profile_id: str = "fast", model: str = "gemini-2.5-flash", **kw
 
 def later(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
+
+
+SAMPLING = GenerationSettings(temperature=0.3, top_p=0.9, top_k=20, max_output_tokens=512, seed=7, thinking_budget=0)
+
+
+def make_request(**changes: Any) -> LlmRequest:
+    """A model adapter's request (Gemini's unless changed): a terse system instruction, one user
+    turn, ``REPORT_SCHEMA``, every sampling setting set (``SAMPLING``), a safety setting, 5 s."""
+    values: dict[str, Any] = {
+        "provider": "gemini",
+        "model": "gemini-2.5-flash",
+        "system_instruction": "Be terse.",
+        "contents": (Turn("user", "Write the report."),),
+        "response_schema": REPORT_SCHEMA,
+        "generation": SAMPLING,
+        "safety_settings": (SafetySetting("HARM_CATEGORY_HARASSMENT", "BLOCK_ONLY_HIGH"),),
+        "timeout_seconds": 5.0,
+    }
+    return LlmRequest(**(values | changes))

@@ -8,6 +8,7 @@ import re
 import socket
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ from google.oauth2.credentials import Credentials
 from jsonschema import Draft202012Validator
 
 from devstack.anthropic_stub import AnthropicStub, Reply
-from tests.builders import REPORT_SCHEMA
+from tests.builders import REPORT_SCHEMA, SAMPLING, make_request
 from worker_llm_client.adapters.anthropic_client import (
     DEFAULT_MAX_TOKENS,
     AnthropicClient,
@@ -51,22 +52,16 @@ def _request(**changes: Any) -> LlmRequest:
     values: dict[str, Any] = {
         "provider": "anthropic",
         "model": MODEL,
-        "system_instruction": "Be terse.",
         "contents": (
             Turn("user", "Write the report."),
             Turn("model", '{"title": "x"}'),
             Turn("user", "severity is missing; fix it."),
         ),
-        "response_schema": REPORT_SCHEMA,
-        "generation": GenerationSettings(
-            temperature=0.3, top_p=0.9, top_k=20, max_output_tokens=2048, seed=7, thinking_budget=1024
-        ),
+        "generation": replace(SAMPLING, max_output_tokens=2048, thinking_budget=1024),
         "safety_settings": (),
-        "timeout_seconds": 5.0,
         "wire_schema": STRUCTURED,
     }
-    values.update(changes)
-    return LlmRequest(**values)
+    return make_request(**(values | changes))
 
 
 @pytest.fixture

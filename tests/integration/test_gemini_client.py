@@ -8,30 +8,12 @@ from typing import Any
 import pytest
 
 from devstack.gemini_stub import Reply
-from tests.builders import REPORT_SCHEMA
+from tests.builders import REPORT_SCHEMA, make_request
 from worker_llm_client.adapters.gemini_client import GeminiClient
 from worker_llm_client.config import Settings
 from worker_llm_client.errors import LlmAuth, LlmBadRequest, LlmRateLimited, LlmTimeout, LlmUnavailable, StepError
-from worker_llm_client.execution_models import GenerationSettings, LlmRequest, SafetySetting, Turn
 
 pytestmark = pytest.mark.integration
-
-
-def _request(**changes: Any) -> LlmRequest:
-    values: dict[str, Any] = {
-        "provider": "gemini",
-        "model": "gemini-2.5-flash",
-        "system_instruction": "Be terse.",
-        "contents": (Turn("user", "Write the report."),),
-        "response_schema": REPORT_SCHEMA,
-        "generation": GenerationSettings(
-            temperature=0.3, top_p=0.9, top_k=20, max_output_tokens=512, seed=7, thinking_budget=0
-        ),
-        "safety_settings": (SafetySetting("HARM_CATEGORY_HARASSMENT", "BLOCK_ONLY_HIGH"),),
-        "timeout_seconds": 5.0,
-    }
-    values.update(changes)
-    return LlmRequest(**values)
 
 
 @pytest.fixture
@@ -42,7 +24,7 @@ def client(stub: Any) -> Iterator[GeminiClient]:
 
 
 def test_one_call_is_one_request_with_everything_on_the_wire(client: GeminiClient, stub: Any) -> None:
-    result = client.generate(_request())
+    result = client.generate(make_request())
     [sent] = stub.requests
     assert sent.api_version == "v1beta" and sent.model == "gemini-2.5-flash"
     config = sent.body["generationConfig"]
@@ -73,7 +55,7 @@ def test_one_call_is_one_request_with_everything_on_the_wire(client: GeminiClien
 
 def test_thought_parts_are_not_part_of_the_text(client: GeminiClient, stub: Any) -> None:
     stub.script(Reply.with_thoughts("SECRET THOUGHTS"))
-    result = client.generate(_request())
+    result = client.generate(make_request())
     assert result.text is not None and "SECRET THOUGHTS" not in result.text
 
 
@@ -90,7 +72,7 @@ def test_reply_shapes_surface_unclassified(
     client: GeminiClient, stub: Any, reply: Any, expected: dict[str, Any]
 ) -> None:
     stub.script(reply)
-    result = client.generate(_request())
+    result = client.generate(make_request())
     assert {key: getattr(result, key) for key in expected} == expected
 
 
@@ -120,27 +102,27 @@ def test_vendor_errors_are_translated(
 ) -> None:
     stub.script(reply)
     with pytest.raises(error, match=message):
-        client.generate(_request(timeout_seconds=0.5))
+        client.generate(make_request(timeout_seconds=0.5))
     assert stub.calls() == 1  # the SDK did not retry on its own
 
 
 def test_rate_limit_carries_the_servers_retry_hint(client: GeminiClient, stub: Any) -> None:
     stub.script(Reply.http_error(429, "quota", retry_delay="1.5s"))
     with pytest.raises(LlmRateLimited) as info:
-        client.generate(_request())
+        client.generate(make_request())
     assert info.value.retry_after == 1.5 and info.value.retryable
 
 
 def test_retry_after_header_is_the_fallback_hint(client: GeminiClient, stub: Any) -> None:
     stub.script(Reply.http_error(503, "busy", retry_after="7"))
     with pytest.raises(LlmUnavailable) as info:
-        client.generate(_request())
+        client.generate(make_request())
     assert info.value.retry_after == 7.0
 
 
 def test_missing_api_key_is_an_auth_error(stub: Any) -> None:
     with pytest.raises(LlmAuth, match="GEMINI_API_KEY"):
-        GeminiClient(Settings(project="p", gemini_base_url=stub.base_url)).generate(_request())
+        GeminiClient(Settings(project="p", gemini_base_url=stub.base_url)).generate(make_request())
     assert stub.calls() == 0
 
 
@@ -149,7 +131,7 @@ def test_vertex_provider_uses_the_vertex_path_and_bearer_credentials(stub: Any) 
 
     settings = Settings(project="it-project", location="europe-west4", vertex_base_url=stub.base_url)
     client = GeminiClient(settings, vertex_credentials=Credentials(token="vertex-token"))  # type: ignore[no-untyped-call]
-    result = client.generate(_request(provider="vertex"))
+    result = client.generate(make_request(provider="vertex"))
     client.close()
     [sent] = stub.requests
     assert (
@@ -167,7 +149,7 @@ def test_vertex_without_credentials_is_an_auth_error_not_a_crash(
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
     settings = Settings(project="it-project", vertex_base_url=stub.base_url)
     with pytest.raises(LlmAuth, match="credentials"):
-        GeminiClient(settings).generate(_request(provider="vertex"))
+        GeminiClient(settings).generate(make_request(provider="vertex"))
     assert stub.calls() == 0
 
 
@@ -186,7 +168,7 @@ def test_a_credentials_blip_is_transient_not_an_auth_failure(stub: Any, failure:
     settings = Settings(project="it-project", vertex_base_url=stub.base_url)
     client = GeminiClient(settings, vertex_credentials=Unreachable(token=None))  # type: ignore[no-untyped-call]
     with pytest.raises(LlmUnavailable, match=failure) as info:
-        client.generate(_request(provider="vertex"))
+        client.generate(make_request(provider="vertex"))
     client.close()
     assert info.value.retryable and stub.calls() == 0
 
@@ -220,7 +202,7 @@ def test_a_200_that_is_not_a_generate_content_response_is_unavailable(
 ) -> None:
     stub.script(reply)
     with pytest.raises(LlmUnavailable) as info:
-        client.generate(_request())
+        client.generate(make_request())
     assert info.value.retryable and info.value.code == "LLM_UNAVAILABLE"
     assert info.value.message.startswith(
         "the model endpoint answered with a body that is not a GenerateContentResponse: "
@@ -237,7 +219,7 @@ def test_garbage_200s_are_unavailable_on_vertex_too(stub: Any) -> None:
     stub.script(Reply.text_part([SECRET]), Reply.raw(200, b'{"candidates": "x"}'))
     for _ in range(2):
         with pytest.raises(LlmUnavailable, match="not a GenerateContentResponse") as info:
-            client.generate(_request(provider="vertex"))
+            client.generate(make_request(provider="vertex"))
         assert SECRET not in info.value.message
     client.close()
 
@@ -264,7 +246,7 @@ def test_retry_hints_are_clamped_and_junk_is_no_hint(
 ) -> None:
     stub.script(reply)
     with pytest.raises(LlmRateLimited) as info:
-        client.generate(_request())
+        client.generate(make_request())
     assert info.value.retry_after == hint
 
 
@@ -275,7 +257,7 @@ def test_an_http_date_retry_after_is_the_seconds_until_then(client: GeminiClient
     when = datetime.now(UTC) + timedelta(seconds=120)
     stub.script(Reply.http_error(503, "busy", retry_after=format_datetime(when, usegmt=True)))
     with pytest.raises(LlmUnavailable) as info:
-        client.generate(_request())
+        client.generate(make_request())
     assert info.value.retry_after is not None and 100 < info.value.retry_after <= 120
 
 
@@ -285,13 +267,13 @@ def test_error_status_and_server_message_are_clipped(client: GeminiClient, stub:
     body = b'{"error": {"code": 400, "status": "' + b"S" * 5000 + b'", "message": "' + b"m" * 100_000 + b'"}}'
     stub.script(Reply.raw(400, body))
     with pytest.raises(LlmBadRequest) as info:
-        client.generate(_request())
+        client.generate(make_request())
     assert len(info.value.message) < MAX_ERROR_MESSAGE and "m" * 299 + "…" in info.value.message
 
 
 def test_provider_chosen_strings_are_clipped(client: GeminiClient, stub: Any) -> None:
     stub.script(Reply.ok().with_fields(responseId="r" * 1_100_000, modelVersion="v" * 5000))
-    result = client.generate(_request())
+    result = client.generate(make_request())
     assert result.response_id == "r" * 255 + "…" and result.model_version == "v" * 255 + "…"
     assert result.text is not None
 
@@ -299,8 +281,8 @@ def test_provider_chosen_strings_are_clipped(client: GeminiClient, stub: Any) ->
 @pytest.mark.filterwarnings("ignore::UserWarning")  # the SDK warns about a reason it does not know
 def test_unknown_finish_and_block_reasons_are_clipped(client: GeminiClient, stub: Any) -> None:
     stub.script(Reply.finish("F" * 100_000), Reply.blocked("B" * 100_000))
-    assert client.generate(_request()).finish_reason == "F" * 255 + "…"
-    assert client.generate(_request()).block_reason == "B" * 255 + "…"
+    assert client.generate(make_request()).finish_reason == "F" * 255 + "…"
+    assert client.generate(make_request()).block_reason == "B" * 255 + "…"
 
 
 @pytest.mark.parametrize(
@@ -309,14 +291,14 @@ def test_unknown_finish_and_block_reasons_are_clipped(client: GeminiClient, stub
 def test_a_timeout_under_a_millisecond_is_still_a_timeout(seconds: float | None, millis: int | None) -> None:
     from worker_llm_client.adapters.gemini_client import build_config
 
-    options = build_config(_request(timeout_seconds=seconds)).http_options
+    options = build_config(make_request(timeout_seconds=seconds)).http_options
     assert (options.timeout if options else None) == millis
 
 
 def test_a_sub_millisecond_budget_times_out_instead_of_waiting_forever(client: GeminiClient, stub: Any) -> None:
     stub.script(Reply.delay(1.0))
     with pytest.raises(LlmTimeout):
-        client.generate(_request(timeout_seconds=0.0004))
+        client.generate(make_request(timeout_seconds=0.0004))
 
 
 def test_a_refresh_failure_while_building_the_client_is_transient(stub: Any) -> None:
@@ -330,10 +312,10 @@ def test_a_refresh_failure_while_building_the_client_is_transient(stub: Any) -> 
 
     client = Blip(Settings(project="it-project", vertex_base_url=stub.base_url))
     with pytest.raises(LlmUnavailable, match="could not be refreshed"):
-        client.generate(_request(provider="vertex"))
+        client.generate(make_request(provider="vertex"))
     client.error = DefaultCredentialsError("no credentials at all")
     with pytest.raises(LlmAuth, match="DefaultCredentialsError"):
-        client.generate(_request(provider="vertex"))
+        client.generate(make_request(provider="vertex"))
 
 
 def test_anything_unforeseen_is_internal_naming_its_type_only(stub: Any) -> None:
@@ -344,7 +326,7 @@ def test_anything_unforeseen_is_internal_naming_its_type_only(stub: Any) -> None
             raise RuntimeError(f"something quoting {SECRET}")
 
     with pytest.raises(Internal) as info:
-        Broken(Settings(project="it-project", gemini_base_url=stub.base_url)).generate(_request())
+        Broken(Settings(project="it-project", gemini_base_url=stub.base_url)).generate(make_request())
     assert info.value.message == "unexpected builtins.RuntimeError while calling model 'gemini-2.5-flash'"
 
 
@@ -357,7 +339,7 @@ def test_the_sdk_never_parses_the_reply_so_hostile_text_reaches_our_validation(
     """With ``response_json_schema`` in the config the SDK would ``json.loads`` the text itself and
     raise RecursionError/ValueError out of the call, losing the reply (and its repair)."""
     stub.script(Reply.text(text))
-    result = client.generate(_request())
+    result = client.generate(make_request())
     assert result.text == text and result.finish_reason == "STOP"
     assert stub.requests[-1].body["generationConfig"]["responseJsonSchema"] == REPORT_SCHEMA
 
@@ -372,7 +354,7 @@ def test_provider_gemini_stays_on_the_gemini_api_whatever_the_environment_says(
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "it-project")
     monkeypatch.setenv("GOOGLE_CLOUD_LOCATION", "europe-west4")
     client = GeminiClient(Settings(project="it-project", gemini_api_key="stub-key", gemini_base_url=stub.base_url))
-    client.generate(_request())
+    client.generate(make_request())
     client.close()
     [sent] = stub.requests
     assert sent.path == "/v1beta/models/gemini-2.5-flash:generateContent"

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
 
 from devstack.openai_stub import OpenAiStub, Reply
-from tests.builders import REPORT_SCHEMA
+from tests.builders import REPORT_SCHEMA, SAMPLING, make_request
 from worker_llm_client.adapters.openai_client import OpenAiClient
 from worker_llm_client.config import Settings
 from worker_llm_client.core.bounds import MAX_ERROR_MESSAGE
@@ -27,10 +28,8 @@ from worker_llm_client.errors import (
 )
 from worker_llm_client.execution_models import (
     Endpoint,
-    GenerationSettings,
     LlmRequest,
     Pricing,
-    SafetySetting,
     Turn,
     Usage,
     WireSchema,
@@ -47,21 +46,10 @@ JSON_INSTRUCTION = "Reply with one JSON object that satisfies this JSON Schema:\
 
 
 def _request(**changes: Any) -> LlmRequest:
-    values: dict[str, Any] = {
-        "provider": "openai",
-        "model": MODEL,
-        "system_instruction": "Be terse.",
-        "contents": (Turn("user", "Write the report."),),
-        "response_schema": REPORT_SCHEMA,
-        "generation": GenerationSettings(
-            temperature=0.3, top_p=0.9, top_k=20, max_output_tokens=512, seed=7, thinking_budget=2048
-        ),
-        "safety_settings": (SafetySetting("HARM_CATEGORY_HARASSMENT", "BLOCK_ONLY_HIGH"),),
-        "timeout_seconds": 5.0,
-        "wire_schema": STRICT,
-    }
-    values.update(changes)
-    return LlmRequest(**values)
+    generation = replace(SAMPLING, thinking_budget=2048)
+    return make_request(
+        **({"provider": "openai", "model": MODEL, "generation": generation, "wire_schema": STRICT} | changes)
+    )
 
 
 def _compatible(base_url: str, structured: Any, dialect: Any, key_env: str | None = None, **changes: Any) -> LlmRequest:
