@@ -17,8 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from worker_llm_client.core.claim_planning import ClaimPlan, in_flight, plan_claims
-from worker_llm_client.core.document_size import room_for_results
+from worker_llm_client.core.claim_planning import ClaimPlan, plan_claims
 from worker_llm_client.execution_models import Claim, ClaimedStep
 from worker_llm_client.models import Patch, RunSnapshot
 from worker_llm_client.observability import get_logger
@@ -48,10 +47,8 @@ class NextClaim:
 
     def _plan(self, run: RunSnapshot) -> ClaimPlan:
         try:
-            now = self.now()
-            if run.size_bound is None or room_for_results(run.size_bound, in_flight(run, now)) < 1:
-                return ClaimPlan()  # the room is not proven: the write's event decides, on the document
-            return plan_claims(run, now, 1, lambda: self.new_claim(now))
+            now = self.now()  # a plan only where the size bound proves room: never a walk of the document
+            return plan_claims(run, now, 1, lambda: self.new_claim(now), measure=False)
         except Exception as exc:
             get_logger().error("step.internal_error", where="planning the next claim", exc_info=exc)
             return ClaimPlan()

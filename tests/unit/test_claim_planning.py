@@ -100,3 +100,15 @@ def test_a_size_bound_that_leaves_too_little_room_is_checked_against_the_exact_s
         "r1", {"status": "RUNNING", "pad": FULL, "steps": {"a": step_data()}}, T0, size_bound=2**30
     )
     assert [s.step_id for s, _ in plan_claims(full, T0, 8, _claim).refused] == ["a"]
+
+
+def test_without_measuring_a_size_bound_that_does_not_prove_room_plans_nothing() -> None:
+    """``measure=False`` (the next claim in a finalize): the document is never walked, so a bound
+    that is missing or leaves too little room plans nothing, not even a refusal; one that proves
+    room plans as usual."""
+    document = {"status": "RUNNING", "steps": {"a": step_data()}}
+    for size_bound in (None, 2**30):
+        unproven = run_from_document("r1", document, T0, size_bound=size_bound)
+        assert plan_claims(unproven, T0, 1, _claim, measure=False).empty
+    proven = run_from_document("r1", document, T0, size_bound=10)
+    assert [c.step.step_id for c in plan_claims(proven, T0, 1, _claim, measure=False).claimed] == ["a"]

@@ -47,16 +47,22 @@ class ClaimPlan:
         return not self.patch
 
 
-def plan_claims(run: RunSnapshot, now: datetime, limit: int, new_claim: Callable[[], Claim]) -> ClaimPlan:
+def plan_claims(
+    run: RunSnapshot, now: datetime, limit: int, new_claim: Callable[[], Claim], measure: bool = True
+) -> ClaimPlan:
     """Claim up to ``limit`` runnable steps; the rest stay for the event our write causes (or the
     sweeper: ``wake.py``). A step is refused RUN_TOO_LARGE when the run has too many steps, or when
     no room is left for its result even with no other result still to come; while other claimed
-    steps hold reservations it waits READY instead."""
+    steps hold reservations it waits READY instead. The run's size bound is trusted when it leaves
+    room for ``limit`` results; else the document is measured, or, with ``measure`` False, nothing
+    is planned (the run's own event decides, on the document)."""
     plan = ClaimPlan()
     oversized = _too_many_steps(run)
     holding = in_flight(run, now)
     size = run.size_bound  # measured without decoding the document; exact only when it is not enough
     if size is None or room_for_results(size, holding) < limit:
+        if not measure:
+            return plan
         size = document_size((RUNS, run.run_id), run.document)
     room = room_for_results(size, holding)
     for step in runnable_steps(run, now):
