@@ -27,7 +27,7 @@ from typing import Any
 
 from worker_llm_client import tracing
 from worker_llm_client.call_model import ModelRetry
-from worker_llm_client.claim_steps import Claiming
+from worker_llm_client.claim_steps import CLAIM_ROUNDS, Claiming
 from worker_llm_client.core.claim_planning import in_flight
 from worker_llm_client.core.retry_policy import after_failure, error_record
 from worker_llm_client.core.transitions import failed_patch, max_attempts, retry_wait_patch, succeeded_patch
@@ -132,11 +132,19 @@ class RunExecutor(Claiming):
         if not taken and in_flight(run, self.clock.now()):
             self.log.info("event.ignored", reason="instance_busy")
             return []
+        return self.claim_and_run(run, deadline, taken, taken or 1, rounds=1)
+
+    def claim_and_run(
+        self, run: RunSnapshot, deadline: float, taken: int, limit: int, rounds: int = CLAIM_ROUNDS
+    ) -> list[StepResult]:
+        """Claim up to ``limit`` steps of ``run`` (``claim``) and run them (``run_claimed``), with
+        ``taken`` step slots taken for them: the slots no claimed step holds are given back (all of
+        them, if the claim raised)."""
         claimed: list[ClaimedStep] = []
         try:
-            snapshot, claimed = self.claim(run, deadline, taken or 1, rounds=1)
+            snapshot, claimed = self.claim(run, deadline, limit, rounds=rounds)
         finally:
-            self.slots.give(taken - min(taken, len(claimed)))  # what was not claimed (all of it, if it raised)
+            self.slots.give(taken - min(taken, len(claimed)))
         return self.run_claimed(snapshot, claimed, slotted=min(taken, len(claimed)))
 
     def run_claimed(self, snapshot: RunSnapshot, claimed: list[ClaimedStep], slotted: int = 0) -> list[StepResult]:

@@ -23,7 +23,6 @@ from worker_llm_client.core.step_selection import runnable_steps
 from worker_llm_client.core.transitions import Delete
 from worker_llm_client.core.wake import SWEEP_FAILURES, WAKE_AT, next_wake, wake_field
 from worker_llm_client.errors import RunStoreUnavailable
-from worker_llm_client.execution_models import ClaimedStep
 from worker_llm_client.models import Patch, RunSnapshot, Written
 from worker_llm_client.observability import bind_run, get_logger
 
@@ -101,12 +100,8 @@ class Sweeper:
         if wanted and not taken:
             self._count(report, "deferred")
             return
-        claimed: list[ClaimedStep] = []
-        try:
-            fresh, claimed = self.executor.claim(snapshot, deadline, taken) if taken else (snapshot, [])
-        finally:
-            slots.give(taken - len(claimed))  # refused, exhausted or lost to another claimer (all: it raised)
-        steps = self.executor.run_claimed(fresh, claimed, slotted=len(claimed))  # each gives its slot back
+        # Slots not claimed (refused, exhausted, lost to another claimer) are given back at once.
+        steps = self.executor.claim_and_run(snapshot, deadline, taken, taken) if taken else []
         self._count(report, "runs")
         self._count(report, "steps", len(steps))
         if not steps:
