@@ -96,6 +96,35 @@ def test_the_size_bound_is_never_below_firestores_size(seed: int) -> None:
     assert firestore_size_bound(_document(data), (RUNS, "r1")) >= document_size((RUNS, "r1"), data)
 
 
+@pytest.mark.parametrize("seed", range(40))
+def test_the_size_bound_from_an_events_own_bytes_is_never_below_firestores_size(seed: int) -> None:
+    """An event's snapshot is sized from the ``value`` bytes it was parsed from (not serialized again)."""
+    rng = random.Random(seed)  # noqa: S311  # test data, not a secret
+    data = {"status": "RUNNING", "steps": {f"s{i}": _random_value(rng) for i in range(rng.randrange(1, 30))}}
+    data["ints"] = [rng.randrange(128) for _ in range(rng.randrange(50))]
+    snapshot = decode_snapshot("r1", document_event_bytes("p", "r1", data, when=T0))
+    assert snapshot is not None and snapshot.size_bound is not None
+    assert snapshot.size_bound >= document_size((RUNS, "r1"), data)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (payloads under 128 bytes)."""
+    return bytes([number << 3 | 2, len(payload)]) + payload
+
+
+def test_the_size_bound_holds_for_an_encoding_that_leaves_fields_out() -> None:
+    """Map entries without a value, or without key and value, read as nulls under empty keys: the
+    bytes are shorter than this module would write, the bound still covers Firestore's size."""
+    entries = _field(1, _field(1, b"a")) + _field(1, b"") + _field(1, _field(1, b"b") + _field(2, b""))
+    steps = _field(2, _field(1, b"steps") + _field(2, _field(6, entries)))  # Document.fields, a map_value
+    document = _field(1, b"projects/p/databases/(default)/documents/flow_runs/r1") + steps
+    snapshot = decode_snapshot("r1", _field(1, document))
+    data = {"steps": {"a": None, "": None, "b": None}}
+    assert snapshot is not None and copy.deepcopy(snapshot.document) == data
+    assert len(document) < len(Pb.FromString(_field(1, document)).value.SerializeToString())
+    assert snapshot.size_bound is not None and snapshot.size_bound >= document_size((RUNS, "r1"), data)
+
+
 def test_the_size_bound_of_a_run_is_close_to_its_size() -> None:
     steps = {
         f"s{i:03d}": step_data(status="SUCCEEDED", attempt=1, outputs={"llmCalls": 1, "usage": {"a": 1}})

@@ -69,28 +69,29 @@ def _header_text(value: object) -> str:
 def decode_snapshot(run_id: str, data: Any) -> RunSnapshot | None:
     """The run the body carries (None: deleted); raises EventDecodeError for bad bodies, and only that."""
     try:
-        return _snapshot(run_id, _parse(data))
+        return _snapshot(run_id, *_parse(data))
     except (EventDecodeError, MemoryError):
         raise
     except Exception as exc:  # deep nesting, out-of-range timestamps, bad text: see the module docstring
         raise EventDecodeError(f"body cannot be decoded ({type(exc).__name__})") from exc
 
 
-def _snapshot(run_id: str, document: Any) -> RunSnapshot | None:
-    return None if document is None else run_snapshot(run_id, document)
+def _snapshot(run_id: str, document: Any, encoded: bytes | None = None) -> RunSnapshot | None:
+    return None if document is None else run_snapshot(run_id, document, encoded)
 
 
-def _parse(data: Any) -> Any:
-    """The body's ``value`` (the document as written), or None when it has none (deleted)."""
+def _parse(data: Any) -> tuple[Any, bytes | None]:
+    """The body's ``value`` (the document as written), or None when it has none (deleted), with
+    the bytes it was parsed from when the body was read field by field (``_value_bytes``)."""
     if isinstance(data, Mapping):
-        return _value_of(_from_json(data))
+        return _value_of(_from_json(data)), None
     if isinstance(data, str):
         data = data.encode("utf-8")
     if not isinstance(data, bytes | bytearray) or not data:
         raise EventDecodeError("empty or missing event body")
     body = bytes(data)
     if body.lstrip().startswith(b"{"):
-        return _value_of(_from_json(_json_object(body)))
+        return _value_of(_from_json(_json_object(body))), None
     if _looks_base64(body):
         try:
             body = base64.b64decode(body, validate=False)
@@ -100,7 +101,9 @@ def _parse(data: Any) -> Any:
             raise EventDecodeError("empty or missing event body")
     try:
         value = _value_bytes(body)
-        return _DocumentPb.FromString(value) if value is not None else _value_of(_EventPb.FromString(body))
+        if value is None:
+            return _value_of(_EventPb.FromString(body)), None
+        return _DocumentPb.FromString(value), value
     except DecodeError as exc:
         raise EventDecodeError("body is not a DocumentEventData protobuf") from exc
 

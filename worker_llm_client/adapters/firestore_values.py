@@ -77,9 +77,9 @@ class LazyFields(Mapping[str, Any]):
             raise EventDecodeError(f"a field cannot be decoded ({type(exc).__name__})") from exc
 
 
-def run_snapshot(run_id: str, document: Any) -> RunSnapshot:
+def run_snapshot(run_id: str, document: Any, encoded: bytes | None = None) -> RunSnapshot:
     """The run a ``Document`` protobuf holds: its own fields decoded now, each step's fields as they
-    are read (``firestore_values.py``)."""
+    are read (``firestore_values.py``); ``encoded``: the bytes it was parsed from, if at hand."""
     update_time = timestamp(document.update_time) if document.HasField("update_time") else None
     fields: dict[str, Any] = {}
     steps: dict[str, Step] | None = None
@@ -89,7 +89,7 @@ def run_snapshot(run_id: str, document: Any) -> RunSnapshot:
             steps = _steps(lazy)
         else:
             fields[key] = decode_value(value)
-    size = firestore_size_bound(document, (RUNS, run_id))
+    size = firestore_size_bound(document, (RUNS, run_id), encoded)
     return run_from_document(run_id, fields, update_time, size_bound=size, steps=steps or {})
 
 
@@ -135,7 +135,7 @@ def timestamp(ts: Any) -> datetime:
     return stamp
 
 
-def firestore_size_bound(document: Any, path: tuple[str, ...]) -> int:
+def firestore_size_bound(document: Any, path: tuple[str, ...], encoded: bytes | None = None) -> int:
     """At least Firestore's size of ``document`` (a ``Document`` protobuf) at ``path``.
 
     Every value but an integer takes at least as many bytes encoded as Firestore counts for it
@@ -145,6 +145,13 @@ def firestore_size_bound(document: Any, path: tuple[str, ...]) -> int:
     integer bounds it. Integers are counted from above by their tag byte (any 0x10 byte counts),
     in C, without walking the values. The exceptions, a geo point at 0,0 or a timestamp in the
     1970s (a short varint), are a few bytes short each; the claim's reserve absorbs them.
+
+    ``encoded`` (the bytes ``document`` was parsed from, an event's ``value``) serves instead of
+    serializing it again (0.7 ms at 500 steps): the argument holds for any encoding of the document.
+    One that leaves a field out (a map entry's key or value, read as empty) is shorter than this
+    module would write it, but a left-out value is a null (1 byte to Firestore, an empty key 1 too)
+    and the entry's own tag and length (2 bytes) still cover what it holds.
     """
-    encoded: bytes = document.SerializeToString()
+    if encoded is None:
+        encoded = document.SerializeToString()
     return len(encoded) + 4 * encoded.count(INTEGER_TAG) + name_size(path) + 32
