@@ -8,10 +8,10 @@ OpenAI or Anthropic SDK (about 0.6 s and 1.6 s of import here).
 from __future__ import annotations
 
 import importlib
-import threading
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
+from worker_llm_client.adapters.sdk_edge import SdkClients
 from worker_llm_client.config import Settings
 from worker_llm_client.errors import LlmBadRequest
 from worker_llm_client.execution_models import LlmRequest, LlmResult
@@ -37,6 +37,10 @@ ADAPTERS: Mapping[str, Adapter] = {
 }
 
 
+class ModelAdapter(LlmClient, Protocol):
+    def close(self) -> None: ...
+
+
 class LlmRouter:
     """``build(adapter)`` makes an adapter; the default imports its module and calls the class with
     ``settings`` (and ``vertex_credentials`` for the adapters that reach Vertex AI)."""
@@ -45,34 +49,25 @@ class LlmRouter:
         self,
         settings: Settings,
         vertex_credentials: Any = None,
-        build: Callable[[Adapter], LlmClient] | None = None,
+        build: Callable[[Adapter], ModelAdapter] | None = None,
     ) -> None:
         self.settings, self.vertex_credentials = settings, vertex_credentials
         self._build = build or self._import
-        self._adapters: dict[str, LlmClient] = {}
-        self._lock = threading.Lock()
+        self._adapters: SdkClients[str, ModelAdapter] = SdkClients()
 
     def generate(self, request: LlmRequest) -> LlmResult:
         return self.adapter(request.provider).generate(request)
 
-    def adapter(self, provider: str) -> LlmClient:
+    def adapter(self, provider: str) -> ModelAdapter:
         target = ADAPTERS.get(provider)
         if target is None:
             raise LlmBadRequest(f"unknown provider '{provider}'")
-        with self._lock:
-            if target.module not in self._adapters:
-                self._adapters[target.module] = self._build(target)
-            return self._adapters[target.module]
+        return self._adapters.get(target.module, lambda: self._build(target))
 
     def close(self) -> None:
-        with self._lock:
-            adapters, self._adapters = list(self._adapters.values()), {}
-        for adapter in adapters:
-            close = getattr(adapter, "close", None)
-            if close is not None:
-                close()
+        self._adapters.close()
 
-    def _import(self, adapter: Adapter) -> LlmClient:
+    def _import(self, adapter: Adapter) -> ModelAdapter:
         cls = getattr(importlib.import_module(adapter.module), adapter.class_name)
         if adapter.reaches_vertex:
             return cls(self.settings, vertex_credentials=self.vertex_credentials)  # type: ignore[no-any-return]
