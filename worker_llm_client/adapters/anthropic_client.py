@@ -33,6 +33,7 @@ from worker_llm_client.adapters.sdk_edge import (
     DEFAULT_TIMEOUT_SECONDS,
     SdkClients,
     call_timeout,
+    google_auth_error,
     request_wire_schema,
     step_errors_only,
     with_schema_instruction,
@@ -106,12 +107,8 @@ class AnthropicClient:
             raise LlmTimeout(f"model request timed out after {call_timeout(request.timeout_seconds)}s") from exc
         except APIConnectionError as exc:
             raise LlmUnavailable(f"model endpoint unreachable: {type(exc.__cause__ or exc).__name__}") from exc
-        except (auth_errors.TransportError, auth_errors.RefreshError) as exc:
-            raise LlmUnavailable(
-                f"credentials for provider '{request.provider}' could not be refreshed: {type(exc).__name__}"
-            ) from exc
         except auth_errors.GoogleAuthError as exc:
-            raise LlmAuth(f"no usable credentials for provider '{request.provider}': {type(exc).__name__}") from exc
+            raise google_auth_error(request.provider, exc) from exc
         try:
             return json.loads(body)
         except (ValueError, RecursionError) as exc:  # never str(exc): it may quote the body

@@ -25,7 +25,7 @@ from google.auth import exceptions as auth_errors
 from google.genai import Client, errors, types
 
 from worker_llm_client.adapters.http_errors import header_retry_hint, status_error
-from worker_llm_client.adapters.sdk_edge import SdkClients, step_errors_only
+from worker_llm_client.adapters.sdk_edge import SdkClients, google_auth_error, step_errors_only
 from worker_llm_client.config import Settings
 from worker_llm_client.core.bounds import clip, clip_optional, retry_hint_seconds, token_count
 from worker_llm_client.errors import LlmAuth, LlmBadRequest, LlmTimeout, LlmUnavailable, StepError
@@ -72,10 +72,8 @@ class GeminiClient:
     def _client(self, provider: str) -> Client:
         try:
             return self._clients.get(provider, lambda: self._build(provider))
-        except (auth_errors.TransportError, auth_errors.RefreshError) as exc:
-            raise _credentials_blip(provider, exc) from exc
         except auth_errors.GoogleAuthError as exc:
-            raise LlmAuth(f"no usable credentials for provider '{provider}': {type(exc).__name__}") from exc
+            raise google_auth_error(provider, exc) from exc
 
     def _build(self, provider: str) -> Client:
         if provider == "vertex":
@@ -112,7 +110,7 @@ class GeminiClient:
         except _CONNECTION_ERRORS as exc:
             raise LlmUnavailable(f"model endpoint unreachable: {type(exc).__name__}") from exc
         except auth_errors.RefreshError as exc:
-            raise _credentials_blip(request.provider, exc) from exc
+            raise google_auth_error(request.provider, exc) from exc
         except auth_errors.GoogleAuthError as exc:
             raise LlmAuth(f"credentials for provider '{request.provider}' failed: {type(exc).__name__}") from exc
         except _UNPARSABLE as exc:  # never str(exc): a ValidationError quotes the model's text
@@ -126,11 +124,6 @@ class GeminiClient:
         ):  # what the SDK makes of `[]`, `"text"`, `null`, `{}` or `{"candidates": "x"}`
             raise not_a_response("no candidates, promptFeedback, usageMetadata, responseId or modelVersion")
         return response
-
-
-def _credentials_blip(provider: str, exc: BaseException) -> LlmUnavailable:
-    """The metadata server or token endpoint failed: transient, unlike having no credentials."""
-    return LlmUnavailable(f"credentials for provider '{provider}' could not be refreshed: {type(exc).__name__}")
 
 
 def not_a_response(what: str) -> LlmUnavailable:

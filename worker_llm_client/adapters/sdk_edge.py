@@ -11,7 +11,7 @@ from collections.abc import Callable, Hashable, Iterator, Mapping
 from typing import Any, Generic, Protocol, TypeVar
 
 from worker_llm_client.core.schema_dialects import wire_schema
-from worker_llm_client.errors import Internal, StepError
+from worker_llm_client.errors import Internal, LlmAuth, LlmUnavailable, StepError
 from worker_llm_client.execution_models import LlmRequest, LlmResult, WireSchema
 
 DEFAULT_TIMEOUT_SECONDS = 600.0  # a profile without timeoutSeconds: bounded, unlike the SDKs' defaults
@@ -53,6 +53,16 @@ class SdkClients(Generic[K, C]):
             clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             client.close()
+
+
+def google_auth_error(provider: str, exc: Exception) -> StepError:
+    """A Google credentials failure (the adapters that reach Vertex AI): the metadata server or the
+    token endpoint failing is transient (LLM_UNAVAILABLE), having no usable credentials LLM_AUTH."""
+    from google.auth import exceptions as auth_errors
+
+    if isinstance(exc, auth_errors.TransportError | auth_errors.RefreshError):
+        return LlmUnavailable(f"credentials for provider '{provider}' could not be refreshed: {type(exc).__name__}")
+    return LlmAuth(f"no usable credentials for provider '{provider}': {type(exc).__name__}")
 
 
 def step_errors_only(request: LlmRequest, call: Callable[[LlmRequest], LlmResult]) -> LlmResult:
