@@ -43,17 +43,16 @@ from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT202012
 
 from worker_llm_client.core.bounds import clip
+from worker_llm_client.core.schema_walk import IN_VALUE, keyed_children
 from worker_llm_client.errors import SchemaInvalid
 
 MAX_SCHEMA_CHARS = 128 * 1024  # jsonschema checks ~600 KB of schema per second
 MAX_SCHEMA_DEPTH = 32  # nested arrays/objects: ~15 levels of object properties
 _MAX_SHOWN = 120  # a path or a reference quoted in a message
 
-# Where draft 2020-12 keeps subschemas (referencing's DRAFT202012 table); anything else is data.
-_IN_VALUE = ("additionalProperties", "contains", "contentSchema", "else", "if", "items", "not", "propertyNames",
-             "then", "unevaluatedItems", "unevaluatedProperties")  # fmt: skip
-_IN_LIST = ("allOf", "anyOf", "oneOf", "prefixItems")
-_IN_MAP = ("$defs", "definitions", "dependentSchemas", "patternProperties", "properties")
+# Where draft 2020-12 keeps subschemas (referencing's DRAFT202012 table, ``schema_walk``); anything
+# else is data. ``contentSchema`` too: it constrains nothing, but its references must be local.
+_IN_VALUE = tuple(sorted((*IN_VALUE, "contentSchema")))
 # Applied to the instance at the same location: a cycle through these never ends.
 _IN_PLACE = frozenset({"$ref", "$dynamicRef", "allOf", "anyOf", "oneOf", "not", "if", "then", "else",
                        "dependentSchemas"})  # fmt: skip
@@ -208,7 +207,9 @@ def inspect_schema(schema: Mapping[str, Any]) -> frozenset[str]:
     for node, path in nodes.values():
         _check_node(node, path, is_root=node is schema)
         names.update(node.get("properties", {}))
-        in_place[id(node)] = [id(child) for keyword, child, _ in _children(node, path) if keyword in _IN_PLACE]
+        in_place[id(node)] = [
+            id(child) for keyword, child, _ in keyed_children(node, path, _IN_VALUE) if keyword in _IN_PLACE
+        ]
     resolver = Registry().resolver_with_root(DRAFT202012.create_resource(schema))
     for node, path in nodes.values():
         in_place[id(node)] += [_resolve(resolver, key, node[key], path, nodes) for key in _REFS if key in node]
@@ -225,18 +226,6 @@ def inspect_schema(schema: Mapping[str, Any]) -> frozenset[str]:
     return frozenset(names)
 
 
-def _children(node: Mapping[str, Any], path: str) -> Iterator[tuple[str, Mapping[str, Any], str]]:
-    """(keyword, subschema, path) for each object subschema directly in ``node``."""
-    for key in _IN_VALUE:
-        yield from [(key, node[key], f"{path}.{key}")] if isinstance(node.get(key), Mapping) else ()
-    for key in _IN_LIST:
-        for index, sub in enumerate(node[key] if isinstance(node.get(key), list) else ()):
-            yield from [(key, sub, f"{path}.{key}[{index}]")] if isinstance(sub, Mapping) else ()
-    for key in _IN_MAP:
-        for name, sub in node[key].items() if isinstance(node.get(key), Mapping) else ():
-            yield from [(key, sub, f"{path}.{key}.{name}")] if isinstance(sub, Mapping) else ()
-
-
 def _subschemas(schema: Mapping[str, Any]) -> dict[int, tuple[Mapping[str, Any], str]]:
     """Every object subschema by keyword semantics, found iteratively: ``id(node) -> (node, path)``."""
     found: dict[int, tuple[Mapping[str, Any], str]] = {}
@@ -244,7 +233,7 @@ def _subschemas(schema: Mapping[str, Any]) -> dict[int, tuple[Mapping[str, Any],
     while stack:
         node, path = stack.pop()
         found[id(node)] = (node, path)
-        stack.extend((child, child_path) for _, child, child_path in _children(node, path))
+        stack.extend((child, child_path) for _, child, child_path in keyed_children(node, path, _IN_VALUE))
     return found
 
 

@@ -33,19 +33,28 @@ IN_MAP = ("$defs", "definitions", "dependentSchemas", "patternProperties", "prop
 MAX_HOPS = 32  # $ref chains followed
 
 
-def children(node: Mapping[str, Any], path: str) -> Iterator[tuple[Any, str]]:
-    """(subschema, path) for each subschema directly in ``node``, by keyword semantics."""
-    for key in IN_VALUE:
+def keyed_children(
+    node: Mapping[str, Any], path: str, in_value: tuple[str, ...] = IN_VALUE
+) -> Iterator[tuple[str, Mapping[str, Any], str]]:
+    """(keyword, subschema, path) for each subschema directly in ``node``, by keyword semantics;
+    ``in_value``: the keywords whose value is a subschema."""
+    for key in in_value:
         if isinstance(node.get(key), Mapping):
-            yield node[key], f"{path}.{key}"
+            yield key, node[key], f"{path}.{key}"
     for key in IN_LIST:
         for index, sub in enumerate(node[key] if isinstance(node.get(key), list) else ()):
             if isinstance(sub, Mapping):
-                yield sub, f"{path}.{key}[{index}]"
+                yield key, sub, f"{path}.{key}[{index}]"
     for key in IN_MAP:
         for name, sub in node[key].items() if isinstance(node.get(key), Mapping) else ():
             if isinstance(sub, Mapping):
-                yield sub, f"{path}.{key}.{name}"
+                yield key, sub, f"{path}.{key}.{name}"
+
+
+def children(node: Mapping[str, Any], path: str) -> Iterator[tuple[Any, str]]:
+    """(subschema, path) for each subschema directly in ``node``, by keyword semantics."""
+    for _, child, child_path in keyed_children(node, path):
+        yield child, child_path
 
 
 def subschemas(node: Mapping[str, Any], path: str = "$") -> Iterator[tuple[Mapping[str, Any], str]]:
