@@ -139,10 +139,9 @@ def _anthropic_pair(root: str, schema: dict[str, Any]) -> Iterator[tuple[Call, C
 
 def _sent_schema(request: LlmRequest) -> dict[str, Any]:
     """The schema as the adapter puts it on the wire for ``request``'s provider (and endpoint)."""
-    from worker_llm_client.core.schema_dialects import wire_schema
+    from worker_llm_client.adapters.sdk_edge import request_wire_schema
 
-    structured = request.endpoint.structured_output if request.endpoint else None
-    sent = wire_schema(request.response_schema, request.provider, structured).schema
+    sent = request_wire_schema(request).schema
     if sent is None:
         raise ValueError(f"the benchmark's schema would not go on the wire for provider '{request.provider}'")
     return dict(sent)

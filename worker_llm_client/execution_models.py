@@ -133,6 +133,11 @@ class Profile:
     endpoint: Endpoint | None = None  # openai_compatible only
     fallbacks: tuple[str, ...] = ()  # profile ids tried in order when this model stays unavailable
 
+    @property
+    def structured_output(self) -> StructuredOutput | None:
+        """What the endpoint enforces (``openai_compatible``); None without an endpoint."""
+        return self.endpoint.structured_output if self.endpoint is not None else None
+
 
 @dataclass(frozen=True)
 class Turn:
@@ -170,6 +175,11 @@ class LlmRequest:
     timeout_seconds: float | None
     endpoint: Endpoint | None = None  # openai_compatible only
     wire_schema: WireSchema | None = None  # None: the adapter sends ``response_schema`` as its dialect takes it
+
+    @property
+    def structured_output(self) -> StructuredOutput | None:
+        """What the endpoint enforces (``openai_compatible``); None without an endpoint."""
+        return self.endpoint.structured_output if self.endpoint is not None else None
 
 
 @dataclass(frozen=True)

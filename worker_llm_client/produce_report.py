@@ -240,7 +240,6 @@ class _Candidate:
     def of(cls, profile: Profile, job: _Job) -> _Candidate:
         """Raises ``SchemaInvalid`` when the profile's provider cannot take the prompt's schema."""
         rendered, schema = job.rendered, job.output_schema.schema
-        structured_output = profile.endpoint.structured_output if profile.endpoint is not None else None
         request = LlmRequest(
             provider=profile.provider,
             model=profile.model,
@@ -251,7 +250,7 @@ class _Candidate:
             safety_settings=profile.safety_settings,
             timeout_seconds=profile.timeout_seconds,
             endpoint=profile.endpoint,
-            wire_schema=wire_schema(schema, profile.provider, structured_output),
+            wire_schema=wire_schema(schema, profile.provider, profile.structured_output),
         )
         claimed = job.claimed
         name = artifact_object_name(

@@ -79,8 +79,7 @@ def request_wire_schema(request: LlmRequest) -> WireSchema:
     """The compiled schema the caller set, else compiled here for the request's provider."""
     if request.wire_schema is not None:
         return request.wire_schema
-    structured = request.endpoint.structured_output if request.endpoint else None
-    return wire_schema(request.response_schema, request.provider, structured)
+    return wire_schema(request.response_schema, request.provider, request.structured_output)
 
 
 def call_timeout(seconds: float | None) -> float:

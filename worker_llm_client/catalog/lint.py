@@ -103,9 +103,8 @@ def _lint_prompt(prompt_id: str, body: Mapping[str, Any], usable: list[Profile])
 
 def _pairing(where: str, schema: Mapping[str, Any], profile: Profile) -> Iterator[Finding]:
     """What ``profile``'s provider will and will not enforce of ``schema``."""
-    structured = profile.endpoint.structured_output if profile.endpoint is not None else None
     try:
-        wire = wire_schema(schema, profile.provider, structured)
+        wire = wire_schema(schema, profile.provider, profile.structured_output)
     except SchemaInvalid as exc:
         yield Finding("error", where, exc.message)
         return

@@ -240,15 +240,14 @@ def _fallback(profile: Profile, fallback_id: str, ctx: _Context) -> Check:
 def _schemas(profile: Profile, ctx: _Context) -> list[Check]:
     from worker_llm_client.core.schema_dialects import dialect_for, wire_schema
 
-    structured = profile.endpoint.structured_output if profile.endpoint is not None else None
-    first = dialect_for(profile.provider, structured)
+    first = dialect_for(profile.provider, profile.structured_output)
     checks = []
     for prompt_id, schema in sorted(ctx.catalog.schemas.items()):
         if isinstance(schema, str):
             continue  # reported once, as the prompt's own check
         name = f"schema {prompt_id}"
         try:
-            wire = wire_schema(schema, profile.provider, structured)
+            wire = wire_schema(schema, profile.provider, profile.structured_output)
         except SchemaInvalid as exc:
             fix = "change the schema, or use another provider for this prompt"
             checks.append(Check("FAIL", profile.profile_id, name, exc.message, fix))
