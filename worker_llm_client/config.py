@@ -26,6 +26,8 @@ DEFAULT_MODEL_RETRY_BUDGET_SECONDS = 120
 DEFAULT_FUNCTION_TIMEOUT_SECONDS = 540  # the deploy's --timeout; LEASE_SECONDS stays above it
 FINALIZE_MARGIN_SECONDS = 60  # kept free at the end of an invocation for the upload and finalize
 _API_KEY = "_API_KEY"  # pragma: allowlist secret (a suffix: what an endpoint's apiKeyEnv may name)
+# the first-party providers' keys, by provider
+PROVIDER_KEY_ENVS = {"gemini": "GEMINI_API_KEY", "openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 TracesExporter = Literal["gcp_trace", "otlp", "console", "none"]
 TRACES_EXPORTERS: tuple[TracesExporter, ...] = ("gcp_trace", "otlp", "console", "none")
 

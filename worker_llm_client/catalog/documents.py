@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, ValidationInfo, model_validator
 
+from worker_llm_client.config import PROVIDER_KEY_ENVS
 from worker_llm_client.execution_models import (
     DEFAULT_REPAIR_ATTEMPTS,
     Endpoint,
@@ -71,7 +72,7 @@ class PricingDoc(_Doc):
 MAX_FALLBACKS = 3
 # the key of an openai_compatible endpoint: a *_API_KEY variable, never one of the first-party
 # providers' keys (a profile must not be able to send those to another host)
-PROVIDER_KEY_ENVS = frozenset({"GEMINI_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"})
+FIRST_PARTY_KEYS = frozenset(PROVIDER_KEY_ENVS.values())
 ProfileId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^/]+$")]
 
 
@@ -82,7 +83,7 @@ class EndpointDoc(_Doc):
 
     @model_validator(mode="after")
     def _own_key(self) -> EndpointDoc:
-        if self.api_key_env in PROVIDER_KEY_ENVS:
+        if self.api_key_env in FIRST_PARTY_KEYS:
             raise ValueError(f"apiKeyEnv may not name {self.api_key_env}: it belongs to its provider")
         return self
 

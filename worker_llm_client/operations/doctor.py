@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from worker_llm_client.config import Settings
+from worker_llm_client.config import PROVIDER_KEY_ENVS, Settings
 from worker_llm_client.errors import ConfigurationError, SchemaInvalid
 from worker_llm_client.execution_models import Profile
 from worker_llm_client.operations.doctor_sources import Catalog, Inputs
@@ -39,7 +39,6 @@ from worker_llm_client.operations.doctor_sources import Catalog, Inputs
 Level = Literal["ok", "warn", "FAIL"]
 LEVELS: tuple[Level, ...] = ("ok", "warn", "FAIL")
 ENVIRONMENT = "-"  # the profile column of a check that is about no one profile
-KEY_ENVS = {"gemini": "GEMINI_API_KEY", "openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 VERTEX_PROVIDERS = frozenset({"vertex", "anthropic_vertex"})
 VERTEX_ROLE = "roles/aiplatform.user"
 NOTES_SHOWN = 3  # unenforced schema constraints written out on a text line (--json lists all)
@@ -167,7 +166,7 @@ def _credentials(profile: Profile, ctx: _Context) -> Check:
         "openai": settings.openai_api_key,
         "anthropic": settings.anthropic_api_key,
     }
-    return _key(profile.profile_id, KEY_ENVS[profile.provider], bool(keys[profile.provider]), ctx)
+    return _key(profile.profile_id, PROVIDER_KEY_ENVS[profile.provider], bool(keys[profile.provider]), ctx)
 
 
 def _key(profile_id: str, name: str, present: bool, ctx: _Context) -> Check:
